@@ -1,0 +1,57 @@
+"""The command line: one sub-command per pipeline stage.
+
+Each command is a config dataclass (its fields, with their docstrings, become the options and `--help`;
+the same dataclass is saved as JSON beside the results) and a function that takes it. Commands are listed
+in `COMMANDS` as import paths and imported only when run, so `lmm-concepts --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+# name -> ("module", "ConfigClass", "function", "one-line help")
+COMMANDS: dict[str, tuple[str, str, str, str]] = {
+}
+
+
+def _resolve(name: str) -> tuple[type, Callable]:
+    module, cfg_name, fn_name, _ = COMMANDS[name]
+    mod = importlib.import_module(module)
+    return getattr(mod, cfg_name), getattr(mod, fn_name)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The top-level parser; only `command`'s options are built (importing just that command's module)."""
+    import simple_parsing
+
+    parser = argparse.ArgumentParser(prog="lmm-concepts", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=simple_parsing.ArgumentParser)
+    for name, (_, _, _, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        if name == command:
+            cfg_cls, _ = _resolve(name)
+            p.add_arguments(cfg_cls, dest="cfg")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command is not None and command not in COMMANDS:
+        raise SystemExit(f"lmm-concepts: unknown command {command!r}; choose one of: {', '.join(COMMANDS)}")
+    args = build_parser(command).parse_args(argv)
+    if args.command is None:
+        build_parser().print_help()
+        raise SystemExit(2)
+    _, fn = _resolve(args.command)
+    cfg = args.cfg
+    assert dataclasses.is_dataclass(cfg)
+    fn(cfg)
+
+
+if __name__ == "__main__":
+    main()
