@@ -4,10 +4,24 @@ Importing the package registers its sae-lens architectures and has no other side
 """
 
 from lmm_concepts.dictionary import ConceptDictionary
+from lmm_concepts.models import (
+    AttentionResampler,
+    GenerationOutput,
+    HookedLMM,
+    LlavaProjector,
+    LMMConfig,
+    PoolingResampler,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AttentionResampler",
     "ConceptDictionary",
+    "GenerationOutput",
+    "HookedLMM",
+    "LMMConfig",
+    "LlavaProjector",
+    "PoolingResampler",
     "__version__",
 ]
