@@ -3,6 +3,7 @@
 Importing the package registers its sae-lens architectures and has no other side effect.
 """
 
+from lmm_concepts.data.synthetic import SyntheticWorld, attribute_words, parse_caption, shape_nouns
 from lmm_concepts.dictionary import ConceptDictionary
 from lmm_concepts.models import (
     AttentionResampler,
@@ -12,6 +13,7 @@ from lmm_concepts.models import (
     LMMConfig,
     PoolingResampler,
 )
+from lmm_concepts.zoo import TrainToyConfig, caption_accuracy, load_toy, load_toy_clip, train_toy
 
 __version__ = "0.1.0"
 
@@ -23,5 +25,14 @@ __all__ = [
     "LMMConfig",
     "LlavaProjector",
     "PoolingResampler",
+    "SyntheticWorld",
+    "TrainToyConfig",
+    "attribute_words",
+    "caption_accuracy",
+    "load_toy",
+    "load_toy_clip",
+    "parse_caption",
+    "shape_nouns",
+    "train_toy",
     "__version__",
 ]

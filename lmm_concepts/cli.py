@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 
 # name -> ("module", "ConfigClass", "function", "one-line help")
 COMMANDS: dict[str, tuple[str, str, str, str]] = {
+    "train-toy": ("lmm_concepts.zoo.recipe", "TrainToyConfig", "train_toy",
+                  "train the toy DePALM (CLIP, LM, connector) on the synthetic world; about 10 min on 2 CPU cores"),
 }
 
 
