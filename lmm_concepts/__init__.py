@@ -5,15 +5,25 @@ Importing the package registers its sae-lens architectures and has no other side
 
 from lmm_concepts.dictionary import ConceptDictionary
 from lmm_concepts.grounding import ConceptExplanation, Explanations, SampleExplanation, explain, ground
+from lmm_concepts.metrics import EvaluationResults, FaithfulnessResult, evaluate, faithfulness
+from lmm_concepts.steering import CaptionShift, caption_shift, steer, word_logit_shift
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConceptDictionary",
+    "CaptionShift",
     "ConceptExplanation",
+    "EvaluationResults",
     "Explanations",
+    "FaithfulnessResult",
     "SampleExplanation",
+    "caption_shift",
+    "evaluate",
     "explain",
+    "faithfulness",
     "ground",
+    "steer",
+    "word_logit_shift",
     "__version__",
 ]

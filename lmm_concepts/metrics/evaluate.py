@@ -90,7 +90,7 @@ class EvaluationResults:
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)
         meta = {"schema": SCHEMA, **{k: v for k, v in asdict(self).items() if k != "arrays"}}
-        write_safetensors(path / "results.safetensors", {k: v.float() for k, v in self.arrays.items()})
+        write_safetensors(path / "results.safetensors", {k: v.detach().float().clone() for k, v in self.arrays.items()})
         write_text(path / "results.md", self.to_markdown())
         write_json(path / "results.json", _finite(meta))
         return path
