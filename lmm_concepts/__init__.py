@@ -7,10 +7,19 @@ from lmm_concepts.dictionary import ConceptDictionary
 from lmm_concepts.grounding import ConceptExplanation, Explanations, SampleExplanation, explain, ground
 from lmm_concepts.metrics import EvaluationResults, FaithfulnessResult, evaluate, faithfulness
 from lmm_concepts.steering import CaptionShift, caption_shift, steer, word_logit_shift
+from lmm_concepts.models import (
+    AttentionResampler,
+    GenerationOutput,
+    HookedLMM,
+    LlavaProjector,
+    LMMConfig,
+    PoolingResampler,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AttentionResampler",
     "ConceptDictionary",
     "CaptionShift",
     "ConceptExplanation",
@@ -25,5 +34,10 @@ __all__ = [
     "ground",
     "steer",
     "word_logit_shift",
+    "GenerationOutput",
+    "HookedLMM",
+    "LMMConfig",
+    "LlavaProjector",
+    "PoolingResampler",
     "__version__",
 ]
