@@ -3,10 +3,18 @@
 Importing the package registers its sae-lens architectures and has no other side effect.
 """
 
+from lmm_concepts.data import (
+    CaptionDataset,
+    CocoKarpathy,
+    CsvCaptions,
+    HFDiskCaptions,
+    IterableCaptions,
+    JsonlCaptions,
+)
 from lmm_concepts.dictionary import ConceptDictionary
+from lmm_concepts.extraction import RepresentationStore, extract
 from lmm_concepts.grounding import ConceptExplanation, Explanations, SampleExplanation, explain, ground
 from lmm_concepts.metrics import EvaluationResults, FaithfulnessResult, evaluate, faithfulness
-from lmm_concepts.steering import CaptionShift, caption_shift, steer, word_logit_shift
 from lmm_concepts.models import (
     AttentionResampler,
     GenerationOutput,
@@ -15,6 +23,7 @@ from lmm_concepts.models import (
     LMMConfig,
     PoolingResampler,
 )
+from lmm_concepts.steering import CaptionShift, caption_shift, steer, word_logit_shift
 
 __version__ = "0.1.0"
 
@@ -39,5 +48,14 @@ __all__ = [
     "LMMConfig",
     "LlavaProjector",
     "PoolingResampler",
+    "CaptionDataset",
+    "CocoKarpathy",
+    "ConceptDictionary",
+    "CsvCaptions",
+    "HFDiskCaptions",
+    "IterableCaptions",
+    "JsonlCaptions",
+    "RepresentationStore",
+    "extract",
     "__version__",
 ]
