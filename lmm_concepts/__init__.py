@@ -3,11 +3,30 @@
 Importing the package registers its sae-lens architectures and has no other side effect.
 """
 
-from lmm_concepts.dictionary import ConceptDictionary
+from lmm_concepts.dictionary import (
+    NMF,
+    PCA,
+    ConceptDictionary,
+    KMeans,
+    RandomDictionary,
+    SAEDictionary,
+    Simple,
+    load_dictionary,
+    register_architectures,
+)
+
+register_architectures()  # the package's only import side effect: sae-lens can load "semi_nmf", "pca", "kmeans"
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "NMF",
+    "PCA",
     "ConceptDictionary",
+    "KMeans",
+    "RandomDictionary",
+    "SAEDictionary",
+    "Simple",
     "__version__",
+    "load_dictionary",
 ]
