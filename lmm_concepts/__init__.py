@@ -3,11 +3,13 @@
 Importing the package registers its sae-lens architectures and has no other side effect.
 """
 
-from lmm_concepts.dictionary import ConceptDictionary
+from lmm_concepts.dictionary import ConceptDictionary, nonneg_lasso, planted_dictionary
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConceptDictionary",
+    "nonneg_lasso",
+    "planted_dictionary",
     "__version__",
 ]
