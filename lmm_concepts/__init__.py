@@ -12,6 +12,8 @@ from lmm_concepts.dictionary import (
     SAEDictionary,
     Simple,
     load_dictionary,
+    nonneg_lasso,
+    planted_dictionary,
     register_architectures,
 )
 
@@ -29,4 +31,6 @@ __all__ = [
     "Simple",
     "__version__",
     "load_dictionary",
+    "nonneg_lasso",
+    "planted_dictionary",
 ]

@@ -2,8 +2,10 @@
 
 from lmm_concepts.dictionary.base import ConceptDictionary
 from lmm_concepts.dictionary.kmeans import KMeans
+from lmm_concepts.dictionary.lasso import nonneg_lasso
 from lmm_concepts.dictionary.nmf import NMF
 from lmm_concepts.dictionary.pca import PCA
+from lmm_concepts.dictionary.planted import planted_dictionary
 from lmm_concepts.dictionary.random_dico import RandomDictionary
 from lmm_concepts.dictionary.sae import SAEDictionary
 from lmm_concepts.dictionary.saes import register_architectures
@@ -19,5 +21,7 @@ __all__ = [
     "SAEDictionary",
     "Simple",
     "load_dictionary",
+    "nonneg_lasso",
+    "planted_dictionary",
     "register_architectures",
 ]
