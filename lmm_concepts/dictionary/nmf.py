@@ -20,7 +20,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from lmm_concepts.dictionary.base import ArrayLike, ConceptDictionary
-from lmm_concepts.dictionary.lasso import nonneg_lasso
+from lmm_concepts.dictionary.saes.semi_nmf_sae import encode_semi_nmf
 
 
 class NMF(ConceptDictionary):
@@ -44,6 +44,9 @@ class NMF(ConceptDictionary):
         max_iter: int = 500,
         tol: float = 1e-5,
         seed: int = 0,
+        encode_max_iter: int = 1000,
+        encode_tol: float = 1e-5,
+        lasso_method: str = "auto",
         device: str | torch.device | None = None,
         dtype: torch.dtype = torch.float32,
     ):
@@ -54,6 +57,9 @@ class NMF(ConceptDictionary):
         self.max_iter = max_iter
         self.tol = tol
         self.seed = seed
+        self.encode_max_iter = encode_max_iter
+        self.encode_tol = encode_tol
+        self.lasso_method = lasso_method
         self.objective_history_: list[float] = []
 
     def _check_nonnegative(self, Z: Tensor) -> None:
@@ -109,4 +115,4 @@ class NMF(ConceptDictionary):
     def encode(self, Z: ArrayLike) -> Float[Tensor, "n n_concepts"]:
         """Non-negative (lasso) codes of new data for the fixed non-negative concepts, as the Semi-NMF SAE."""
         Z = self._as_tensor(Z, fitting=False)
-        return nonneg_lasso(Z, self.W_dec, self.l1)
+        return encode_semi_nmf(Z, self.W_dec, self)

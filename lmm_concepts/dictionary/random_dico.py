@@ -14,7 +14,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from lmm_concepts.dictionary.base import ArrayLike, ConceptDictionary
-from lmm_concepts.dictionary.lasso import nonneg_lasso
+from lmm_concepts.dictionary.saes.semi_nmf_sae import encode_semi_nmf
 
 
 class RandomDictionary(ConceptDictionary):
@@ -28,6 +28,9 @@ class RandomDictionary(ConceptDictionary):
         *,
         l1: float = 1.0,
         seed: int = 0,
+        encode_max_iter: int = 1000,
+        encode_tol: float = 1e-5,
+        lasso_method: str = "auto",
         device: str | torch.device | None = None,
         dtype: torch.dtype = torch.float32,
     ):
@@ -36,6 +39,9 @@ class RandomDictionary(ConceptDictionary):
             raise ValueError(f"l1 must be >= 0, got {l1}")
         self.l1 = l1
         self.seed = seed
+        self.encode_max_iter = encode_max_iter
+        self.encode_tol = encode_tol
+        self.lasso_method = lasso_method
 
     def fit(self, Z: ArrayLike) -> RandomDictionary:
         Z = self._as_tensor(Z, fitting=True)
@@ -46,4 +52,4 @@ class RandomDictionary(ConceptDictionary):
 
     def encode(self, Z: ArrayLike) -> Float[Tensor, "n n_concepts"]:
         Z = self._as_tensor(Z, fitting=False)
-        return nonneg_lasso(Z, self.W_dec, self.l1)
+        return encode_semi_nmf(Z, self.W_dec, self)
