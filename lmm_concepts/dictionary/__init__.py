@@ -9,6 +9,7 @@ from lmm_concepts.dictionary.planted import planted_dictionary
 from lmm_concepts.dictionary.random_dico import RandomDictionary
 from lmm_concepts.dictionary.sae import SAEDictionary
 from lmm_concepts.dictionary.saes import register_architectures
+from lmm_concepts.dictionary.semi_nmf import SemiNMF
 from lmm_concepts.dictionary.serialization import load_dictionary
 from lmm_concepts.dictionary.simple import Simple
 
@@ -19,6 +20,7 @@ __all__ = [
     "KMeans",
     "RandomDictionary",
     "SAEDictionary",
+    "SemiNMF",
     "Simple",
     "load_dictionary",
     "nonneg_lasso",
