@@ -11,7 +11,20 @@ from lmm_concepts.data import (
     IterableCaptions,
     JsonlCaptions,
 )
-from lmm_concepts.dictionary import ConceptDictionary
+from lmm_concepts.dictionary import (
+    NMF,
+    PCA,
+    ConceptDictionary,
+    KMeans,
+    RandomDictionary,
+    SAEDictionary,
+    SemiNMF,
+    Simple,
+    load_dictionary,
+    nonneg_lasso,
+    planted_dictionary,
+    register_architectures,
+)
 from lmm_concepts.extraction import RepresentationStore, extract
 from lmm_concepts.grounding import ConceptExplanation, Explanations, SampleExplanation, explain, ground
 from lmm_concepts.metrics import EvaluationResults, FaithfulnessResult, evaluate, faithfulness
@@ -24,6 +37,8 @@ from lmm_concepts.models import (
     PoolingResampler,
 )
 from lmm_concepts.steering import CaptionShift, caption_shift, steer, word_logit_shift
+
+register_architectures()  # the package's only import side effect: sae-lens can load "semi_nmf", "pca", "kmeans"
 
 __version__ = "0.1.0"
 
@@ -57,5 +72,16 @@ __all__ = [
     "JsonlCaptions",
     "RepresentationStore",
     "extract",
+    "NMF",
+    "PCA",
+    "ConceptDictionary",
+    "KMeans",
+    "RandomDictionary",
+    "SAEDictionary",
+    "SemiNMF",
+    "Simple",
     "__version__",
+    "load_dictionary",
+    "nonneg_lasso",
+    "planted_dictionary",
 ]
