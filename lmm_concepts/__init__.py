@@ -27,7 +27,15 @@ from lmm_concepts.dictionary import (
 )
 from lmm_concepts.extraction import RepresentationStore, extract
 from lmm_concepts.grounding import ConceptExplanation, Explanations, SampleExplanation, explain, ground
-from lmm_concepts.metrics import EvaluationResults, FaithfulnessResult, evaluate, faithfulness
+from lmm_concepts.metrics import (
+    EvaluationResults,
+    FaithfulnessResult,
+    SweepResults,
+    evaluate,
+    faithfulness,
+    k_sweep,
+    layer_sweep,
+)
 from lmm_concepts.models import (
     AttentionResampler,
     GenerationOutput,
@@ -50,6 +58,9 @@ __all__ = [
     "EvaluationResults",
     "Explanations",
     "FaithfulnessResult",
+    "SweepResults",
+    "k_sweep",
+    "layer_sweep",
     "SampleExplanation",
     "caption_shift",
     "evaluate",
@@ -65,7 +76,6 @@ __all__ = [
     "PoolingResampler",
     "CaptionDataset",
     "CocoKarpathy",
-    "ConceptDictionary",
     "CsvCaptions",
     "HFDiskCaptions",
     "IterableCaptions",
@@ -74,7 +84,6 @@ __all__ = [
     "extract",
     "NMF",
     "PCA",
-    "ConceptDictionary",
     "KMeans",
     "RandomDictionary",
     "SAEDictionary",
