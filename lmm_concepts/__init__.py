@@ -13,17 +13,31 @@ from lmm_concepts.data import (
 )
 from lmm_concepts.dictionary import ConceptDictionary
 from lmm_concepts.extraction import RepresentationStore, extract
+from lmm_concepts.models import (
+    AttentionResampler,
+    GenerationOutput,
+    HookedLMM,
+    LlavaProjector,
+    LMMConfig,
+    PoolingResampler,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AttentionResampler",
     "CaptionDataset",
     "CocoKarpathy",
     "ConceptDictionary",
     "CsvCaptions",
+    "GenerationOutput",
     "HFDiskCaptions",
+    "HookedLMM",
     "IterableCaptions",
     "JsonlCaptions",
+    "LMMConfig",
+    "LlavaProjector",
+    "PoolingResampler",
     "RepresentationStore",
     "extract",
     "__version__",
