@@ -1,0 +1,51 @@
+"""Grounding and faithfulness on a real (tiny) HookedLMM store built by `lmm_concepts.extract`."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import torch
+
+import lmm_concepts as lc
+from lmm_concepts.grounding import WordFilter
+from lmm_concepts.hooks import capture_hook
+from lmm_concepts.metrics.sequences import store_sequences
+from tests._extract_models import WORDS, noise_images, tiny_lmm
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    model = tiny_lmm()
+    images = noise_images(16)
+    texts = model.generate(images, max_new_tokens=5).texts
+    word = Counter(w for t in texts for w in set(t.split())).most_common(1)[0][0]
+    data = [(f"img{i}", im, [f"a {word}"]) for i, im in enumerate(images)]
+    out = tmp_path_factory.mktemp("store")
+    store = lc.extract(model, data, word, ["final", 0], out, batch_size=8, max_new_tokens=5, progress=False)
+    return model, store, word
+
+
+def test_ground_and_faithfulness_on_an_extracted_store(built):
+    model, store, word = built
+    assert len(store) >= 3
+    dico = lc.SemiNMF(2, l1=0.01).fit(store.layer("final"))
+    vocab = WordFilter(vocabulary=frozenset(WORDS), min_length=2)
+    expl = lc.ground(model, dico, store, n_words=5, n_images=2, word_filter=vocab)
+    assert expl.layer == "ln_final.hook_normalized" and expl.lens == "raw"
+    assert all(c.words and set(c.top_sample_ids) <= set(store.sample_ids) for c in expl.concepts)
+    # the store's word is what its vectors predict: it is among the grounded words of the strongest concept
+    V = dico.encode(store.layer("final"))
+    assert word in expl[int(V.mean(0).argmax())].words
+    expl0 = lc.ground(model, dico.__class__(2, l1=0.01).fit(store.layer(0)), store, layer=0, n_words=3,
+                      word_filter=vocab)
+    assert expl0.lens == "ln_final" and expl0.hook_name == "blocks.0.hook_resid_post"
+
+    seqs = store_sequences(model, store, batch_size=4)
+    assert seqs.sample_ids == store.sample_ids and not seqs.dropped
+    # the regenerated sequences give back the stored vectors at the stored positions
+    cache: dict = {}
+    model.run_with_hooks(**seqs.inputs, fwd_hooks=[(expl.hook_name, capture_hook(cache, seqs.positions))])
+    torch.testing.assert_close(cache[expl.hook_name], store.layer("final"), rtol=1e-4, atol=1e-4)
+    res = lc.faithfulness(model, expl, seqs.inputs, seqs.positions, n_random=4)
+    assert res.mean_drop > res.mean_random_drop
