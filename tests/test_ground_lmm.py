@@ -29,7 +29,7 @@ def built(tmp_path_factory):
 def test_ground_and_faithfulness_on_an_extracted_store(built):
     model, store, word = built
     assert len(store) >= 3
-    dico = lc.SemiNMF(2, l1=0.01).fit(store.layer("final"))
+    dico = lc.SemiNMF(2, l1=0.01, max_iter=50).fit(store.layer("final"))
     vocab = WordFilter(vocabulary=frozenset(WORDS), min_length=2)
     expl = lc.ground(model, dico, store, n_words=5, n_images=2, word_filter=vocab)
     assert expl.layer == "ln_final.hook_normalized" and expl.lens == "raw"
@@ -37,7 +37,7 @@ def test_ground_and_faithfulness_on_an_extracted_store(built):
     # the store's word is what its vectors predict: it is among the grounded words of the strongest concept
     V = dico.encode(store.layer("final"))
     assert word in expl[int(V.mean(0).argmax())].words
-    expl0 = lc.ground(model, dico.__class__(2, l1=0.01).fit(store.layer(0)), store, layer=0, n_words=3,
+    expl0 = lc.ground(model, lc.PCA(2).fit(store.layer(0)), store, layer=0, n_words=3,
                       word_filter=vocab)
     assert expl0.lens == "ln_final" and expl0.hook_name == "blocks.0.hook_resid_post"
 
@@ -49,3 +49,30 @@ def test_ground_and_faithfulness_on_an_extracted_store(built):
     torch.testing.assert_close(cache[expl.hook_name], store.layer("final"), rtol=1e-4, atol=1e-4)
     res = lc.faithfulness(model, expl, seqs.inputs, seqs.positions, n_random=4)
     assert res.mean_drop > res.mean_random_drop
+
+
+def test_cli_ground_evaluate_sweep(built, tmp_path, capsys):
+    from lmm_concepts.cli import main
+    from tests._ground_fixtures import tiny_bert, tiny_clip_folder
+
+    model, store, word = built
+    lc.PCA(2).fit(store.layer("final")).save(tmp_path / "dico")
+    (tmp_path / "words.txt").write_text("\n".join(WORDS))
+    spec = ["--model", "tests._extract_models:tiny_lmm"]
+    main(["ground", "--store", str(store.path), "--dictionary", str(tmp_path / "dico"), "--out", str(tmp_path / "ex"),
+          "--n_words", "4", "--words_file", str(tmp_path / "words.txt"), *spec])
+    expl = lc.Explanations.load(tmp_path / "ex")
+    assert expl.n_concepts == 2 and all(c.words for c in expl.concepts) and "concept   0:" in capsys.readouterr().out
+    clip, bert = tiny_clip_folder(tmp_path / "clip"), tiny_bert(tmp_path / "bert")
+    main(["evaluate", "--explanations", str(tmp_path / "ex"), "--dictionary", str(tmp_path / "dico"),
+          "--test_store", str(store.path), "--out", str(tmp_path / "res"), "--r", "2",
+          "--metrics", "clipscore", "bertscore", "overlap", "faithfulness", "--with_model", "true",
+          "--clip", clip, "--bert", bert, "--bert_layers", "2", *spec])
+    res = lc.EvaluationResults.load(tmp_path / "res")
+    assert "clipscore_top2" in res.scores["concepts"] and res.faithfulness is not None
+    assert "| concepts |" in capsys.readouterr().out
+    main(["sweep", "--over", "k", "--ks", "1", "2", "--train_store", str(store.path), "--test_store", str(store.path),
+          "--out", str(tmp_path / "sweep"), "--learner", "pca", "--n_words", "3", *spec])
+    assert lc.SweepResults.load(tmp_path / "sweep").column("k") == [1, 2]
+    with pytest.raises(SystemExit, match="--store is required"):
+        main(["ground", "--dictionary", str(tmp_path / "dico")])

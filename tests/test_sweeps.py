@@ -22,7 +22,7 @@ def world():
 
 def test_k_sweep_reconstruction_improves_with_k_and_resumes(world, tmp_path):
     model, train, test = world
-    res = lc.k_sweep(model, train, test, [1, 3], lambda K: lc.SemiNMF(K, l1=0.01), n_words=4, out=tmp_path, progress=False)
+    res = lc.k_sweep(model, train, test, [1, 3], lambda K: lc.SemiNMF(K, l1=0.01, max_iter=100), n_words=4, out=tmp_path, progress=False)
     assert res.column("k") == [1, 3]
     err = res.column("train/relative_error")
     assert err[1] < err[0] and err[1] < 0.2  # three planted concepts: K=3 fits them up to the noise
@@ -40,7 +40,7 @@ def test_layer_sweep_uses_each_layers_lens(world, tmp_path):
     model, train, test = world
     Z = train.layer("final")
     two = MemoryStore({"blocks.1.hook_resid_post": 2 * Z, "ln_final.hook_normalized": Z})
-    res = lc.layer_sweep(model, two, two, ["blocks.1.hook_resid_post", "final"], lambda: lc.SemiNMF(3, l1=0.01),
+    res = lc.layer_sweep(model, two, two, ["blocks.1.hook_resid_post", "final"], lambda: lc.SemiNMF(3, l1=0.01, max_iter=100),
                          n_words=4, out=tmp_path, progress=False)
     assert res.column("layer") == ["blocks.1.hook_resid_post", "ln_final.hook_normalized"]
     lenses = [lc.Explanations.load(tmp_path / f"layer={n}" / "explanations").lens for n in res.column("layer")]
