@@ -76,3 +76,21 @@ def test_cli_ground_evaluate_sweep(built, tmp_path, capsys):
     assert lc.SweepResults.load(tmp_path / "sweep").column("k") == [1, 2]
     with pytest.raises(SystemExit, match="--store is required"):
         main(["ground", "--dictionary", str(tmp_path / "dico")])
+
+
+def test_steering_a_hooked_lmm_during_generation(built):
+    model, store, word = built
+    images = store.images(store.sample_ids[:3])
+    target = "w7" if word != "w7" else "w8"
+    u = model.W_U[:, model.tokenizer.convert_tokens_to_ids(target)].detach()
+    u = u / u.norm()
+
+    def generate():
+        return model.generate(images, max_new_tokens=4).texts
+
+    shift = lc.caption_shift(model, u, "final", [target], generate, alphas=[0.0, 40.0])
+    assert shift.mention_rate[1] == 1.0 and shift.word_rate[1] > shift.word_rate[0]
+    assert model.generate(images, max_new_tokens=4).texts == shift.captions[0]  # hooks removed afterwards
+    expl = lc.ground(model, lc.PCA(2).fit(store.layer("final")), store, n_words=2,
+                     word_filter=WordFilter(vocabulary=frozenset(WORDS), min_length=2))
+    assert len(expl.images(0, store)) == len(expl[0].top_sample_ids)

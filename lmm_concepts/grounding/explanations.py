@@ -96,6 +96,10 @@ class Explanations:
     def words(self) -> list[list[str]]:
         return [c.words for c in self.concepts]
 
+    def images(self, k: int, store) -> list:
+        """The most activating images of concept k, read from the store they were found in."""
+        return store.images(list(self.concepts[k].top_sample_ids))
+
     def explain(self, sample, r: int = 3, *, store=None, dictionary=None):
         """Top-r concepts of one sample (see `lmm_concepts.explain`)."""
         from lmm_concepts.grounding.ground import explain
