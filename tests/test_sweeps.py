@@ -22,11 +22,15 @@ def world():
 
 def test_k_sweep_reconstruction_improves_with_k_and_resumes(world, tmp_path):
     model, train, test = world
-    res = lc.k_sweep(model, train, test, [1, 3], lambda K: lc.SemiNMF(K, l1=0.01, max_iter=100), n_words=4, out=tmp_path, progress=False)
+    def semi_nmf(K, seed=0):
+        return lc.SemiNMF(K, l1=0.01, max_iter=100, init="random", seed=seed)
+
+    res = lc.k_sweep(model, train, test, [1, 3], semi_nmf, n_words=4, out=tmp_path, n_seeds=2, progress=False)
     assert res.column("k") == [1, 3]
     err = res.column("train/relative_error")
     assert err[1] < err[0] and err[1] < 0.2  # three planted concepts: K=3 fits them up to the noise
     assert all(v is not None for v in res.column("overlap"))
+    assert 0.9 < res.column("seed_stability")[1] <= 1.0 + 1e-6  # planted concepts are found from any start
     assert (tmp_path / "k=3" / "explanations" / "explanations.json").is_file()
     assert SweepResults.load(tmp_path).rows == res.rows and "| k |" in (tmp_path / "sweep.md").read_text()
 

@@ -129,6 +129,11 @@ def noise_images(n: int, size: int = 224, seed: int = 0) -> list[Image.Image]:
     return [Image.fromarray(a) for a in arr]
 
 
+def encode_store_images(clip, store, ids: list, chunk: int = 256) -> Tensor:
+    """CLIP image embeddings of a store's samples, loading `chunk` images at a time (bounded memory)."""
+    return torch.cat([clip.encode_images(store.images(ids[i : i + chunk])) for i in range(0, len(ids), chunk)])
+
+
 def _check_metrics(metrics: Sequence[str], baselines: Sequence[str]) -> None:
     bad = [m for m in metrics if m not in METRICS]
     if bad:
@@ -210,7 +215,7 @@ def evaluate(
         res.arrays[f"{method}/{col}"] = per_sample
 
     if "clipscore" in metrics or "mas_words" in metrics:
-        img_f = clip.encode_images(test_store.images(ids))
+        img_f = encode_store_images(clip, test_store, ids)
     if "clipscore" in metrics:
         for method, ws in rows.items():
             S = clipscore_matrix(img_f, clip.encode_texts([concept_text(w) for w in ws]))

@@ -20,7 +20,7 @@ from lmm_concepts._io import read_json, write_json, write_text
 from lmm_concepts.grounding.ground import ground
 from lmm_concepts.grounding.store_access import pick_layer, store_matrix
 from lmm_concepts.metrics.evaluate import EvaluationResults, evaluate
-from lmm_concepts.metrics.quality import dictionary_quality
+from lmm_concepts.metrics.quality import dictionary_quality, seed_stability
 
 SCHEMA = "lmm_concepts.sweep/1"
 
@@ -83,7 +83,7 @@ def _row(point_key: str, point, train_q, test_q, res: EvaluationResults) -> dict
     return row
 
 
-def _point(model, make_dictionary, train, test, layer, point_key, point, out, ground_kw, eval_kw) -> dict:
+def _point(model, make_dictionary, train, test, layer, point_key, point, out, ground_kw, eval_kw, n_seeds=1) -> dict:
     folder = Path(out) / f"{point_key}={point}" if out is not None else None
     if folder is not None and (folder / "row.json").is_file():
         return read_json(folder / "row.json")  # finished earlier: resume
@@ -94,6 +94,9 @@ def _point(model, make_dictionary, train, test, layer, point_key, point, out, gr
     train_q = dictionary_quality(dictionary, Z.to(dictionary.W_dec.device)).to_dict()
     test_q = dictionary_quality(dictionary, store_matrix(test, pick_layer(test, layer)).to(dictionary.W_dec.device))
     row = _row(point_key, point, train_q, test_q.to_dict(), res)
+    if n_seeds > 1:  # refit with other seeds: mean Hungarian-matched cosine to the first fit
+        others = [make_dictionary(seed=s).fit(Z) for s in range(1, n_seeds)]
+        row["seed_stability"] = seed_stability([dictionary, *others])
     if folder is not None:
         expl.save(folder / "explanations")
         res.save(folder / "results")
@@ -122,11 +125,14 @@ def k_sweep(
     lens: str | None = None,
     out: str | os.PathLike | None = None,
     faithfulness_inputs=None,
+    n_seeds: int = 1,
     progress: bool = True,
 ) -> SweepResults:
     """Fit `make_dictionary(K)` on `train`'s layer for each K, ground it, evaluate it on `test`.
 
-    Example: `lc.k_sweep(model, train, test, [5, 10, 20], lambda K: lc.SemiNMF(K, l1=1.0), metrics=["overlap"])`.
+    Example: `lc.k_sweep(model, train, test, [5, 10, 20], lambda K, seed=0: lc.SemiNMF(K, l1=1.0, seed=seed))`.
+    With `n_seeds > 1`, each K is also fitted with `make_dictionary(K, seed=s)` for s = 1 … n_seeds − 1 and the
+    row gets "seed_stability" (mean Hungarian-matched cosine between the fits).
     """
     if not ks:
         raise ValueError("ks is empty: give the numbers of concepts to try, e.g. [5, 10, 20]")
@@ -134,7 +140,8 @@ def k_sweep(
     ground_kw = dict(n_words=n_words, n_images=n_images, lens=lens)
     eval_kw = _eval_kw(clip, bert, metrics, r, model, faithfulness_inputs)
     rows = [
-        _point(model, lambda K=K: make_dictionary(K), train, test, layer, "k", K, out, ground_kw, {**eval_kw, "r": min(r, K)})
+        _point(model, lambda K=K, **kw: make_dictionary(K, **kw), train, test, layer, "k", K, out, ground_kw,
+               {**eval_kw, "r": min(r, K)}, n_seeds)
         for K in tqdm(list(ks), desc="K sweep", disable=not progress)
     ]
     res = SweepResults("k", rows)
