@@ -105,6 +105,11 @@ def faithfulness(
     if n == 0:
         raise ValueError("faithfulness needs at least one sample; the test set is empty")
     W_dec = explanations.W_dec
+    if W_dec.shape[1] != model.cfg.d_model:
+        raise ValueError(
+            f"the explanations' concept vectors have d={W_dec.shape[1]} but the model's d_model is "
+            f"{model.cfg.d_model}: they were grounded on another model"
+        )
     positions = positions.long()
     # clean pass: activations at the hook and log-probs at each sample's token
     captured, clean_lp = [], []
