@@ -64,6 +64,22 @@ def test_predicts_position_ranks_the_word_first_under_unembed(model, world, tmp_
     assert store.images([store.sample_ids[0]])[0].size == (16, 16)
 
 
+def test_early_layers_stop_the_forward_pass_early_with_the_same_vectors(model, world, tmp_path):
+    folder, word = world
+    data = lc.JsonlCaptions(folder / "data.jsonl")
+    full = lc.extract(model, data, word, ["final", 0], tmp_path / "a", batch_size=8, max_new_tokens=6, progress=False)
+    early = lc.extract(model, data, word, [0], tmp_path / "b", batch_size=8, max_new_tokens=6, progress=False)
+    assert early.sample_ids == full.sample_ids
+    torch.testing.assert_close(early.layer(0), full.layer(0), rtol=0, atol=0)
+
+
+def test_a_word_the_tokenizer_cannot_produce_is_refused_before_any_work(model, world, tmp_path):
+    folder, _ = world
+    with pytest.raises(ValueError, match="cannot produce 'zebra'"):
+        lc.extract(model, lc.JsonlCaptions(folder / "data.jsonl"), "zebra", ["final"], tmp_path / "z", progress=False)
+    assert not (tmp_path / "z").exists()
+
+
 def test_only_generated_tokens_are_searched(model, world, tmp_path):
     folder, word = world
     data = lc.JsonlCaptions(folder / "data.jsonl")

@@ -50,11 +50,11 @@ def as_captions(value: Any, where: str) -> list[str]:
 
 
 def image_path_of(ref: ImageRef) -> str | None:
-    """The file path an image reference points to, if any."""
+    """The absolute file path an image reference points to, if any (so a store's paths work from anywhere)."""
     if isinstance(ref, (str, os.PathLike)):
-        return str(ref)
+        return os.path.abspath(ref)
     if isinstance(ref, dict) and ref.get("path") and Path(ref["path"]).is_file():
-        return str(ref["path"])
+        return os.path.abspath(ref["path"])
     return None
 
 

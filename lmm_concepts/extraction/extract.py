@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -173,12 +174,22 @@ def process_batch(
         pixel_values=gen.pixel_values[idx.to(gen.pixel_values.device)],
         attention_mask=gen.attention_mask[idx, :end],
         names_filter=hooks,
+        return_cache_object=False,
+        **_stop_after(hooks),
     )
     sel = torch.arange(len(rows))
     pos_t = torch.tensor(positions)
     acts = {h: cache[h][sel.to(cache[h].device), pos_t.to(cache[h].device)].to("cpu") for h in hooks}
     del cache
     return _Batch(kept, rejected, acts, images)
+
+
+def _stop_after(hooks: list[str]) -> dict[str, int]:
+    """`stop_at_layer` for a forward pass that only needs block outputs: later blocks are never run."""
+    blocks = [re.fullmatch(r"blocks\.(\d+)\..+", h) for h in hooks]
+    if not all(blocks):
+        return {}
+    return {"stop_at_layer": max(int(m.group(1)) for m in blocks) + 1}
 
 
 def extract(
