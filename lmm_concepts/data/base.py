@@ -119,6 +119,9 @@ class CaptionDataset(Dataset):
 class IterableCaptions(IterableDataset):
     """Any iterable of `(id, image, captions)` (or `(id, image, captions, extras)`) tuples.
 
+    `extras` is a dict of per-sample fields kept in the store's metadata; in a named tuple the 4th field keeps its
+    name (the synthetic world's `WorldSample(id, image, captions, attributes)` gives an `attributes` field).
+
     `image` is a path, bytes or a PIL image; images are decoded as the iteration reaches them. A list can be
     read again (so a killed extraction resumes); a generator is read once.
     """
@@ -140,7 +143,18 @@ class IterableCaptions(IterableDataset):
                     f"got {type(item).__name__}"
                 )
             sample_id, ref, captions, *rest = item
-            yield make_sample(sample_id, ref, as_captions(captions, f"item {n}"), rest[0] if rest else None)
+            yield make_sample(sample_id, ref, as_captions(captions, f"item {n}"), _extras(item, rest, n))
+
+
+def _extras(item: tuple, rest: list, n: int) -> dict[str, Any]:
+    """The 4th element of an item: a named tuple's field keeps its name (e.g. the world's `attributes`)."""
+    if not rest:
+        return {}
+    if hasattr(item, "_fields"):
+        return {item._fields[3]: rest[0]}
+    if not isinstance(rest[0], dict):
+        raise ValueError(f"item {n}: the 4th element (extras) must be a dict, got {type(rest[0]).__name__}")
+    return rest[0]
 
 
 def as_dataset(data: CaptionDataset | IterableDataset | Iterable[tuple]) -> CaptionDataset | IterableDataset:
