@@ -11,7 +11,7 @@ import io
 import itertools
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,9 +134,11 @@ class IterableCaptions(IterableDataset):
 
     def iter_from(self, start: int) -> Iterator[Sample]:
         """Samples from item `start` on; the items before it are passed over without decoding their images."""
-        for n, item in enumerate(self.items):
-            if n < start:
-                continue
+        if isinstance(self.items, Sequence):  # e.g. a world split: index from `start`, render nothing before it
+            pairs: Iterable[tuple[int, Any]] = ((n, self.items[n]) for n in range(start, len(self.items)))
+        else:
+            pairs = itertools.islice(enumerate(self.items), start, None)
+        for n, item in pairs:
             if not isinstance(item, (tuple, list)) or len(item) not in (3, 4):
                 raise ValueError(
                     f"item {n} of the iterable must be (id, image, captions) or (id, image, captions, extras), "
@@ -155,6 +157,14 @@ def _extras(item: tuple, rest: list, n: int) -> dict[str, Any]:
     if not isinstance(rest[0], dict):
         raise ValueError(f"item {n}: the 4th element (extras) must be a dict, got {type(rest[0]).__name__}")
     return rest[0]
+
+
+def n_samples(data: CaptionDataset | IterableDataset) -> int | None:
+    """How many samples `data` holds, when that is known without reading it (None for a generator)."""
+    if isinstance(data, CaptionDataset):
+        return len(data)
+    items = getattr(data, "items", None)
+    return len(items) if isinstance(items, Sized) else None
 
 
 def as_dataset(data: CaptionDataset | IterableDataset | Iterable[tuple]) -> CaptionDataset | IterableDataset:

@@ -25,7 +25,14 @@ import torch
 from tqdm.auto import tqdm
 
 from lmm_concepts._io import read_json
-from lmm_concepts.data.base import CaptionDataset, IterableCaptions, Sample, as_dataset, iter_batches
+from lmm_concepts.data.base import (
+    CaptionDataset,
+    IterableCaptions,
+    Sample,
+    as_dataset,
+    iter_batches,
+    n_samples,
+)
 from lmm_concepts.extraction.positions import check_position_rule, left_padding, sequence_position
 from lmm_concepts.extraction.selection import check_producible, find_word, mentions, word_forms, word_pattern
 from lmm_concepts.extraction.shards import store_dtype
@@ -83,10 +90,10 @@ def dataset_identity(data) -> dict[str, Any]:
     ids: list[str] | None = None
     if isinstance(data, CaptionDataset):
         ids = data.sample_ids()
-    elif isinstance(data, IterableCaptions) and isinstance(data.items, Sequence):
-        ids = [str(item[0]) for item in data.items]
+    elif isinstance(data, IterableCaptions) and isinstance(data.items, (list, tuple)):
+        ids = [str(item[0]) for item in data.items]  # in memory already: reading ids decodes nothing
     digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16] if ids is not None else None
-    return {"class": type(data).__name__, "n_samples": len(ids) if ids is not None else None, "ids_digest": digest}
+    return {"class": type(data).__name__, "n_samples": n_samples(data), "ids_digest": digest}
 
 
 @dataclasses.dataclass
@@ -266,7 +273,7 @@ def _run(model, data, writer, forms, hooks, position, prompt, max_new_tokens, ba
         funnel.update(r["reason"] for r in rec["rejected"])
         funnel["kept"] += len(rec["kept"])
         funnel["images"] += rec["n_images"]
-    total = len(data) if isinstance(data, CaptionDataset) else None
+    total = n_samples(data)
     bar = tqdm(total=total, initial=funnel["images"], unit="img", desc=f"extract {forms[0]!r}", disable=not progress)
     bar.set_postfix(kept=funnel["kept"])
     was_training = model.training
