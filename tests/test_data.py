@@ -98,3 +98,22 @@ def test_batches_have_a_fixed_order_with_workers_and_resume_offsets(tmp_path):
     assert s.extras == {"attributes": {"shape": "circle"}}
     with pytest.raises(ValueError, match=r"item 0 of the iterable must be \(id, image, captions\)"):
         next(iter_batches(lc.IterableCaptions([("only-id",)]), 2))
+
+
+def test_cli_data_spec_detects_each_format(tmp_path):
+    from lmm_concepts.extraction.command import DataSpec, ModelSpec
+
+    _img(tmp_path / "a.png", 1)
+    (tmp_path / "d.jsonl").write_text(json.dumps({"id": "a", "image": "a.png", "captions": ["a dog"]}))
+    (tmp_path / "d.csv").write_text("image,caption\na.png,a dog\n")
+    entry = {"filepath": "", "filename": "a.png", "cocoid": 1, "split": "test", "sentences": [{"raw": "a dog"}]}
+    (tmp_path / "dataset_coco.json").write_text(json.dumps({"images": [entry]}))
+    assert isinstance(DataSpec(str(tmp_path / "d.jsonl")).load(), lc.JsonlCaptions)
+    assert isinstance(DataSpec(str(tmp_path / "d.csv")).load(), lc.CsvCaptions)
+    assert DataSpec(str(tmp_path / "dataset_coco.json")).load()[0].captions == ["a dog"]
+    with pytest.raises(ValueError, match="pass --format"):
+        DataSpec(str(tmp_path / "a.png")).load()
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        DataSpec(str(tmp_path / "none.jsonl")).load()
+    with pytest.raises(FileNotFoundError, match="not 'toy', not a folder with config.json"):
+        ModelSpec(model=str(tmp_path)).load()
