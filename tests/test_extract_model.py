@@ -134,7 +134,7 @@ def test_peak_memory_does_not_grow_with_the_dataset(model, tmp_path):
 def test_cli_killed_mid_run_resumes_to_the_uninterrupted_store(model, world, tmp_path):
     folder, word = world
     args = [
-        "extract", "--model", "tests._extract_models:tiny_lmm", "--data", str(folder / "data.jsonl"),
+        "extract", "--model", "tests._extract_models:slow_tiny_lmm", "--data", str(folder / "data.jsonl"),
         "--token", word, "--layers", "final", "-1", "--batch_size", "2", "--max_new_tokens", "6",
         "--dtype", "bfloat16", "--out", str(tmp_path / "killed"),
     ]  # fmt: skip
