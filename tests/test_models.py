@@ -107,6 +107,8 @@ def test_generation_output_layout(models, pixels):
             k = row.index(eos)
             assert out.attention_mask[b, out.prompt_length + k] == 1
             assert out.attention_mask[b, out.prompt_length + k + 1:].sum() == 0
+    strs = model.to_str_tokens(out.sequences[0])
+    assert strs[:6] == ["<image>"] * 4 + ["<s>", "w1"]  # row 0 is the longest: [visual tokens ; BOS prompt]
     # texts decode the generated ids
     assert out.texts[0] == model.tokenizer.decode(out.generated_ids[0][out.attention_mask[0, out.prompt_length:].bool()],
                                                   skip_special_tokens=True)

@@ -206,6 +206,15 @@ class HookedLMM(HookedSAETransformer):
                 return int(candidate)
         return 0
 
+    def to_str_tokens(self, input, *args, **kwargs):
+        """As in TransformerLens; image placeholders (possibly outside the vocabulary) read as "<image>"."""
+        strs = super().to_str_tokens(input, *args, **kwargs)
+        if isinstance(input, Tensor) and input.ndim in (1, 2) and not (input.ndim == 2 and input.shape[0] > 1):
+            ids = input.reshape(-1).tolist()
+            marker = self.lmm_cfg.image_marker or "<image>"
+            strs = [marker if i == self.lmm_cfg.image_token_id else s for i, s in zip(ids, strs, strict=True)]
+        return strs
+
     # ------------------------------------------------------------------ forward
     def forward(self, input_ids=None, pixel_values: Tensor | None = None, attention_mask: Tensor | None = None,
                 return_type: str | None = "logits", *, visual_tokens: Tensor | None = None, input=None, **kwargs):
