@@ -151,6 +151,26 @@ def test_run_with_cache_holds_visual_tokens_and_every_residual(models, pixels):
         torch.testing.assert_close(model(**inputs), patched)
     model.reset_hooks()
     torch.testing.assert_close(model(**inputs), logits)
+    # TransformerLens's own entry points keep working: resume from a cached residual stream
+    resumed = model(cache["blocks.0.hook_resid_post"], start_at_layer=1, attention_mask=inputs["attention_mask"])
+    torch.testing.assert_close(resumed, logits)
+
+
+@pytest.mark.parametrize("connector", [
+    PoolingResampler(32, 32, 4, pool="max", proj="mlp"),
+    lc.AttentionResampler(32, 32, 4, d_hidden=32, n_heads=4, n_layers=1),
+])
+def test_every_connector_plugs_in_and_round_trips(models, pixels, connector, tmp_path):
+    model = lc.HookedLMM.from_parts(models["gpt2"], models["gpt2"].vision, connector, models["gpt2"].lmm_cfg)
+    visual = model.encode_images(pixels)
+    assert visual.shape == (3, 4, 32)
+    path = model.save_connector(tmp_path / "c")
+    other = lc.HookedLMM.from_parts(models["gpt2"], models["gpt2"].vision, PoolingResampler(32, 32, 4),
+                                    models["gpt2"].lmm_cfg).load_connector(path)
+    assert type(other.connector) is type(connector)
+    torch.testing.assert_close(other.encode_images(pixels), visual)
+    out = other.generate(pixels, max_new_tokens=2)
+    assert out.generated_ids.shape[0] == 3
 
 
 def test_sae_with_error_term_leaves_logits_unchanged(models, pixels):
@@ -225,6 +245,8 @@ def test_errors_name_the_problem(models, pixels, tmp_path, llm_dirs):
         lc.HookedLMM.depalm(tmp_path / "missing", vision=tiny_open_clip_visual(), device="cpu")
     with pytest.raises(FileNotFoundError, match="connector weights not found"):
         model.load_connector(tmp_path / "missing.safetensors")
+    with pytest.raises(FileNotFoundError, match="vision weights not found"):
+        lc.HookedLMM.depalm(llm_dirs["gpt2"], vision="ViT-B-32", vision_weights=tmp_path / "clip.bin", device="cpu")
     with pytest.raises(ValueError, match="unknown open_clip architecture"):
         lc.HookedLMM.depalm(llm_dirs["gpt2"], vision="ViT-Nope", device="cpu")
 

@@ -70,7 +70,7 @@ class HookedLMM(HookedSAETransformer):
         if still_meta:
             raise ValueError(f"from_parts: the LLM's state dict lacks {still_meta[:5]}; pass a fully loaded HookedTransformer")
         device = next(llm.parameters()).device
-        model.cfg.device = device
+        model.cfg.device = str(device)
         model.vision = vision.to(device)
         model.connector = connector.to(device)
         model.setup()
@@ -224,6 +224,8 @@ class HookedLMM(HookedSAETransformer):
         vision encoder (used by `generate`). Other keyword arguments go to `HookedTransformer.forward`."""
         if input_ids is None:
             input_ids = input
+        if kwargs.get("start_at_layer") is not None:  # input is a residual stream: no tokens to embed
+            return super().forward(input_ids, attention_mask=attention_mask, return_type=return_type, **kwargs)
         if isinstance(input_ids, (str, list)):
             input_ids = self.to_tokens(input_ids)
         if input_ids.ndim == 1:
