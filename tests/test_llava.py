@@ -55,6 +55,18 @@ def test_llava_logits_and_greedy_tokens_match_hf(llava_dir, pixels):
     assert compared >= 4
 
 
+def test_llava_from_a_model_object_leaves_it_intact(llava_dir, pixels):
+    from transformers import AutoTokenizer
+
+    hf = LlavaForConditionalGeneration.from_pretrained(llava_dir, local_files_only=True).eval()
+    tok = AutoTokenizer.from_pretrained(llava_dir, local_files_only=True)
+    model = lc.HookedLMM.llava(hf, tokenizer=tok, device="cpu")
+    inputs = model.build_inputs(pixels[:1], PROMPTS[0])
+    with torch.no_grad():
+        ref = hf(input_ids=inputs["input_ids"], pixel_values=inputs["pixel_values"]).logits
+        assert (model(**inputs) - ref).abs().max() <= 1e-4
+
+
 @pytest.mark.parametrize("layers,strategy,act", [([-3, -1], "full", "silu")])
 def test_llava_reads_feature_layers_strategy_and_activation_from_config(tmp_path, pixels, layers, strategy, act):
     folder = save_tiny_llava(tmp_path / "llava-variant", feature_layer=layers, select_strategy=strategy,

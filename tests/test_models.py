@@ -286,3 +286,30 @@ def test_checkpoint_errors(models, tmp_path, llm_dirs):
         f.unlink()
     with pytest.raises(FileNotFoundError, match="no weights"):
         lc.HookedLMM.depalm(bad, vision=tiny_open_clip_visual(), device="cpu")
+
+
+def test_from_parts_adopts_a_plain_hooked_transformer(models, pixels):
+    """How the toy model is built: any HookedTransformer (cfg, tokenizer, weights shared, not copied)."""
+    from _model_fixtures import make_tokenizer
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    tok = make_tokenizer(with_bos=False)
+    cfg = HookedTransformerConfig(n_layers=2, d_model=32, d_head=8, n_heads=4, d_mlp=64, n_ctx=64, d_vocab=len(tok),
+                                  act_fn="gelu", normalization_type="LN", positional_embedding_type="standard")
+    llm = HookedTransformer(cfg)
+    lmm_cfg = lc.LMMConfig(family="toy", n_visual_tokens=4, image_token_id=len(tok), prompt="w3", image_size=32)
+    model = lc.HookedLMM.from_parts(llm, models["gpt2"].vision, PoolingResampler(32, 32, 4), lmm_cfg, tokenizer=tok)
+    assert model.W_E.data_ptr() == llm.W_E.data_ptr()  # shared, not copied
+    text = torch.tensor([[5, 6, 7, 8]])
+    torch.testing.assert_close(model(text), llm(text))  # no placeholders: exactly the LLM
+    out = model.generate(pixels, max_new_tokens=3)
+    assert out.sequences.shape[1] == out.prompt_length + out.generated_ids.shape[1]
+    assert set(llm.hook_dict) <= set(model.hook_dict)
+
+
+def test_half_precision_loading(llm_dirs, pixels):
+    model = lc.HookedLMM.depalm(llm_dirs["llama"], vision=tiny_open_clip_visual(), n_visual_tokens=4,
+                                dtype=torch.bfloat16, device="cpu")
+    assert model.W_E.dtype == torch.bfloat16 and next(model.connector.parameters()).dtype == torch.bfloat16
+    out = model.generate(pixels, max_new_tokens=3)
+    assert out.generated_ids.shape[0] == 3 and len(out.texts) == 3

@@ -56,10 +56,15 @@ class HookedLMM(HookedSAETransformer):
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_parts(cls, llm: HookedTransformer, vision: nn.Module, connector: nn.Module, lmm_cfg: LMMConfig) -> HookedLMM:
-        """Wrap an existing `HookedTransformer` (its cfg, tokenizer and weights, shared, not copied)."""
+    def from_parts(cls, llm: HookedTransformer, vision: nn.Module, connector: nn.Module, lmm_cfg: LMMConfig,
+                   tokenizer=None) -> HookedLMM:
+        """Wrap an existing `HookedTransformer` (its cfg, tokenizer and weights, shared, not copied).
+
+        `tokenizer` overrides `llm.tokenizer` (handy for an in-memory tokenizer: TransformerLens's
+        `HookedTransformer(cfg, tokenizer)` tries to reload such a tokenizer by name and fails)."""
+        tokenizer = tokenizer if tokenizer is not None else llm.tokenizer
         with torch.device("meta"):
-            model = cls(copy.deepcopy(llm.cfg), tokenizer=llm.tokenizer, lmm_cfg=lmm_cfg, move_to_device=False)
+            model = cls(copy.deepcopy(llm.cfg), tokenizer=tokenizer, lmm_cfg=lmm_cfg, move_to_device=False)
         # a HookedLMM passed as `llm` brings its own vision tower and connector: only its LLM weights are adopted
         state = {k: v for k, v in llm.state_dict().items()
                  if ".hook_" not in k and not k.startswith(("vision.", "connector."))}
