@@ -94,24 +94,36 @@ def test_generate_batched_equals_one_by_one_and_cached_equals_uncached(family, m
     assert _agree_where_decisive(model, out, single_ids) > 0
 
 
-def test_generation_output_layout(models, pixels):
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_generation_output_layout(models, pixels, num_beams):
     model = models["opt"]
-    out = model.generate(pixels, PROMPTS, max_new_tokens=5)
+    free = model.generate(pixels, PROMPTS, max_new_tokens=5, num_beams=num_beams, eos_token_id=None)
+    stop = int(free.generated_ids[0, 1])  # a token the model does produce serves as EOS
+    out = model.generate(pixels, PROMPTS, max_new_tokens=5, num_beams=num_beams, eos_token_id=stop)
     n = out.generated_ids.shape[1]
     assert out.sequences.shape == (3, out.prompt_length + n) == out.attention_mask.shape
     torch.testing.assert_close(out.sequences[:, out.prompt_length:], out.generated_ids)
-    eos = model.tokenizer.eos_token_id
+    pad = model.tokenizer.pad_token_id
+    ended = 0
     for b in range(3):
         row = out.generated_ids[b].tolist()
-        if eos in row:  # tokens after the first EOS are pad and masked out
-            k = row.index(eos)
+        if stop in row:  # EOS itself is real; everything after it is pad and masked out
+            k = row.index(stop)
             assert out.attention_mask[b, out.prompt_length + k] == 1
             assert out.attention_mask[b, out.prompt_length + k + 1:].sum() == 0
+            assert all(t == pad for t in row[k + 1:])
+            ended += 1
+        else:
+            assert out.attention_mask[b, out.prompt_length:].all()
+    assert ended >= 1
+    if num_beams == 1:  # greedy with EOS = greedy without it, cut at the first EOS
+        k = free.generated_ids[0].tolist().index(stop)
+        torch.testing.assert_close(out.generated_ids[0, :k + 1], free.generated_ids[0, :k + 1])
     strs = model.to_str_tokens(out.sequences[0])
     assert strs[:6] == ["<image>"] * 4 + ["<s>", "w1"]  # row 0 is the longest: [visual tokens ; BOS prompt]
-    # texts decode the generated ids
-    assert out.texts[0] == model.tokenizer.decode(out.generated_ids[0][out.attention_mask[0, out.prompt_length:].bool()],
-                                                  skip_special_tokens=True)
+    # texts decode the real generated ids
+    real = out.attention_mask[0, out.prompt_length:].bool()
+    assert out.texts[0] == model.tokenizer.decode(out.generated_ids[0][real], skip_special_tokens=True)
 
 
 def test_beam_search_is_exact_when_the_beam_holds_the_whole_vocabulary(models, pixels):

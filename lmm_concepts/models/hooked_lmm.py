@@ -104,6 +104,13 @@ class HookedLMM(HookedSAETransformer):
         return build_llava(cls, path_or_model, dtype=dtype, device=device, **kwargs)
 
     @classmethod
+    def from_pretrained(cls, *args: Any, **kwargs: Any):
+        raise NotImplementedError(
+            "HookedLMM.from_pretrained would fetch a text-only model from the hub; build a multimodal model with "
+            "HookedLMM.depalm(<local LLM folder>, ...), HookedLMM.llava(<local folder>) or HookedLMM.from_parts(...)"
+        )
+
+    @classmethod
     def toy(cls) -> HookedLMM:
         """The project's embedded default model (trained and shipped in `lmm_concepts.zoo`)."""
         from lmm_concepts.zoo import load_toy
@@ -274,12 +281,10 @@ class HookedLMM(HookedSAETransformer):
     @torch.no_grad()
     def generate(self, images_or_pixel_values, prompt: str | list[str] | None = None, max_new_tokens: int = 20,
                  num_beams: int = 1, use_kv_cache: bool = True, eos_token_id: int | None = -1,
-                 length_penalty: float = 1.0, **_unused: Any) -> GenerationOutput:
+                 length_penalty: float = 1.0) -> GenerationOutput:
         """Caption a batch of images: batched greedy decoding (or beam search) with the KV cache.
 
         `eos_token_id=-1` means the tokenizer's EOS; `None` never stops early."""
-        if _unused:
-            raise TypeError(f"generate() got unexpected arguments {sorted(_unused)}")
         inputs = self.build_inputs(images_or_pixel_values, prompt, max_new_tokens=max_new_tokens)
         return self.generate_from_inputs(**inputs, max_new_tokens=max_new_tokens, num_beams=num_beams,
                                          use_kv_cache=use_kv_cache, eos_token_id=eos_token_id,
