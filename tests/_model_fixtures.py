@@ -99,5 +99,6 @@ def save_tiny_llava(folder: Path, feature_layer=-2, select_strategy: str = "defa
     model.config.architectures = ["LlavaForConditionalGeneration"]
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
-    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32},  # not CLIP's mean/std:
+                       image_mean=[0.5, 0.4, 0.3], image_std=[0.2, 0.25, 0.3]).save_pretrained(folder)  # read, not assumed
     return folder

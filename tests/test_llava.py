@@ -81,6 +81,20 @@ def test_llava_reads_feature_layers_strategy_and_activation_from_config(tmp_path
     assert (torch.stack(list(ref)) - ours).abs().max() <= 1e-5
 
 
+def test_llava_preprocessing_follows_the_checkpoints_processor(llava_dir):
+    import numpy as np
+    from PIL import Image
+    from transformers import CLIPImageProcessor
+
+    model = lc.HookedLMM.llava(llava_dir, device="cpu")
+    assert model.lmm_cfg.image_mean == (0.5, 0.4, 0.3) and model.lmm_cfg.image_std == (0.2, 0.25, 0.3)
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (90, 120, 3), dtype=np.uint8))
+    ref = CLIPImageProcessor.from_pretrained(llava_dir)(img, return_tensors="pt")["pixel_values"]
+    ours = model.preprocess([img])
+    assert ours.shape == ref.shape == (1, 3, 32, 32)
+    assert (torch.as_tensor(np.asarray(ref)) - ours).abs().max() <= 2 / 255 / 0.2  # one uint8 level
+
+
 def test_llava_bad_checkpoints(tmp_path, llava_dir):
     import json
     import shutil
