@@ -38,6 +38,7 @@ def make_tokenizer(with_bos: bool, extra_special: tuple[str, ...] = ()) -> PreTr
 
 
 def make_llm(family: str, vocab_size: int) -> torch.nn.Module:
+    torch.manual_seed({"gpt2": 0, "opt": 1, "llama": 2}[family])  # same weights whatever ran before
     common = dict(vocab_size=vocab_size, pad_token_id=0, bos_token_id=1, eos_token_id=2)
     if family == "gpt2":
         cfg = GPT2Config(n_embd=D_MODEL, n_layer=2, n_head=4, n_positions=128, n_ctx=128, **common)

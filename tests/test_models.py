@@ -97,9 +97,12 @@ def test_generate_batched_equals_one_by_one_and_cached_equals_uncached(family, m
 @pytest.mark.parametrize("num_beams", [1, 3])
 def test_generation_output_layout(models, pixels, num_beams):
     model = models["opt"]
-    free = model.generate(pixels, PROMPTS, max_new_tokens=5, num_beams=num_beams, eos_token_id=None)
-    stop = int(free.generated_ids[0, 1])  # a token the model does produce serves as EOS
-    out = model.generate(pixels, PROMPTS, max_new_tokens=5, num_beams=num_beams, eos_token_id=stop)
+    free = model.generate(pixels, PROMPTS, max_new_tokens=5, eos_token_id=None)
+    # a token the model does produce serves as EOS. Beam search without length normalisation must end row 0
+    # at once on its greedy first token: no longer hypothesis can have a higher summed log-prob.
+    stop = int(free.generated_ids[0, 1 if num_beams == 1 else 0])
+    out = model.generate(pixels, PROMPTS, max_new_tokens=5, num_beams=num_beams, eos_token_id=stop,
+                         length_penalty=0.0)
     n = out.generated_ids.shape[1]
     assert out.sequences.shape == (3, out.prompt_length + n) == out.attention_mask.shape
     torch.testing.assert_close(out.sequences[:, out.prompt_length:], out.generated_ids)
@@ -119,6 +122,8 @@ def test_generation_output_layout(models, pixels, num_beams):
     if num_beams == 1:  # greedy with EOS = greedy without it, cut at the first EOS
         k = free.generated_ids[0].tolist().index(stop)
         torch.testing.assert_close(out.generated_ids[0, :k + 1], free.generated_ids[0, :k + 1])
+    else:
+        assert out.generated_ids[0, 0] == stop and out.attention_mask[0, out.prompt_length + 1:].sum() == 0
     strs = model.to_str_tokens(out.sequences[0])
     assert strs[:6] == ["<image>"] * 4 + ["<s>", "w1"]  # row 0 is the longest: [visual tokens ; BOS prompt]
     # texts decode the real generated ids

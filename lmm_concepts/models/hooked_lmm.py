@@ -131,7 +131,7 @@ class HookedLMM(HookedSAETransformer):
     def preprocess(self, images: Sequence[ImageLike] | ImageLike | Tensor) -> Float[Tensor, "batch 3 H W"]:
         """PIL images or file paths -> normalised pixels (the checkpoint's size, mean and std); tensors are checked."""
         if isinstance(images, Tensor):
-            pixel_values = images
+            pixel_values = images[None] if images.ndim == 3 else images  # one image [3, H, W]
         else:
             if isinstance(images, (Image.Image, str, Path)):
                 images = [images]
