@@ -158,6 +158,10 @@ def test_run_with_cache_holds_visual_tokens_and_every_residual(models, pixels):
     for layer in range(model.cfg.n_layers):
         assert cache[f"blocks.{layer}.hook_resid_post"].shape == (3, inputs["input_ids"].shape[1], model.cfg.d_model)
     assert "ln_final.hook_normalized" in cache
+    # the logit lens as on any HookedTransformer: ln_final then unembed of the last residual gives the logits
+    last = cache[f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"]
+    torch.testing.assert_close(model.unembed(model.ln_final(last)), logits)
+    assert model.b_U.shape == (model.cfg.d_vocab,)
     # the visual tokens are what the residual stream starts from at the placeholders
     is_ph = inputs["input_ids"] == model.lmm_cfg.image_token_id
     torch.testing.assert_close(cache["hook_embed"][is_ph], cache["hook_visual_tokens"].reshape(-1, model.cfg.d_model))
@@ -330,3 +334,14 @@ def test_half_precision_loading(llm_dirs, pixels):
     assert model.W_E.dtype == torch.bfloat16 and next(model.connector.parameters()).dtype == torch.bfloat16
     out = model.generate(pixels, max_new_tokens=3)
     assert out.generated_ids.shape[0] == 3 and len(out.texts) == 3
+
+
+def test_gradients_reach_the_connector_through_the_visual_tokens(models, pixels):
+    """Training a connector against a frozen LLM (how the toy model is trained) needs this path."""
+    model = lc.HookedLMM.from_parts(models["gpt2"], models["gpt2"].vision, PoolingResampler(32, 32, 4),
+                                    models["gpt2"].lmm_cfg)
+    inputs = model.build_inputs(pixels, PROMPTS)
+    logits = model(**inputs)
+    logits[:, -1].logsumexp(-1).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.connector.parameters())
+    model.zero_grad(set_to_none=True)
