@@ -104,6 +104,7 @@ def test_generation_output_layout(models, pixels, num_beams):
     out = model.generate(pixels, PROMPTS, max_new_tokens=5, num_beams=num_beams, eos_token_id=stop,
                          length_penalty=0.0)
     n = out.generated_ids.shape[1]
+    assert n == 5  # always max_new_tokens columns, even when decoding stopped early
     assert out.sequences.shape == (3, out.prompt_length + n) == out.attention_mask.shape
     torch.testing.assert_close(out.sequences[:, out.prompt_length:], out.generated_ids)
     pad = model.tokenizer.pad_token_id

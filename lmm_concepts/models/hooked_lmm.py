@@ -314,7 +314,8 @@ class HookedLMM(HookedSAETransformer):
                 raise ValueError("beam search runs with the KV cache only; pass use_kv_cache=True")
             generated = beam_search(self, input_ids, attention_mask, visual, max_new_tokens, eos_token_id, pad,
                                     num_beams, length_penalty)
-        return finish_output(self, input_ids, attention_mask, pixel_values, generated, eos_token_id, pad)
+        return finish_output(self, input_ids, attention_mask, pixel_values, generated, eos_token_id, pad,
+                             max_new_tokens)
 
     # ------------------------------------------------------------------ connector IO
     def save_connector(self, path: str | Path) -> Path:
