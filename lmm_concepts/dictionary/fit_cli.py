@@ -115,6 +115,12 @@ MATRIX_READERS: dict[str, Callable[[Path, str | None], Tensor]] = {
 }
 
 
+def _open_store(path: Path):
+    from lmm_concepts.extraction.store import RepresentationStore
+
+    return RepresentationStore.open(path)
+
+
 def load_representations(store: str | Path, layer: str | None) -> tuple[Tensor, str | None]:
     """The matrix Z [n, d] to fit, and the hook name it came from (None for a plain file)."""
     path = Path(store)
@@ -123,9 +129,7 @@ def load_representations(store: str | Path, layer: str | None) -> tuple[Tensor, 
             f"{path} does not exist: pass a representation store folder or a .safetensors/.npy file"
         )
     if path.is_dir():
-        from lmm_concepts.extraction.store import RepresentationStore
-
-        rs = RepresentationStore.open(path)
+        rs = _open_store(path)
         if layer is None:
             raise ValueError(
                 f"{path} is a representation store: choose a layer with --layer (stored: {rs.layers})"
