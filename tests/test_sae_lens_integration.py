@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from sae_lens import SAE, HookedSAETransformer
@@ -48,6 +51,18 @@ def test_architectures_are_registered_on_import_and_registration_is_idempotent()
     assert get_sae_class("pca")[0] is PCASAE and get_sae_class("kmeans")[0] is KMeansSAE
     register_architectures()  # a second call (e.g. a reload) is harmless
     assert get_sae_class("semi_nmf")[0] is SemiNMFSAE
+
+
+def test_importing_the_package_is_what_registers_the_architectures():
+    code = (
+        "import sae_lens\n"
+        "from sae_lens.registry import SAE_CLASS_REGISTRY as R, SAE_TRAINING_CLASS_REGISTRY as T\n"
+        "before = {'semi_nmf', 'pca', 'kmeans'} & set(R)\n"
+        "import lmm_concepts\n"
+        "print(sorted(before), sorted({'semi_nmf', 'pca', 'kmeans'} & set(R)), 'semi_nmf' in T)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[0] == "[] ['kmeans', 'pca', 'semi_nmf'] True"
 
 
 def test_a_foreign_class_under_our_name_is_a_clear_error():
