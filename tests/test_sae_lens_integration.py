@@ -106,7 +106,6 @@ def test_every_learner_exports_and_round_trips(fitted, name, tmp_path):
     assert type(back) is type(learner)
     assert back.get_params() == learner.get_params()
     assert torch.equal(back.encode(Z), codes)
-    assert back.to_sae().cfg.metadata.hook_name is None or back.hook_name_ is None
 
 
 def test_a_loaded_dictionary_keeps_its_hook_name(fitted, tmp_path):
