@@ -154,16 +154,38 @@ def test_add_sae_with_error_term_leaves_logits_unchanged(name):
     assert torch.allclose(acts.reshape(-1, learner.n_concepts), learner.encode(Z), atol=1e-5)
 
 
-def test_semi_nmf_sae_folds_an_input_scale():
+@pytest.mark.parametrize("training", [False, True])
+def test_semi_nmf_sae_folds_an_input_scale(training):
+    """sae-lens folds its input normalisation (the SAE saw s·x) into the weights: codes on raw x must match."""
     Z = data_for("semi_nmf")
-    sae = LEARNERS["semi_nmf"]().fit(Z).to_sae()
+    dico = LEARNERS["semi_nmf"]().fit(Z)
+    sae = dico.to_sae()
+    if training:
+        trained = SemiNMFTrainingSAE(SemiNMFTrainingSAEConfig(d_in=Z.shape[1], d_sae=dico.n_concepts, l1=dico.l1))
+        trained.load_state_dict(sae.state_dict())
+        sae = trained
     with torch.no_grad():
         scaled_codes = sae.encode(3.0 * Z)
         sae.fold_activation_norm_scaling_factor(3.0)
         assert torch.allclose(sae.encode(Z), scaled_codes, atol=1e-4)  # same codes on raw inputs
         assert torch.allclose(sae.decode(scaled_codes), sae.decode(sae.encode(Z)), atol=1e-5)
+        assert torch.allclose(3.0 * sae.decode(scaled_codes), dico.decode(scaled_codes), atol=1e-5)  # raw units
     with pytest.raises(NotImplementedError, match="cannot be folded"):
         sae.fold_W_dec_norm()
+
+
+@pytest.mark.parametrize("name", ["semi_nmf", "pca", "kmeans"])
+def test_export_and_load_on_the_test_device(name, device, tmp_path):
+    """`LMM_CONCEPTS_TEST_DEVICE=cuda pytest` checks the export path on a GPU."""
+    Z = data_for(name).to(device)
+    learner = LEARNERS[name]().to(device).fit(Z)
+    sae = learner.to_sae(HOOK)
+    assert sae.W_dec.device.type == torch.device(device).type and sae.cfg.device.startswith(torch.device(device).type)
+    learner.save(tmp_path / "d")
+    back = lc.load_dictionary(tmp_path / "d", device=device)
+    assert back.W_dec.device.type == torch.device(device).type
+    with torch.no_grad():
+        assert torch.allclose(back.encode(Z), sae.encode(Z), atol=1e-5)
 
 
 def test_semi_nmf_training_sae_with_sae_trainer_matches_the_full_batch_solver(tmp_path):
