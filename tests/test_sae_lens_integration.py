@@ -214,3 +214,21 @@ def test_semi_nmf_training_sae_with_sae_trainer_matches_the_full_batch_solver(tm
     assert isinstance(trained, lc.SemiNMF)
     assert trained.objective(Z) <= 1.02 * full.objective(Z)
     assert torch.equal(inference_sae(sae).W_dec, loaded.W_dec)
+
+
+def test_semi_nmf_training_with_sae_lens_input_normalisation_folds_back_to_raw_units(tmp_path):
+    """With normalize_activations="expected_average_only_in" SAETrainer trains on s·x and folds s at the end."""
+    Z = 5.0 * lc.planted_dictionary(300, 16, 4, 2, seed=2).Z  # far from sae-lens's target norm √d
+    cfg = SemiNMFTrainingSAEConfig(d_in=16, d_sae=4, l1=0.2, normalize_activations="expected_average_only_in")
+    sae = SemiNMFTrainingSAE(cfg)
+    trainer_cfg = SAETrainerConfig(total_training_samples=1000, train_batch_size_samples=100, lr=0.03, lr_end=3e-4)
+    trainer = SAETrainer(cfg=trainer_cfg, sae=sae, data_provider=shuffled_batches(Z, 100, torch.Generator()))
+    trainer.fit()
+    assert sae.cfg.normalize_activations == "none"
+    s = 16**0.5 / Z.norm(dim=1).mean()
+    assert sae.cfg.l1 == pytest.approx(0.2 / float(s) ** 2, rel=0.05)
+    sae.save_inference_model(tmp_path / "d")
+    dico = lc.load_dictionary(tmp_path / "d")
+    assert dico.l1 == sae.cfg.l1
+    V = dico.encode(Z)
+    assert (dico.decode(V) - Z).pow(2).sum() < 0.2 * (Z - Z.mean(0)).pow(2).sum()  # reconstructs raw inputs
