@@ -20,6 +20,7 @@ Both steps are exact block minimisations (or never-worse warm starts), so the ob
 
 from __future__ import annotations
 
+import time
 from typing import Literal
 
 import torch
@@ -61,7 +62,8 @@ class SemiNMF(ConceptDictionary):
         lasso_method: "auto", "cd" or "fista" (see `lasso.nonneg_lasso`).
         encode_max_iter, encode_tol: the code solver's budget in `encode`.
 
-    After `fit`: `W_dec` [K, d], `history_` (objective after every iteration), `stop_reason_`,
+    After `fit`: `W_dec` [K, d], `history_` (objective after every iteration), `history_seconds_` (wall time
+    since the start of `fit` at each of those points), `stop_reason_`,
     `n_iter_`, `objective_` (= history_[-1]).
     """
 
@@ -105,6 +107,7 @@ class SemiNMF(ConceptDictionary):
         self.encode_max_iter = encode_max_iter
         self.encode_tol = encode_tol
         self.history_: list[float] = []
+        self.history_seconds_: list[float] = []
         self.stop_reason_: str | None = None
         self.n_iter_ = 0
 
@@ -115,6 +118,7 @@ class SemiNMF(ConceptDictionary):
         `init_W_dec` [K', d] (K' <= K) warm-starts from a previous solution, e.g. the K-concept dictionary
         when fitting K + 1 concepts (the extra atoms start at the worst-reconstructed samples' residuals).
         """
+        t0 = time.perf_counter()
         Z = self._as_tensor(Z, fitting=True)
         generator = torch.Generator().manual_seed(self.seed)
         W = self._start(Z, init_W_dec if init_W_dec is not None else self.init, generator)
@@ -122,6 +126,7 @@ class SemiNMF(ConceptDictionary):
         sq_norm_Z = float((Z * Z).sum(dtype=torch.float64))
         V = None
         history: list[float] = []
+        seconds: list[float] = []
         stop_reason = f"max_iter={self.max_iter} reached"
         for _ in range(self.max_iter):
             G = W @ W.T
@@ -140,6 +145,7 @@ class SemiNMF(ConceptDictionary):
             B = Z.T @ V
             W_new, dead = update_dictionary(W, A, B, n_sweeps=self.dict_sweeps)
             history.append(objective_from_stats(W_new, A, B, V.sum(dtype=torch.float64), sq_norm_Z, self.l1))
+            seconds.append(time.perf_counter() - t0)
             if dead.any():
                 W_new = reseed_atoms(W_new, dead, self._worst_residuals(Z, V, W, C, G, int(dead.sum())))
             W = W_new
@@ -150,6 +156,7 @@ class SemiNMF(ConceptDictionary):
                 break
         self.W_dec = W.contiguous()
         self.history_ = history
+        self.history_seconds_ = seconds
         self.n_iter_ = len(history)
         self.stop_reason_ = stop_reason
         return self
