@@ -32,8 +32,9 @@ from torch import Tensor
 
 LassoMethod = Literal["auto", "cd", "fista"]
 
-#: below this many concepts the batched coordinate descent beats accelerated projected gradient (measured
-#: in benchmarks/bench_dictionary.py --lasso: CD's K Python steps per sweep cost less than FISTA's extra sweeps)
+#: up to this many concepts "auto" uses coordinate descent. Measured (5,000 x 768 planted data, 1 thread):
+#: K = 20, CD and FISTA both ~2 ms; K = 256, FISTA 63 ms, CD 103 ms (K Python steps per sweep). CD is also
+#: monotone (each step an exact coordinate minimisation), so warm starts never lose ground.
 CD_MAX_CONCEPTS = 64
 
 

@@ -81,7 +81,7 @@ class SemiNMF(ConceptDictionary):
         seed: int = 0,
         device: str | torch.device | None = None,
         dtype: torch.dtype = torch.float32,
-        code_iter: int = 10,
+        code_iter: int = 3,
         dict_sweeps: int = 1,
         lasso_method: LassoMethod = "auto",
         encode_max_iter: int = 1000,
