@@ -11,7 +11,23 @@ from lmm_concepts.data import (
     IterableCaptions,
     JsonlCaptions,
 )
-from lmm_concepts.dictionary import ConceptDictionary
+from lmm_concepts.dictionary import (
+    NMF,
+    PCA,
+    ConceptDictionary,
+    KMeans,
+    RandomDictionary,
+    SAEDictionary,
+    SemiNMF,
+    SemiNMFSAE,
+    SemiNMFTrainingSAE,
+    SemiNMFTrainingSAEConfig,
+    Simple,
+    load_dictionary,
+    nonneg_lasso,
+    planted_dictionary,
+    register_architectures,
+)
 from lmm_concepts.extraction import RepresentationStore, extract
 from lmm_concepts.models import (
     AttentionResampler,
@@ -22,9 +38,13 @@ from lmm_concepts.models import (
     PoolingResampler,
 )
 
+register_architectures()  # the package's only import side effect: sae-lens can load "semi_nmf", "pca", "kmeans"
+
 __version__ = "0.1.0"
 
 __all__ = [
+    "NMF",
+    "PCA",
     "AttentionResampler",
     "CaptionDataset",
     "CocoKarpathy",
@@ -35,10 +55,21 @@ __all__ = [
     "HookedLMM",
     "IterableCaptions",
     "JsonlCaptions",
+    "KMeans",
     "LMMConfig",
     "LlavaProjector",
     "PoolingResampler",
+    "RandomDictionary",
     "RepresentationStore",
-    "extract",
+    "SAEDictionary",
+    "SemiNMF",
+    "SemiNMFSAE",
+    "SemiNMFTrainingSAE",
+    "SemiNMFTrainingSAEConfig",
+    "Simple",
     "__version__",
+    "extract",
+    "load_dictionary",
+    "nonneg_lasso",
+    "planted_dictionary",
 ]
