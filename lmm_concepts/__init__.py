@@ -3,8 +3,46 @@
 Importing the package registers its sae-lens architectures and has no other side effect.
 """
 
-from lmm_concepts.data.synthetic import SyntheticWorld, attribute_words, parse_caption, shape_nouns
-from lmm_concepts.dictionary import ConceptDictionary
+from lmm_concepts.data import (
+    CaptionDataset,
+    CocoKarpathy,
+    CsvCaptions,
+    HFDiskCaptions,
+    IterableCaptions,
+    JsonlCaptions,
+    SyntheticWorld,
+    attribute_words,
+    parse_caption,
+    shape_nouns,
+)
+from lmm_concepts.dictionary import (
+    NMF,
+    PCA,
+    ConceptDictionary,
+    KMeans,
+    RandomDictionary,
+    SAEDictionary,
+    SemiNMF,
+    SemiNMFSAE,
+    SemiNMFTrainingSAE,
+    SemiNMFTrainingSAEConfig,
+    Simple,
+    load_dictionary,
+    nonneg_lasso,
+    planted_dictionary,
+    register_architectures,
+)
+from lmm_concepts.extraction import RepresentationStore, extract
+from lmm_concepts.grounding import ConceptExplanation, Explanations, SampleExplanation, explain, ground
+from lmm_concepts.metrics import (
+    EvaluationResults,
+    FaithfulnessResult,
+    SweepResults,
+    evaluate,
+    faithfulness,
+    k_sweep,
+    layer_sweep,
+)
 from lmm_concepts.models import (
     AttentionResampler,
     GenerationOutput,
@@ -13,17 +51,45 @@ from lmm_concepts.models import (
     LMMConfig,
     PoolingResampler,
 )
+from lmm_concepts.steering import CaptionShift, caption_shift, steer, word_logit_shift
 from lmm_concepts.zoo import TrainToyConfig, caption_accuracy, load_toy, load_toy_clip, train_toy
+
+register_architectures()  # the package's only import side effect: sae-lens can load "semi_nmf", "pca", "kmeans"
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AttentionResampler",
+    "caption_shift",
+    "CaptionDataset",
+    "CaptionShift",
+    "CocoKarpathy",
     "ConceptDictionary",
+    "ConceptExplanation",
+    "CsvCaptions",
+    "evaluate",
+    "EvaluationResults",
+    "explain",
+    "Explanations",
+    "extract",
+    "faithfulness",
+    "FaithfulnessResult",
     "GenerationOutput",
+    "ground",
+    "HFDiskCaptions",
     "HookedLMM",
-    "LMMConfig",
+    "IterableCaptions",
+    "JsonlCaptions",
+    "k_sweep",
+    "KMeans",
+    "layer_sweep",
     "LlavaProjector",
+    "LMMConfig",
+    "load_dictionary",
+    "NMF",
+    "nonneg_lasso",
+    "PCA",
+    "planted_dictionary",
     "PoolingResampler",
     "SyntheticWorld",
     "TrainToyConfig",
@@ -34,5 +100,17 @@ __all__ = [
     "parse_caption",
     "shape_nouns",
     "train_toy",
+    "RandomDictionary",
+    "RepresentationStore",
+    "SAEDictionary",
+    "SampleExplanation",
+    "SemiNMF",
+    "SemiNMFSAE",
+    "SemiNMFTrainingSAE",
+    "SemiNMFTrainingSAEConfig",
+    "Simple",
+    "steer",
+    "SweepResults",
+    "word_logit_shift",
     "__version__",
 ]
