@@ -1,0 +1,54 @@
+"""Data-parallel Semi-NMF over torch.distributed (gloo, 2 processes on this machine's loopback)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from _dist_workers import dying_worker, fit_worker, run_ranks, single_fit, width_worker
+from safetensors.torch import load_file
+
+
+def test_two_gloo_ranks_fit_the_single_process_dictionary(tmp_path):
+    codes = run_ranks(fit_worker, 2, tmp_path)
+    assert codes == [0, 0], [p.read_text() for p in tmp_path.glob("error*.txt")]
+    W0, W1 = (load_file(tmp_path / f"W{r}.safetensors") for r in (0, 1))
+    assert torch.equal(W0["W_dec"], W1["W_dec"])  # every rank holds the same dictionary, bit for bit
+    single = single_fit()
+    torch.testing.assert_close(W0["W_dec"], single.W_dec, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(W0["history"], torch.tensor(single.history_), rtol=1e-9, atol=1e-9)
+
+
+def test_ranks_with_different_widths_are_refused(tmp_path):
+    codes = run_ranks(width_worker, 2, tmp_path)
+    assert codes == [1, 1]
+    msg = (tmp_path / "error0.txt").read_text()
+    assert "rank 1 reads rows [1200, 20] torch.float64 but rank 0 reads [1200, 24]" in msg
+
+
+def test_a_dead_rank_is_named_and_the_fit_resumes_from_the_checkpoint(tmp_path):
+    ckpt = tmp_path / "stats.safetensors"
+    # rank 1 dies at its 45th read (12 for the start, 2 per step: epoch 2), as if killed; rank 0 must say so
+    codes = run_ranks(dying_worker, 2, tmp_path, ckpt, 1, 45)
+    assert codes[1] == 3 and codes[0] == 1
+    msg = (tmp_path / "error0.txt").read_text()
+    assert "RankFailure" in msg and "rank(s) 1 never reached step" in msg
+    assert ckpt.exists()
+    # both ranks come back and resume; the result is the uninterrupted fit's
+    codes = run_ranks(fit_worker, 2, tmp_path, ckpt)
+    assert codes == [0, 0], [p.read_text() for p in tmp_path.glob("error*.txt")]
+    torch.testing.assert_close(load_file(tmp_path / "W0.safetensors")["W_dec"], single_fit().W_dec,
+                               rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_rank_shares_partition_every_batch(world_size):
+    from lmm_concepts.dictionary.streaming import Schedule, rank_share
+
+    sched = Schedule(n_rows=1003, batch_size=100, block_rows=7, seed=3)
+    seen = []
+    for batch in sched.batches(epoch=1):
+        rows = [i for a, b in batch for i in range(a, b)]
+        shares = [[i for a, b in rank_share(batch, r, world_size) for i in range(a, b)] for r in range(world_size)]
+        assert sum(shares, []) == rows  # the ranks' shares, in rank order, are the batch
+        seen += rows
+    assert sorted(seen) == list(range(1003))  # one epoch reads every row once
