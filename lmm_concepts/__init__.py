@@ -3,13 +3,30 @@
 Importing the package registers its sae-lens architectures and has no other side effect.
 """
 
+from lmm_concepts.data import (
+    CaptionDataset,
+    CocoKarpathy,
+    CsvCaptions,
+    HFDiskCaptions,
+    IterableCaptions,
+    JsonlCaptions,
+)
 from lmm_concepts.dictionary import ConceptDictionary, nonneg_lasso, planted_dictionary
+from lmm_concepts.extraction import RepresentationStore, extract
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CaptionDataset",
+    "CocoKarpathy",
     "ConceptDictionary",
     "nonneg_lasso",
     "planted_dictionary",
+    "CsvCaptions",
+    "HFDiskCaptions",
+    "IterableCaptions",
+    "JsonlCaptions",
+    "RepresentationStore",
+    "extract",
     "__version__",
 ]
