@@ -164,9 +164,10 @@ class OnlineSemiNMF(ConceptDictionary):
         return probe.device
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, Z) -> OnlineSemiNMF:
-        """Learn W_dec [K, d] from Z (tensor, array, memmap, shard list or row source); returns self."""
-        source = as_row_source(Z)
+    def fit(self, Z, layer: int | str | None = None) -> OnlineSemiNMF:
+        """Learn W_dec [K, d] from Z: a tensor or array [n, d] (a memmap stays on disk), a list of
+        .safetensors shards, a `RepresentationStore` or its folder (with `layer`), or a row source."""
+        source = as_row_source(Z, layer)
         cfg = self.config
         comm = Comm.current(self.process_group)
         device = self._device_for(source)

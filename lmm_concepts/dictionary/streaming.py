@@ -54,7 +54,7 @@ class TensorRows:
 
     def read(self, start: int, stop: int) -> Tensor:
         block = self._Z[start:stop]
-        return block if isinstance(block, Tensor) else torch.from_numpy(np.ascontiguousarray(block))
+        return block if isinstance(block, Tensor) else torch.from_numpy(np.array(block))  # a copy: memmaps are read-only
 
 
 class SafetensorsRows:
@@ -107,8 +107,62 @@ class SafetensorsRows:
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
-def as_row_source(data) -> RowSource:
-    """Wrap `data` (tensor, ndarray/memmap, list of .safetensors paths, or a row source) as a row source."""
+class StoreRows:
+    """One layer of a complete `RepresentationStore`, read through its memory map.
+
+    A store that is still being written (manifest not `complete`) is refused, and so is one that changes
+    while it is read: every read checks that the manifest and the layer file are the ones opened.
+    """
+
+    def __init__(self, store, layer: int | str | None = None):
+        from lmm_concepts.extraction.store import LAYERS_DIR, MANIFEST, RepresentationStore
+
+        if not isinstance(store, RepresentationStore):
+            store = RepresentationStore.open(store)  # raises on an incomplete store
+        if not store.complete:
+            raise RuntimeError(
+                f"the store at {store.path} is still being written (its manifest is not complete); wait for the "
+                "extraction to finish (or rerun it to completion), then fit"
+            )
+        if layer is None:
+            if len(store.layers) != 1:
+                raise ValueError(f"the store holds layers {store.layers}: say which one to fit with layer=")
+            layer = store.layers[0]
+        self.store, self.hook = store, store.hook_name(layer)
+        self._files = [store.path / MANIFEST, store.path / LAYERS_DIR / f"{self.hook}.safetensors"]
+        self._stamp = self._stat()
+        self._Z = store.layer(self.hook)
+        self.n_rows, self.d, self.dtype = int(self._Z.shape[0]), int(self._Z.shape[1]), self._Z.dtype
+
+    def _stat(self) -> list[tuple[int, int, int]]:
+        out = []
+        for f in self._files:
+            st = os.stat(f)
+            out.append((st.st_ino, st.st_size, st.st_mtime_ns))
+        return out
+
+    def read(self, start: int, stop: int) -> Tensor:
+        try:
+            same = self._stat() == self._stamp
+        except FileNotFoundError:
+            same = False
+        if not same:
+            raise RuntimeError(
+                f"the store at {self.store.path} changed while it was being read (an extraction is rewriting it); "
+                "let it finish, then fit again (a checkpointed fit resumes)"
+            )
+        return self._Z[start:stop]
+
+
+def as_row_source(data, layer: int | str | None = None) -> RowSource:
+    """Wrap `data` (tensor, ndarray/memmap, list of .safetensors paths, a RepresentationStore or its folder
+    with `layer`, or a row source) as a row source."""
+    from lmm_concepts.extraction.store import MANIFEST, RepresentationStore
+
+    if isinstance(data, RepresentationStore) or (
+        isinstance(data, (str, os.PathLike)) and (Path(data) / MANIFEST).is_file()
+    ):
+        return StoreRows(data, layer)
     if isinstance(data, RowSource) and not isinstance(data, (Tensor, np.ndarray)):
         return data
     if isinstance(data, (Tensor, np.ndarray)):
@@ -119,7 +173,7 @@ def as_row_source(data) -> RowSource:
         return SafetensorsRows(data)
     raise TypeError(
         f"cannot read rows from a {type(data).__name__}: pass a tensor or numpy array [n, d], a list of "
-        ".safetensors shard paths, or a RepresentationStore layer (store.layer(name))"
+        ".safetensors shard paths, or a RepresentationStore (with layer=)"
     )
 
 
