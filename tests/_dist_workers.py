@@ -62,7 +62,7 @@ def _entry(target, rank, world_size, port, out, *args):
 
 # ---------------------------------------------------------------------------------------------- fit workers
 FIT = dict(n=1200, d=24, K=6, n_active=2, l1=0.1)
-OPTIONS = dict(batch_size=200, block_rows=50, max_epochs=6, init_rows=600, lasso_tol=0.0, lasso_max_iter=300,
+OPTIONS = dict(batch_size=200, block_rows=50, max_epochs=4, init_rows=600, lasso_tol=1e-10, lasso_max_iter=100,
                dtype=torch.float64)
 
 

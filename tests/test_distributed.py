@@ -8,6 +8,14 @@ from _dist_workers import dying_worker, fit_worker, run_ranks, single_fit, width
 from safetensors.torch import load_file
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def test_two_gloo_ranks_fit_the_single_process_dictionary(tmp_path):
     codes = run_ranks(fit_worker, 2, tmp_path)
     assert codes == [0, 0], [p.read_text() for p in tmp_path.glob("error*.txt")]

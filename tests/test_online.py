@@ -18,6 +18,15 @@ L1 = 0.1
 FAST = dict(batch_size=250, block_rows=50, init_rows=500, lasso_max_iter=200)
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These problems are tiny: one thread avoids thread-pool overhead on a busy machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def planted():
     return planted_dictionary(2000, 32, 8, 2, seed=0)
@@ -28,9 +37,13 @@ def full_batch_objective(Z, K, l1):
     from lmm_concepts.dictionary.lasso import init_svd, update_dictionary
 
     W, V = init_svd(Z, K, generator=torch.Generator().manual_seed(0)), None
-    for _ in range(150):
+    history = [float("inf")]
+    for _ in range(300):
         V = nonneg_lasso(Z, W, l1, V0=V, max_iter=500, tol=1e-7)
         W, _ = update_dictionary(W, V.T @ V, Z.T @ V)
+        history.append(objective(Z, V, W, l1))
+        if history[-2] - history[-1] < 1e-8 * history[-1]:
+            break
     V = nonneg_lasso(Z, W, l1, V0=V, max_iter=2000, tol=1e-8)
     return objective(Z, V, W, l1)
 
