@@ -158,9 +158,9 @@ def test_fits_a_representation_store_and_refuses_one_being_written(planted, tmp_
         model.fit(rows)
 
 
-def test_bfloat16_compute_stays_close_to_float32(planted):
-    f32 = OnlineSemiNMF(8, l1=L1, max_epochs=3, **FAST).fit(planted.Z)
-    bf16 = OnlineSemiNMF(8, l1=L1, max_epochs=3, dtype=torch.bfloat16, **FAST).fit(planted.Z)
+def test_bfloat16_compute_stays_close_to_float32(planted, device):
+    f32 = OnlineSemiNMF(8, l1=L1, max_epochs=3, device=device, **FAST).fit(planted.Z)
+    bf16 = OnlineSemiNMF(8, l1=L1, max_epochs=3, dtype=torch.bfloat16, device=device, **FAST).fit(planted.Z)
     assert bf16.W_dec.dtype == torch.float32  # the dictionary and statistics stay float32
     assert bf16.objective(planted.Z) == pytest.approx(f32.objective(planted.Z), rel=0.02)
 
