@@ -98,10 +98,10 @@ def write_planted_store(path: Path, n: int, d: int, K: int, n_active: int, noise
 def worker(args) -> None:
     """One rank of a fit (world size from the environment, as torchrun sets it); prints one JSON line."""
     torch.set_num_threads(args.threads)
-    from lmm_concepts.dictionary.distributed import init_from_env
+    from lmm_concepts.dictionary.distributed import init_distributed
     from lmm_concepts.dictionary.online import OnlineSemiNMF
 
-    comm = init_from_env(backend="gloo")
+    comm = init_distributed(backend="gloo")
     monitor = PeakRssAnon()
     model = OnlineSemiNMF(args.k, l1=args.l1, batch_size=args.batch_size, max_epochs=args.epochs, tol=0.0,
                           init_rows=args.init_rows, lasso_max_iter=args.lasso_max_iter, lasso_tol=args.lasso_tol)

@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 
 from benchmarks.gpu_check import planted_on_device
-from lmm_concepts.dictionary.distributed import init_from_env
+from lmm_concepts.dictionary.distributed import init_distributed
 from lmm_concepts.dictionary.online import OnlineSemiNMF
 
 
@@ -27,7 +27,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=256)
     ap.add_argument("--dtype", default="bfloat16")
     args = ap.parse_args()
-    comm = init_from_env()  # NCCL, this process pinned to GPU LOCAL_RANK
+    comm = init_distributed()  # NCCL, this process pinned to GPU LOCAL_RANK
     device = torch.device("cuda", torch.cuda.current_device())
     dtype = getattr(torch, args.dtype)
     Z, _ = planted_on_device(args.n, args.d, args.k, dtype, device)

@@ -11,7 +11,9 @@ from lmm_concepts.data import (
     IterableCaptions,
     JsonlCaptions,
 )
-from lmm_concepts.dictionary import ConceptDictionary, nonneg_lasso, planted_dictionary
+from lmm_concepts.dictionary import ConceptDictionary, SemiNMF, nonneg_lasso, planted_dictionary
+from lmm_concepts.dictionary.distributed import RankFailure, init_distributed
+from lmm_concepts.dictionary.online import OnlineSemiNMF
 from lmm_concepts.extraction import RepresentationStore, extract
 
 __version__ = "0.1.0"
@@ -20,13 +22,17 @@ __all__ = [
     "CaptionDataset",
     "CocoKarpathy",
     "ConceptDictionary",
+    "SemiNMF",
     "nonneg_lasso",
     "planted_dictionary",
     "CsvCaptions",
     "HFDiskCaptions",
     "IterableCaptions",
     "JsonlCaptions",
+    "OnlineSemiNMF",
+    "RankFailure",
     "RepresentationStore",
     "extract",
+    "init_distributed",
     "__version__",
 ]

@@ -20,6 +20,15 @@ from lmm_concepts.dictionary.lasso import (
 from lmm_concepts.dictionary.planted import planted_dictionary
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """On the shared 2-core machine, torch's 2-thread GEMMs on tiny matrices stall in spin-waits (30x slower)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def planted():
     return planted_dictionary(300, 40, 12, 3, noise=0.05, seed=1, dtype=torch.float64)

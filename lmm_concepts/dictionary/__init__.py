@@ -3,5 +3,6 @@
 from lmm_concepts.dictionary.base import ConceptDictionary
 from lmm_concepts.dictionary.lasso import nonneg_lasso
 from lmm_concepts.dictionary.planted import planted_dictionary
+from lmm_concepts.dictionary.semi_nmf import SemiNMF
 
-__all__ = ["ConceptDictionary", "nonneg_lasso", "planted_dictionary"]
+__all__ = ["ConceptDictionary", "SemiNMF", "nonneg_lasso", "planted_dictionary"]

@@ -6,7 +6,7 @@ dictionary step to the same sums, so every rank ends with the same W_dec [K, d] 
 computes on the same data and seed, up to the order of floating-point additions.
 
 `Comm` is this process's view of the group. It never creates a process group: under `torchrun` call
-`init_from_env()` (or `torch.distributed.init_process_group` yourself) before fitting; without a group
+`init_distributed()` (or `torch.distributed.init_process_group` yourself) before fitting; without a group
 every collective is the identity and the fit is single-process.
 
 A dead rank surfaces in the survivors as a failed collective. Before each all-reduce every rank records
@@ -32,7 +32,7 @@ class RankFailure(RuntimeError):
     """A collective failed because another rank died, hung or raised; the message names the rank(s)."""
 
 
-def init_from_env(backend: str | None = None, timeout_s: float = 600.0) -> Comm:
+def init_distributed(backend: str | None = None, timeout_s: float = 600.0) -> Comm:
     """Join the process group `torchrun` describes in the environment (RANK, WORLD_SIZE, MASTER_ADDR...).
 
     `backend` defaults to NCCL when this process sees a GPU and gloo otherwise. On CUDA the process is
