@@ -112,3 +112,13 @@ def width_worker(rank, world_size, out: Path):
     if rank == 1:
         Z = Z[:, :-4]
     OnlineSemiNMF(FIT["K"], l1=FIT["l1"], **OPTIONS).fit(Z)
+
+
+# ---------------------------------------------------------------------------------------------- extraction
+def extract_worker(rank, world_size, out: Path, store: str):
+    from test_extract_distributed import LAYERS, SCRIPTS, items
+
+    import lmm_concepts as lc
+    from tests._extract_fixtures import ScriptedLMM
+
+    lc.extract(ScriptedLMM(SCRIPTS), items(), "dog", layers=LAYERS, out=store, batch_size=2, progress=False)

@@ -239,9 +239,18 @@ def extract(
         "dataset": dataset_identity(data),
         "library_version": _version(),
     }
-    writer = StoreWriter(out, manifest, overwrite=overwrite)
+    # under torchrun (a process group of several ranks) batch i goes to rank i % world; see distributed.py
+    from lmm_concepts.extraction import distributed
+
+    rank, world = distributed.rank_and_world()
+    if world > 1 and rank != 0:
+        torch.distributed.barrier()  # rank 0 creates (or clears) the store first
+    writer = StoreWriter(out, manifest, overwrite=overwrite and rank == 0)
+    if world > 1 and rank == 0:
+        torch.distributed.barrier()
     if not writer.complete:
-        _run(model, data, writer, forms, hooks, position, prompt, max_new_tokens, batch_size, num_workers, progress)
+        run = _run if world == 1 else distributed.run_ranks
+        run(model, data, writer, forms, hooks, position, prompt, max_new_tokens, batch_size, num_workers, progress)
     return RepresentationStore.open(out)
 
 
