@@ -157,7 +157,13 @@ def test_bfloat16_compute_stays_close_to_float32(planted, device):
 
 
 def test_bad_options_are_named():
-    with pytest.raises(TypeError, match="unknown option"):
+    with pytest.raises(TypeError, match="batchsize"):
         OnlineSemiNMF(4, batchsize=10)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        OnlineSemiNMF(4, batch_size=0)
+    Z = torch.randn(300, 4)
+    Z[123, 2] = float("nan")
+    with pytest.raises(ValueError, match="NaN or inf in 1 rows"):
+        OnlineSemiNMF(2, init_rows=100, batch_size=50, block_rows=10).fit(Z)
     with pytest.raises(ValueError, match="fewer than n_concepts"):
         OnlineSemiNMF(40).fit(torch.randn(10, 4))

@@ -125,7 +125,6 @@ class Comm:
                     f"rank {r} reads rows [{n}, {w}] {names.get(code, 'unsupported dtype')} but rank 0 reads "
                     f"[{ref[0]}, {ref[1]}] {names.get(ref[2], 'unsupported dtype')}: every rank must fit the same "
                     "representations (same store, layer and dtype); check the path each rank was given"
-                    + ("" if same_n_rows else "")
                 )
         return [r[0] for r in rows]
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -42,6 +42,7 @@ from lmm_concepts._io import write_safetensors
 from lmm_concepts.dictionary.base import ArrayLike, ConceptDictionary
 from lmm_concepts.dictionary.distributed import Comm, RankFailure
 from lmm_concepts.dictionary.lasso import (
+    _check_l1,
     init_kmeanspp,
     init_random,
     init_svd,
@@ -109,6 +110,13 @@ class _State:
     done: bool = False  # converged or out of epochs
 
 
+def _check_finite(Z: Tensor, epoch: int, step: int) -> None:
+    if not torch.isfinite(Z).all():
+        n_bad = int((~torch.isfinite(Z)).any(dim=1).sum())
+        raise ValueError(f"Z holds NaN or inf in {n_bad} rows of the batch at epoch {epoch}, step {step}; "
+                         "drop or repair those rows first")
+
+
 class OnlineSemiNMF(ConceptDictionary):
     """Semi-NMF learnt from mini-batches streamed from memory or disk (Mairal et al. 2010).
 
@@ -128,27 +136,40 @@ class OnlineSemiNMF(ConceptDictionary):
         l1: float = 1.0,
         *,
         batch_size: int = 1024,
+        block_rows: int = 256,
         max_epochs: int = 10,
         tol: float = 1e-4,
+        memory_epochs: float = 0.5,
+        init: str = "svd",
+        init_rows: int = 8192,
+        lasso_max_iter: int = 200,
+        lasso_tol: float = 1e-5,
+        seed: int = 0,
+        shuffle: bool = True,
         checkpoint: str | os.PathLike | None = None,
         checkpoint_every: int = 100,
         device: str | torch.device | None = None,
         dtype: torch.dtype = torch.float32,
         process_group=None,
-        **options,
     ):
+        """Options as in `OnlineConfig`; `checkpoint` is a .safetensors path written every `checkpoint_every`
+        steps and at each epoch's end (rerun with the same path to resume); `process_group` defaults to
+        torch.distributed's default group when one is initialised."""
         super().__init__(n_concepts, device=device, dtype=dtype)
-        unknown = set(options) - set(OnlineConfig.__dataclass_fields__)
-        if unknown:
-            raise TypeError(f"unknown option(s) {sorted(unknown)}; valid: {sorted(OnlineConfig.__dataclass_fields__)}")
-        self.config = OnlineConfig(n_concepts, l1, batch_size, max_epochs=max_epochs, tol=tol, **options)
-        if self.config.init not in _INITS:
-            raise ValueError(f"init must be one of {sorted(_INITS)}, got {self.config.init!r}")
+        _check_l1(l1)
+        self.config = OnlineConfig(n_concepts, l1, batch_size, block_rows, max_epochs, tol, memory_epochs, init,
+                                   init_rows, lasso_max_iter, lasso_tol, seed, shuffle)
+        for f in fields(OnlineConfig):  # each option also under its own name (get_params, sae-lens export)
+            setattr(self, f.name, getattr(self.config, f.name))
+        self.checkpoint_every = checkpoint_every
+        if init not in _INITS:
+            raise ValueError(f"init must be one of {sorted(_INITS)}, got {init!r}")
+        for name in ("batch_size", "block_rows", "max_epochs", "init_rows", "lasso_max_iter", "checkpoint_every"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if dtype not in (torch.float32, torch.float64, torch.bfloat16, torch.float16):
             raise ValueError(f"dtype must be a floating dtype (float32, float64, bfloat16, float16), got {dtype}")
-        self.l1 = l1
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
-        self.checkpoint_every = checkpoint_every
         self.process_group = process_group
         self.history_: list[float] = []
 
@@ -220,8 +241,13 @@ class OnlineSemiNMF(ConceptDictionary):
         while not st.done and st.epoch < cfg.max_epochs:
             if st.step == 0:
                 st.running.zero_()
+            bad_rows = torch.zeros((), dtype=torch.int64, device=device)
             for step, Z_local in iter_batches(source, schedule, st.epoch, rank=comm.rank,
                                               world_size=comm.world_size, start_step=st.step):
+                if Z_local.device.type == "cpu":  # checked before the copy: no device sync
+                    _check_finite(Z_local, st.epoch, step)
+                else:  # data already on the device: counted here, checked once per epoch
+                    bad_rows += (~torch.isfinite(Z_local)).any(dim=1).sum()
                 Z = Z_local.to(device=device, dtype=self.dtype, non_blocking=True)
                 W = st.W_dec
                 V = self._codes(Z, W)
@@ -247,6 +273,9 @@ class OnlineSemiNMF(ConceptDictionary):
                 if self.checkpoint is not None and st.t % self.checkpoint_every == 0:
                     self._save(st, comm)
             # end of epoch: re-seed atoms nobody uses, check convergence (the one host sync per epoch)
+            if int(bad_rows):
+                raise ValueError(f"Z holds NaN or inf in {int(bad_rows)} rows read in epoch {st.epoch}; "
+                                 "drop or repair those rows first (the last checkpoint predates them)")
             st.W_dec = self._reseed(st.W_dec, st.A, pool)
             st.history.append(float(st.running))
             st.epoch, st.step = st.epoch + 1, 0
