@@ -11,28 +11,50 @@ from lmm_concepts.data import (
     IterableCaptions,
     JsonlCaptions,
 )
-from lmm_concepts.dictionary import ConceptDictionary, SemiNMF, nonneg_lasso, planted_dictionary
+from lmm_concepts.dictionary import (
+    NMF,
+    PCA,
+    ConceptDictionary,
+    KMeans,
+    RandomDictionary,
+    SAEDictionary,
+    SemiNMF,
+    Simple,
+    load_dictionary,
+    nonneg_lasso,
+    planted_dictionary,
+    register_architectures,
+)
 from lmm_concepts.dictionary.distributed import RankFailure, init_distributed
 from lmm_concepts.dictionary.online import OnlineSemiNMF
 from lmm_concepts.extraction import RepresentationStore, extract
+
+register_architectures()  # the package's only import side effect: sae-lens can load "semi_nmf", "pca", "kmeans"
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CaptionDataset",
     "CocoKarpathy",
-    "ConceptDictionary",
-    "SemiNMF",
-    "nonneg_lasso",
-    "planted_dictionary",
     "CsvCaptions",
     "HFDiskCaptions",
     "IterableCaptions",
     "JsonlCaptions",
+    "NMF",
+    "PCA",
+    "ConceptDictionary",
+    "KMeans",
     "OnlineSemiNMF",
+    "RandomDictionary",
     "RankFailure",
     "RepresentationStore",
+    "SAEDictionary",
+    "SemiNMF",
+    "Simple",
+    "__version__",
     "extract",
     "init_distributed",
-    "__version__",
+    "load_dictionary",
+    "nonneg_lasso",
+    "planted_dictionary",
 ]
