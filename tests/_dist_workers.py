@@ -122,3 +122,15 @@ def extract_worker(rank, world_size, out: Path, store: str):
     from tests._extract_fixtures import ScriptedLMM
 
     lc.extract(ScriptedLMM(SCRIPTS), items(), "dog", layers=LAYERS, out=store, batch_size=2, progress=False)
+
+
+def planted_store(path: Path, Z: torch.Tensor) -> Path:
+    """A complete one-layer RepresentationStore ("final") holding Z, written the way `extract` finishes one."""
+    from lmm_concepts._io import write_json
+    from lmm_concepts.extraction.shards import write_streamed
+    from lmm_concepts.extraction.store import FINAL_HOOK, STORE_FORMAT
+
+    write_streamed(path / "layers" / f"{FINAL_HOOK}.safetensors", [Z], Z.shape[0], Z.shape[1], Z.dtype)
+    write_json(path / "manifest.json", {"format": STORE_FORMAT, "complete": True, "layers": [FINAL_HOOK],
+                                        "model": {"n_layers": 1, "d_model": Z.shape[1]}, "dtype": "float32"})
+    return path

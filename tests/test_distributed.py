@@ -60,3 +60,26 @@ def test_rank_shares_partition_every_batch(world_size):
         assert sum(shares, []) == rows  # the ranks' shares, in rank order, are the batch
         seen += rows
     assert sorted(seen) == list(range(1003))  # one epoch reads every row once
+
+
+def test_torchrun_fit_cli_equals_the_single_process_api(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from _dist_workers import planted, planted_store
+
+    import lmm_concepts as lc
+
+    store = planted_store(tmp_path / "store", planted().float())
+    out = tmp_path / "dico"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "lmm_concepts", "fit", str(store), "--layer", "final", "--method", "semi_nmf_online",
+           "--n-concepts", "6", "--l1", "0.1", "--batch-size", "200", "--epochs", "4", "--out", str(out)]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.getcwd())
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count("fitted semi_nmf_online") == 1  # rank 0 alone saves
+    saved = lc.load_dictionary(out)
+    single = lc.OnlineSemiNMF(6, l1=0.1, batch_size=200, max_epochs=4).fit(store, layer="final")
+    torch.testing.assert_close(saved.W_dec, single.W_dec, rtol=1e-4, atol=1e-5)
