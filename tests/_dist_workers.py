@@ -79,11 +79,21 @@ def single_fit(checkpoint=None, source=None):
     return model.fit(planted() if source is None else source)
 
 
-def fit_worker(rank, world_size, out: Path, checkpoint=None):
+def fit_worker(rank, world_size, out: Path, checkpoint=None, then_narrow=False):
+    """A data-parallel fit; with `then_narrow`, a second fit in the same group where rank 1's rows are narrower,
+    whose error each rank records in refused{rank}.txt."""
     from safetensors.torch import save_file
+
+    from lmm_concepts.dictionary.online import OnlineSemiNMF
 
     model = single_fit(checkpoint)
     save_file({"W_dec": model.W_dec, "history": torch.tensor(model.history_)}, str(out / f"W{rank}.safetensors"))
+    if then_narrow:
+        Z = planted()
+        try:
+            OnlineSemiNMF(FIT["K"], l1=FIT["l1"], **OPTIONS).fit(Z[:, :-4] if rank == 1 else Z)
+        except ValueError as err:
+            (out / f"refused{rank}.txt").write_text(str(err))
 
 
 class DyingRows:
@@ -103,15 +113,6 @@ class DyingRows:
 def dying_worker(rank, world_size, out: Path, checkpoint, die_rank, die_at):
     source = DyingRows(planted(), die_at if rank == die_rank else -1)
     single_fit(checkpoint, source)
-
-
-def width_worker(rank, world_size, out: Path):
-    from lmm_concepts.dictionary.online import OnlineSemiNMF
-
-    Z = planted()
-    if rank == 1:
-        Z = Z[:, :-4]
-    OnlineSemiNMF(FIT["K"], l1=FIT["l1"], **OPTIONS).fit(Z)
 
 
 # ---------------------------------------------------------------------------------------------- extraction

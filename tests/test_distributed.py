@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _dist_workers import dying_worker, fit_worker, run_ranks, single_fit, width_worker
+from _dist_workers import dying_worker, fit_worker, run_ranks, single_fit
 from safetensors.torch import load_file
 
 
@@ -17,20 +17,17 @@ def _one_thread():
 
 
 def test_two_gloo_ranks_fit_the_single_process_dictionary(tmp_path):
-    codes = run_ranks(fit_worker, 2, tmp_path)
+    codes = run_ranks(fit_worker, 2, tmp_path, None, True)
     assert codes == [0, 0], [p.read_text() for p in tmp_path.glob("error*.txt")]
     W0, W1 = (load_file(tmp_path / f"W{r}.safetensors") for r in (0, 1))
     assert torch.equal(W0["W_dec"], W1["W_dec"])  # every rank holds the same dictionary, bit for bit
     single = single_fit()
     torch.testing.assert_close(W0["W_dec"], single.W_dec, rtol=1e-9, atol=1e-9)
     torch.testing.assert_close(W0["history"], torch.tensor(single.history_), rtol=1e-9, atol=1e-9)
-
-
-def test_ranks_with_different_widths_are_refused(tmp_path):
-    codes = run_ranks(width_worker, 2, tmp_path)
-    assert codes == [1, 1]
-    msg = (tmp_path / "error0.txt").read_text()
-    assert "rank 1 reads rows [1200, 20] torch.float64 but rank 0 reads [1200, 24]" in msg
+    # then, in the same process group, rank 1 is handed narrower rows: both ranks refuse, naming it
+    for r in (0, 1):
+        msg = (tmp_path / f"refused{r}.txt").read_text()
+        assert "rank 1 reads rows [1200, 20] torch.float64 but rank 0 reads [1200, 24]" in msg
 
 
 def test_a_dead_rank_is_named_and_the_fit_resumes_from_the_checkpoint(tmp_path):
