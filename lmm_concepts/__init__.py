@@ -28,16 +28,27 @@ from lmm_concepts.dictionary import (
 from lmm_concepts.dictionary.distributed import RankFailure, init_distributed
 from lmm_concepts.dictionary.online import OnlineSemiNMF
 from lmm_concepts.extraction import RepresentationStore, extract
+from lmm_concepts.models import (
+    AttentionResampler,
+    GenerationOutput,
+    HookedLMM,
+    LlavaProjector,
+    LMMConfig,
+    PoolingResampler,
+)
 
 register_architectures()  # the package's only import side effect: sae-lens can load "semi_nmf", "pca", "kmeans"
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AttentionResampler",
     "CaptionDataset",
     "CocoKarpathy",
     "CsvCaptions",
+    "GenerationOutput",
     "HFDiskCaptions",
+    "HookedLMM",
     "IterableCaptions",
     "JsonlCaptions",
     "NMF",
@@ -47,6 +58,9 @@ __all__ = [
     "OnlineSemiNMF",
     "RandomDictionary",
     "RankFailure",
+    "LMMConfig",
+    "LlavaProjector",
+    "PoolingResampler",
     "RepresentationStore",
     "SAEDictionary",
     "SemiNMF",

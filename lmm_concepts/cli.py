@@ -15,6 +15,12 @@ from collections.abc import Callable, Sequence
 
 # name -> ("module", "ConfigClass", "function", "one-line help")
 COMMANDS: dict[str, tuple[str, str, str, str]] = {
+    "extract": (
+        "lmm_concepts.extraction.command",
+        "ExtractConfig",
+        "run",
+        "caption a dataset and store the word's representations (resumable)",
+    ),
     "fit": ("lmm_concepts.dictionary.fit_cli", "FitConfig", "fit", "learn a concept dictionary (Semi-NMF or a baseline) and save it for sae-lens"),
 }
 

@@ -19,7 +19,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from lmm_concepts._io import read_json
-from lmm_concepts.data.base import CaptionDataset, iter_batches
+from lmm_concepts.data.base import iter_batches, n_samples
 from lmm_concepts.extraction.selection import word_pattern
 from lmm_concepts.extraction.store import BATCH_RECORD, IMAGES_DIR, PARTS_DIR, REASONS
 
@@ -38,7 +38,8 @@ def run_ranks(model, data, writer, forms, hooks, position, prompt, max_new_token
 
     rank, world = rank_and_world()
     pattern = word_pattern(forms)
-    n_batches = -(-len(data) // batch_size) if isinstance(data, CaptionDataset) else None
+    n = n_samples(data)
+    n_batches = -(-n // batch_size) if n is not None else None
     bar = tqdm(total=n_batches, unit="batch", desc=f"extract {forms[0]!r} (rank {rank}/{world})",
                disable=not progress or rank != 0)
     was_training = model.training
