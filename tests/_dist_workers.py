@@ -22,7 +22,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_ranks(target, world_size: int, out: Path, *args, timeout: float = 120.0) -> list[int]:
+def run_ranks(target, world_size: int, out: Path, *args, timeout: float = 300.0) -> list[int]:
     """Run `target(rank, world_size, port, out, *args)` in `world_size` spawned processes; their exit codes.
 
     Unlike torch.multiprocessing.spawn, a failing rank does not kill the others, so survivors can report.
