@@ -14,7 +14,9 @@ rank is initialised; rank 0 creates (or clears) the store before the others open
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 
+import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
@@ -29,6 +31,33 @@ def rank_and_world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+def open_writer(make: Callable[[bool], object], out) -> object:
+    """`make(may_overwrite)` on rank 0 first (it creates or clears the store), then on the other ranks.
+
+    If rank 0 cannot open the store (another extraction's store in `out`), every rank raises instead of the
+    others waiting for it forever.
+    """
+    rank, world = rank_and_world()
+    if world == 1:
+        return make(True)
+    on_gpu = dist.get_backend() == "nccl"
+    status = torch.zeros(1, device=torch.device("cuda", torch.cuda.current_device()) if on_gpu else "cpu")
+    writer = None
+    if rank == 0:
+        try:
+            writer = make(True)
+        except Exception:
+            status += 1
+            dist.broadcast(status, src=0)
+            raise
+    dist.broadcast(status, src=0)
+    if rank == 0:
+        return writer
+    if status.item():
+        raise RuntimeError(f"rank 0 could not open the store at {out} (its error says why); nothing was written")
+    return make(False)
 
 
 def run_ranks(model, data, writer, forms, hooks, position, prompt, max_new_tokens, batch_size, num_workers,

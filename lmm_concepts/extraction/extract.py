@@ -269,12 +269,8 @@ def extract(
     # under torchrun (a process group of several ranks) batch i goes to rank i % world; see distributed.py
     from lmm_concepts.extraction import distributed
 
-    rank, world = distributed.rank_and_world()
-    if world > 1 and rank != 0:
-        torch.distributed.barrier()  # rank 0 creates (or clears) the store first
-    writer = StoreWriter(out, manifest, overwrite=overwrite and rank == 0)
-    if world > 1 and rank == 0:
-        torch.distributed.barrier()
+    _, world = distributed.rank_and_world()
+    writer = distributed.open_writer(lambda may: StoreWriter(out, manifest, overwrite=overwrite and may), out)
     if not writer.complete:
         run = _run if world == 1 else distributed.run_ranks
         run(model, data, writer, forms, hooks, position, prompt, max_new_tokens, batch_size, num_workers, progress)
