@@ -19,6 +19,9 @@ from lmm_concepts.dictionary import (
     RandomDictionary,
     SAEDictionary,
     SemiNMF,
+    SemiNMFSAE,
+    SemiNMFTrainingSAE,
+    SemiNMFTrainingSAEConfig,
     Simple,
     load_dictionary,
     nonneg_lasso,
@@ -28,6 +31,16 @@ from lmm_concepts.dictionary import (
 from lmm_concepts.dictionary.distributed import RankFailure, init_distributed
 from lmm_concepts.dictionary.online import OnlineSemiNMF
 from lmm_concepts.extraction import RepresentationStore, extract
+from lmm_concepts.grounding import ConceptExplanation, Explanations, SampleExplanation, explain, ground
+from lmm_concepts.metrics import (
+    EvaluationResults,
+    FaithfulnessResult,
+    SweepResults,
+    evaluate,
+    faithfulness,
+    k_sweep,
+    layer_sweep,
+)
 from lmm_concepts.models import (
     AttentionResampler,
     GenerationOutput,
@@ -36,6 +49,7 @@ from lmm_concepts.models import (
     LMMConfig,
     PoolingResampler,
 )
+from lmm_concepts.steering import CaptionShift, caption_shift, steer, word_logit_shift
 
 register_architectures()  # the package's only import side effect: sae-lens can load "semi_nmf", "pca", "kmeans"
 
@@ -43,32 +57,51 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AttentionResampler",
+    "caption_shift",
     "CaptionDataset",
+    "CaptionShift",
     "CocoKarpathy",
+    "ConceptDictionary",
+    "ConceptExplanation",
     "CsvCaptions",
+    "evaluate",
+    "EvaluationResults",
+    "explain",
+    "Explanations",
+    "extract",
+    "faithfulness",
+    "FaithfulnessResult",
     "GenerationOutput",
+    "ground",
     "HFDiskCaptions",
     "HookedLMM",
+    "init_distributed",
     "IterableCaptions",
     "JsonlCaptions",
-    "NMF",
-    "PCA",
-    "ConceptDictionary",
+    "k_sweep",
     "KMeans",
+    "layer_sweep",
+    "LlavaProjector",
+    "LMMConfig",
+    "load_dictionary",
+    "NMF",
     "OnlineSemiNMF",
+    "nonneg_lasso",
+    "PCA",
+    "planted_dictionary",
+    "PoolingResampler",
     "RandomDictionary",
     "RankFailure",
-    "LMMConfig",
-    "LlavaProjector",
-    "PoolingResampler",
     "RepresentationStore",
     "SAEDictionary",
+    "SampleExplanation",
     "SemiNMF",
+    "SemiNMFSAE",
+    "SemiNMFTrainingSAE",
+    "SemiNMFTrainingSAEConfig",
     "Simple",
+    "steer",
+    "SweepResults",
+    "word_logit_shift",
     "__version__",
-    "extract",
-    "init_distributed",
-    "load_dictionary",
-    "nonneg_lasso",
-    "planted_dictionary",
 ]

@@ -21,6 +21,24 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
         "run",
         "caption a dataset and store the word's representations (resumable)",
     ),
+    "ground": (
+        "lmm_concepts.grounding.command",
+        "GroundConfig",
+        "run",
+        "ground a dictionary's concepts in words (logit lens) and most activating images",
+    ),
+    "evaluate": (
+        "lmm_concepts.metrics.command",
+        "EvaluateConfig",
+        "run_evaluate",
+        "score explanations on a test store: CLIPScore, BERTScore, overlap, baselines, faithfulness",
+    ),
+    "sweep": (
+        "lmm_concepts.metrics.command",
+        "SweepConfig",
+        "run_sweep",
+        "layer ablation or K sweep: fit, ground and evaluate per point (resumable)",
+    ),
     "fit": ("lmm_concepts.dictionary.fit_cli", "FitConfig", "fit", "learn a concept dictionary (Semi-NMF or a baseline) and save it for sae-lens"),
 }
 

@@ -106,7 +106,6 @@ def test_every_learner_exports_and_round_trips(fitted, name, tmp_path):
     assert type(back) is type(learner)
     assert back.get_params() == learner.get_params()
     assert torch.equal(back.encode(Z), codes)
-    assert back.to_sae().cfg.metadata.hook_name is None or back.hook_name_ is None
 
 
 def test_a_loaded_dictionary_keeps_its_hook_name(fitted, tmp_path):
@@ -155,16 +154,48 @@ def test_add_sae_with_error_term_leaves_logits_unchanged(name):
     assert torch.allclose(acts.reshape(-1, learner.n_concepts), learner.encode(Z), atol=1e-5)
 
 
-def test_semi_nmf_sae_folds_an_input_scale():
+@pytest.mark.parametrize("training", [False, True])
+def test_semi_nmf_sae_folds_an_input_scale(training):
+    """sae-lens folds its input normalisation (the SAE saw s·x) into the weights: codes on raw x must match."""
     Z = data_for("semi_nmf")
-    sae = LEARNERS["semi_nmf"]().fit(Z).to_sae()
+    dico = LEARNERS["semi_nmf"]().fit(Z)
+    sae = dico.to_sae()
+    if training:
+        trained = SemiNMFTrainingSAE(SemiNMFTrainingSAEConfig(d_in=Z.shape[1], d_sae=dico.n_concepts, l1=dico.l1))
+        trained.load_state_dict(sae.state_dict())
+        sae = trained
     with torch.no_grad():
         scaled_codes = sae.encode(3.0 * Z)
         sae.fold_activation_norm_scaling_factor(3.0)
         assert torch.allclose(sae.encode(Z), scaled_codes, atol=1e-4)  # same codes on raw inputs
         assert torch.allclose(sae.decode(scaled_codes), sae.decode(sae.encode(Z)), atol=1e-5)
+        assert torch.allclose(3.0 * sae.decode(scaled_codes), dico.decode(scaled_codes), atol=1e-5)  # raw units
     with pytest.raises(NotImplementedError, match="cannot be folded"):
         sae.fold_W_dec_norm()
+
+
+@pytest.mark.parametrize("name", ["pca", "kmeans", "simple"])
+def test_tied_prototype_and_pca_saes_refuse_to_fold_a_scale(fitted, name):
+    sae = fitted[name].to_sae()
+    with pytest.raises(NotImplementedError):
+        sae.fold_activation_norm_scaling_factor(2.0)
+    with pytest.raises(NotImplementedError, match="cannot be folded"):
+        sae.fold_W_dec_norm()
+    assert torch.equal(sae.W_dec.detach(), fitted[name].W_dec)  # refused without touching the weights
+
+
+@pytest.mark.parametrize("name", ["semi_nmf", "pca", "kmeans"])
+def test_export_and_load_on_the_test_device(name, device, tmp_path):
+    """`LMM_CONCEPTS_TEST_DEVICE=cuda pytest` checks the export path on a GPU."""
+    Z = data_for(name).to(device)
+    learner = LEARNERS[name]().to(device).fit(Z)
+    sae = learner.to_sae(HOOK)
+    assert sae.W_dec.device.type == torch.device(device).type and sae.cfg.device.startswith(torch.device(device).type)
+    learner.save(tmp_path / "d")
+    back = lc.load_dictionary(tmp_path / "d", device=device)
+    assert back.W_dec.device.type == torch.device(device).type
+    with torch.no_grad():
+        assert torch.allclose(back.encode(Z), sae.encode(Z), atol=1e-5)
 
 
 def test_semi_nmf_training_sae_with_sae_trainer_matches_the_full_batch_solver(tmp_path):
@@ -193,3 +224,21 @@ def test_semi_nmf_training_sae_with_sae_trainer_matches_the_full_batch_solver(tm
     assert isinstance(trained, lc.SemiNMF)
     assert trained.objective(Z) <= 1.02 * full.objective(Z)
     assert torch.equal(inference_sae(sae).W_dec, loaded.W_dec)
+
+
+def test_semi_nmf_training_with_sae_lens_input_normalisation_folds_back_to_raw_units(tmp_path):
+    """With normalize_activations="expected_average_only_in" SAETrainer trains on s·x and folds s at the end."""
+    Z = 5.0 * lc.planted_dictionary(300, 16, 4, 2, seed=2).Z  # far from sae-lens's target norm √d
+    cfg = SemiNMFTrainingSAEConfig(d_in=16, d_sae=4, l1=0.2, normalize_activations="expected_average_only_in")
+    sae = SemiNMFTrainingSAE(cfg)
+    trainer_cfg = SAETrainerConfig(total_training_samples=1000, train_batch_size_samples=100, lr=0.03, lr_end=3e-4)
+    trainer = SAETrainer(cfg=trainer_cfg, sae=sae, data_provider=shuffled_batches(Z, 100, torch.Generator()))
+    trainer.fit()
+    assert sae.cfg.normalize_activations == "none"
+    s = 16**0.5 / Z.norm(dim=1).mean()
+    assert sae.cfg.l1 == pytest.approx(0.2 / float(s) ** 2, rel=0.05)
+    sae.save_inference_model(tmp_path / "d")
+    dico = lc.load_dictionary(tmp_path / "d")
+    assert dico.l1 == sae.cfg.l1
+    V = dico.encode(Z)
+    assert (dico.decode(V) - Z).pow(2).sum() < 0.2 * (Z - Z.mean(0)).pow(2).sum()  # reconstructs raw inputs
