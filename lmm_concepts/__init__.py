@@ -32,6 +32,8 @@ from lmm_concepts.dictionary import (
     planted_dictionary,
     register_architectures,
 )
+from lmm_concepts.dictionary.distributed import RankFailure, init_distributed
+from lmm_concepts.dictionary.online import OnlineSemiNMF
 from lmm_concepts.extraction import RepresentationStore, extract
 from lmm_concepts.grounding import ConceptExplanation, Explanations, SampleExplanation, explain, ground
 from lmm_concepts.metrics import (
@@ -78,6 +80,7 @@ __all__ = [
     "ground",
     "HFDiskCaptions",
     "HookedLMM",
+    "init_distributed",
     "IterableCaptions",
     "JsonlCaptions",
     "k_sweep",
@@ -87,6 +90,7 @@ __all__ = [
     "LMMConfig",
     "load_dictionary",
     "NMF",
+    "OnlineSemiNMF",
     "nonneg_lasso",
     "PCA",
     "planted_dictionary",
@@ -101,6 +105,7 @@ __all__ = [
     "shape_nouns",
     "train_toy",
     "RandomDictionary",
+    "RankFailure",
     "RepresentationStore",
     "SAEDictionary",
     "SampleExplanation",
