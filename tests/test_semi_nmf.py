@@ -59,7 +59,8 @@ def test_objective_never_increases(planted, dtype, init):
     # tol=0 runs until max_iter or until an iteration no longer lowers the objective at all
     assert len(h) == 40 or model.stop_reason_.startswith("converged")
     assert len(h) >= 10
-    slack = 1e-12 if dtype == torch.float64 else 1e-6  # float32 rounding of the statistics, relative
+    # the exact objective never rises; in float32 its evaluation from the statistics A, B carries ~1e-6 rounding
+    slack = 1e-12 if dtype == torch.float64 else 1e-5
     assert (np.diff(h) <= slack * h[:-1]).all(), np.diff(h).max()
 
 

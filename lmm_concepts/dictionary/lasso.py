@@ -105,25 +105,22 @@ def _lasso_cd(C: Tensor, G: Tensor, l1: float, V0: Tensor | None, max_iter: int,
     Works on transposed [K, n] copies so a concept's codes and gradient are contiguous rows, and keeps the
     gradient R = G·Vᵀ − Cᵀ up to date with one rank-1 update per coordinate (n·K flops).
     """
-    K = G.shape[0]
     Vt = (V0.to(C).T.clone() if V0 is not None else torch.zeros_like(C.T)).contiguous()
     Rt = (G @ Vt - C.T).contiguous() if V0 is not None else (-C.T).contiguous()
-    diag = G.diagonal().clone()
-    live = diag > 0  # an all-zero atom has no gradient: its codes stay 0
-    inv_diag = torch.where(live, 1.0 / diag.clamp_min(torch.finfo(G.dtype).tiny), torch.zeros_like(diag))
-    Rt_k = torch.empty_like(Vt[0])
+    diag = G.diagonal().tolist()
+    # an all-zero atom has no gradient: its codes stay 0
+    live = [(k, 1.0 / g, l1 / g) for k, g in enumerate(diag) if g > 0]
     for sweep in range(max_iter):
-        max_step = torch.zeros((), dtype=C.dtype, device=C.device)
-        for k in range(K):
-            v_old = Vt[k]
-            # v_new = max(0, v_old − (R_k + l1)/G_kk); step = v_new − v_old
-            torch.add(Rt[k], l1, out=Rt_k)
-            step = (v_old - Rt_k * inv_diag[k]).clamp_(min=0).sub_(v_old)
-            v_old.add_(step)
+        check = sweep % 2 == 1 or sweep == max_iter - 1  # a host sync every second sweep
+        V_before = Vt.clone() if check else None
+        for k, inv, shift in live:
+            v = Vt[k]
+            # v_new = max(0, v − (R_k + l1)/G_kk); the gradient follows with one rank-1 update
+            step = torch.add(v, Rt[k], alpha=-inv).sub_(shift).clamp_(min=0).sub_(v)
+            v.add_(step)
             Rt.addr_(G[k], step)
-            max_step = torch.maximum(max_step, step.abs().max())
-        if sweep % 2 == 1 or sweep == max_iter - 1:  # a host sync every second sweep
-            if max_step.item() <= tol * max(Vt.max().item(), 1e-30):
+        if check:
+            if (Vt - V_before).abs().max().item() <= tol * max(Vt.max().item(), 1e-30):
                 break
     return Vt.T.contiguous()
 
