@@ -15,6 +15,13 @@ from collections.abc import Callable, Sequence
 
 # name -> ("module", "ConfigClass", "function", "one-line help")
 COMMANDS: dict[str, tuple[str, str, str, str]] = {
+    "extract": (
+        "lmm_concepts.extraction.command",
+        "ExtractConfig",
+        "run",
+        "caption a dataset and store the word's representations (resumable)",
+    ),
+    "fit": ("lmm_concepts.dictionary.fit_cli", "FitConfig", "fit", "learn a concept dictionary (Semi-NMF or a baseline) and save it for sae-lens"),
 }
 
 
@@ -31,7 +38,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lmm-concepts", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=simple_parsing.ArgumentParser)
     for name, (_, _, _, help_) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_, description=help_)
+        # options accept --n-concepts as well as --n_concepts
+        p = sub.add_parser(
+            name,
+            help=help_,
+            description=help_,
+            add_option_string_dash_variants=simple_parsing.DashVariant.UNDERSCORE_AND_DASH,
+        )
         if name == command:
             cfg_cls, _ = _resolve(name)
             p.add_arguments(cfg_cls, dest="cfg")
