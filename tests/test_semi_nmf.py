@@ -108,6 +108,20 @@ def test_public_exports():
     assert lc.SemiNMF is SemiNMF and lc.nonneg_lasso is not None
 
 
+def test_reseeding_at_plateaus_is_kept_only_when_it_helps():
+    """At a plateau the least-used atom moves to the worst residual; the move is kept only if the objective
+    drops, so the path is the plain one up to the first plateau and never ends higher."""
+    Z, _, _ = planted_dictionary(600, 24, 10, 3, noise=0.05, seed=4)
+    plain = SemiNMF(10, l1=0.1, n_reseed=0).fit(Z)
+    reseeded = SemiNMF(10, l1=0.1, n_reseed=5).fit(Z)
+    n = plain.n_iter_
+    assert reseeded.history_[:n] == plain.history_[:n]
+    assert reseeded.objective_ <= plain.objective_
+    h = np.array(reseeded.history_)
+    assert (np.diff(h) <= 1e-6 * h[:-1]).all()
+    assert "re-seeding" in reseeded.stop_reason_ and "re-seeding" not in plain.stop_reason_
+
+
 # ---------------------------------------------------------------------------------------------- recovery
 def test_planted_dictionary_recovered_better_than_pca_and_kmeans():
     Z, W_true, _ = planted_dictionary(1500, 64, 8, 2, noise=0.05, seed=11)
