@@ -10,6 +10,10 @@ from lmm_concepts.data import (
     HFDiskCaptions,
     IterableCaptions,
     JsonlCaptions,
+    SyntheticWorld,
+    attribute_words,
+    parse_caption,
+    shape_nouns,
 )
 from lmm_concepts.dictionary import (
     NMF,
@@ -28,7 +32,19 @@ from lmm_concepts.dictionary import (
     planted_dictionary,
     register_architectures,
 )
+from lmm_concepts.dictionary.distributed import RankFailure, init_distributed
+from lmm_concepts.dictionary.online import OnlineSemiNMF
 from lmm_concepts.extraction import RepresentationStore, extract
+from lmm_concepts.grounding import ConceptExplanation, Explanations, SampleExplanation, explain, ground
+from lmm_concepts.metrics import (
+    EvaluationResults,
+    FaithfulnessResult,
+    SweepResults,
+    evaluate,
+    faithfulness,
+    k_sweep,
+    layer_sweep,
+)
 from lmm_concepts.models import (
     AttentionResampler,
     GenerationOutput,
@@ -37,39 +53,69 @@ from lmm_concepts.models import (
     LMMConfig,
     PoolingResampler,
 )
+from lmm_concepts.steering import CaptionShift, caption_shift, steer, word_logit_shift
+from lmm_concepts.zoo import TrainToyConfig, caption_accuracy, load_toy, load_toy_clip, train_toy
 
 register_architectures()  # the package's only import side effect: sae-lens can load "semi_nmf", "pca", "kmeans"
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "NMF",
-    "PCA",
     "AttentionResampler",
+    "caption_shift",
     "CaptionDataset",
+    "CaptionShift",
     "CocoKarpathy",
     "ConceptDictionary",
+    "ConceptExplanation",
     "CsvCaptions",
+    "evaluate",
+    "EvaluationResults",
+    "explain",
+    "Explanations",
+    "extract",
+    "faithfulness",
+    "FaithfulnessResult",
     "GenerationOutput",
+    "ground",
     "HFDiskCaptions",
     "HookedLMM",
+    "init_distributed",
     "IterableCaptions",
     "JsonlCaptions",
+    "k_sweep",
     "KMeans",
-    "LMMConfig",
+    "layer_sweep",
     "LlavaProjector",
+    "LMMConfig",
+    "load_dictionary",
+    "NMF",
+    "OnlineSemiNMF",
+    "nonneg_lasso",
+    "PCA",
+    "planted_dictionary",
     "PoolingResampler",
+    "SyntheticWorld",
+    "TrainToyConfig",
+    "attribute_words",
+    "caption_accuracy",
+    "load_toy",
+    "load_toy_clip",
+    "parse_caption",
+    "shape_nouns",
+    "train_toy",
     "RandomDictionary",
+    "RankFailure",
     "RepresentationStore",
     "SAEDictionary",
+    "SampleExplanation",
     "SemiNMF",
     "SemiNMFSAE",
     "SemiNMFTrainingSAE",
     "SemiNMFTrainingSAEConfig",
     "Simple",
+    "steer",
+    "SweepResults",
+    "word_logit_shift",
     "__version__",
-    "extract",
-    "load_dictionary",
-    "nonneg_lasso",
-    "planted_dictionary",
 ]
