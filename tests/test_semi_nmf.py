@@ -1,7 +1,6 @@
 """SemiNMF: properties, planted-dictionary recovery, parity with scikit-learn, bad input.
 
-PCA / KMeans in the recovery test are scikit-learn's, used directly until the package's own baselines land
-(teammate `saelens`); swap them in then.
+The recovery test compares with the package's own PCA and KMeans baselines (`lmm_concepts.PCA`, `.KMeans`).
 """
 
 from __future__ import annotations
@@ -9,8 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from sklearn.cluster import KMeans
-from sklearn.decomposition import PCA, DictionaryLearning, dict_learning
+from sklearn.decomposition import DictionaryLearning, dict_learning
 
 import lmm_concepts as lc
 from lmm_concepts.dictionary.lasso import objective
@@ -59,7 +57,8 @@ def test_objective_never_increases(planted, dtype, init):
     # tol=0 runs until max_iter or until an iteration no longer lowers the objective at all
     assert len(h) == 40 or model.stop_reason_.startswith("converged")
     assert len(h) >= 10
-    slack = 1e-12 if dtype == torch.float64 else 1e-6  # float32 rounding of the statistics, relative
+    # the exact objective never rises; in float32 its evaluation from the statistics A, B carries ~1e-6 rounding
+    slack = 1e-12 if dtype == torch.float64 else 1e-5
     assert (np.diff(h) <= slack * h[:-1]).all(), np.diff(h).max()
 
 
@@ -109,12 +108,26 @@ def test_public_exports():
     assert lc.SemiNMF is SemiNMF and lc.nonneg_lasso is not None
 
 
+def test_reseeding_at_plateaus_is_kept_only_when_it_helps():
+    """At a plateau the least-used atom moves to the worst residual; the move is kept only if the objective
+    drops, so the path is the plain one up to the first plateau and never ends higher."""
+    Z, _, _ = planted_dictionary(600, 24, 10, 3, noise=0.05, seed=4)
+    plain = SemiNMF(10, l1=0.1, n_reseed=0).fit(Z)
+    reseeded = SemiNMF(10, l1=0.1, n_reseed=5).fit(Z)
+    n = plain.n_iter_
+    assert reseeded.history_[:n] == plain.history_[:n]
+    assert reseeded.objective_ <= plain.objective_
+    h = np.array(reseeded.history_)
+    assert (np.diff(h) <= 1e-6 * h[:-1]).all()
+    assert "re-seeding" in reseeded.stop_reason_ and "re-seeding" not in plain.stop_reason_
+
+
 # ---------------------------------------------------------------------------------------------- recovery
 def test_planted_dictionary_recovered_better_than_pca_and_kmeans():
     Z, W_true, _ = planted_dictionary(1500, 64, 8, 2, noise=0.05, seed=11)
     ours = _mean_best_cosine(W_true, SemiNMF(8, l1=0.2).fit(Z).W_dec)
-    pca = _mean_best_cosine(W_true, PCA(8, random_state=0).fit(Z.numpy()).components_)
-    km = _mean_best_cosine(W_true, KMeans(8, n_init=4, random_state=0).fit(Z.numpy()).cluster_centers_)
+    pca = _mean_best_cosine(W_true, lc.PCA(8).fit(Z).W_dec)
+    km = _mean_best_cosine(W_true, lc.KMeans(8).fit(Z).W_dec)
     assert ours >= 0.95
     assert ours > pca and ours > km, (ours, pca, km)
 

@@ -62,6 +62,9 @@ class SemiNMF(ConceptDictionary):
             default 10 for K <= 64, else 3.
         dict_sweeps: block-coordinate sweeps over the atoms per dictionary step; default 5 for K <= 64, else 1.
         lasso_method: "auto", "cd" or "fista" (see `lasso.nonneg_lasso`).
+        n_reseed: at most this many times, when the objective stalls, move the least-used atom to the residual
+            of the worst-reconstructed sample and keep the move only if the objective drops (escapes local
+            minima where two atoms share one concept and another concept is missed).
         encode_max_iter, encode_tol: the code solver's budget in `encode`.
 
     After `fit`: `W_dec` [K, d], `history_` (objective after every iteration), `history_seconds_` (wall time
@@ -86,6 +89,7 @@ class SemiNMF(ConceptDictionary):
         code_iter: int | None = None,
         dict_sweeps: int | None = None,
         lasso_method: LassoMethod = "auto",
+        n_reseed: int = 5,
         encode_max_iter: int = 1000,
         encode_tol: float = 1e-5,
     ):
@@ -113,6 +117,7 @@ class SemiNMF(ConceptDictionary):
         self.code_iter = code_iter
         self.dict_sweeps = dict_sweeps
         self.lasso_method: LassoMethod = lasso_method
+        self.n_reseed = n_reseed
         self.encode_max_iter = encode_max_iter
         self.encode_tol = encode_tol
         self.history_: list[float] = []
@@ -137,6 +142,8 @@ class SemiNMF(ConceptDictionary):
         history: list[float] = []
         seconds: list[float] = []
         stop_reason = f"max_iter={self.max_iter} reached"
+        reseeds_left = self.n_reseed
+        trial: tuple[Tensor, Tensor, float] | None = None  # (W, V, objective) before a trial re-seed
         for _ in range(self.max_iter):
             G = W @ W.T
             C = Z @ W.T
@@ -153,16 +160,38 @@ class SemiNMF(ConceptDictionary):
             A = V.T @ V
             B = Z.T @ V
             W_new, dead = update_dictionary(W, A, B, n_sweeps=self.dict_sweeps)
-            history.append(objective_from_stats(W_new, A, B, V.sum(dtype=torch.float64), sq_norm_Z, self.l1))
+            obj = objective_from_stats(W_new, A, B, V.sum(dtype=torch.float64), sq_norm_Z, self.l1)
+            if trial is not None:  # this iteration tried a re-seeded atom: keep it only if it helped
+                if obj >= trial[2]:
+                    W, V = trial[0], trial[1]
+                    stop_reason = (
+                        f"converged: relative decrease <= tol={self.tol:g}; re-seeding the least-used atom "
+                        f"did not lower the objective ({self.n_reseed - reseeds_left} tried)"
+                    )
+                    break
+                trial = None
+            history.append(obj)
             seconds.append(time.perf_counter() - t0)
             if dead.any():
                 W_new = reseed_atoms(W_new, dead, self._worst_residuals(Z, V, W, C, G, int(dead.sum())))
             W = W_new
             if len(history) > 1 and history[-2] - history[-1] <= self.tol * abs(history[-2]):
-                stop_reason = (
-                    f"converged: relative decrease {self._rel_decrease(history):.2e} <= tol={self.tol:g}"
+                if reseeds_left == 0:
+                    stop_reason = (
+                        f"converged: relative decrease {self._rel_decrease(history):.2e} <= tol={self.tol:g}"
+                    )
+                    break
+                # a plateau: try moving the least-used atom to the worst-reconstructed sample's residual
+                # (a missed concept); the next iteration keeps it only if the objective drops
+                reseeds_left -= 1
+                trial = (W, V, history[-1])
+                k = int(torch.argmin(A.diagonal()).item())
+                G, C = W @ W.T, Z @ W.T
+                W, V = W.clone(), V.clone()
+                V[:, k] = 0
+                W = reseed_atoms(
+                    W, torch.arange(W.shape[0], device=W.device) == k, self._worst_residuals(Z, V, W, C, G, 1)
                 )
-                break
         self.W_dec = W.contiguous()
         self.history_ = history
         self.history_seconds_ = seconds
