@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 
 # name -> ("module", "ConfigClass", "function", "one-line help")
 COMMANDS: dict[str, tuple[str, str, str, str]] = {
+    "report": ("lmm_concepts.report.command", "ReportConfig", "report_command",
+               "re-render <folder>/report.html from its saved results.json"),
 }
 
 
