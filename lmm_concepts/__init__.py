@@ -4,10 +4,16 @@ Importing the package registers its sae-lens architectures and has no other side
 """
 
 from lmm_concepts.dictionary import ConceptDictionary
+from lmm_concepts.grounding import ConceptExplanation, Explanations, SampleExplanation, explain, ground
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConceptDictionary",
+    "ConceptExplanation",
+    "Explanations",
+    "SampleExplanation",
+    "explain",
+    "ground",
     "__version__",
 ]

@@ -1,0 +1,132 @@
+"""Concept explanations as plain dataclasses, saved as JSON + safetensors (written atomically).
+
+On-disk schema (a folder):
+    explanations.json
+        schema: "lmm_concepts.explanations/1"
+        layer, hook_name, lens, use_bias, n_words, n_images, n_candidates, signed_codes, model, store, notes
+        concepts: list, one per concept k (in dictionary order):
+            index            k
+            words            grounded words, rank order (may be fewer than n_words: see `short`)
+            word_scores      their lens logits
+            word_token_ids   token ids of each word (every case / leading-space variant among the candidates)
+            candidates       the decoded top-n_candidates tokens before filtering
+            short            true when the filter left fewer than n_words words (never padded)
+            top_sample_ids   ids of the most activating samples (MAS), strongest first
+            top_activations  their activations v_k
+            top_image_paths  their image paths (from the store's metadata; null when unknown)
+            stats            mean, std, max, frac_active (share of samples with v_k > 0), n_samples
+    explanations.safetensors
+        W_dec  [K, d_model]  the concept vectors the words were read from
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+from torch import Tensor
+
+from lmm_concepts._io import read_json, write_json, write_safetensors
+
+SCHEMA = "lmm_concepts.explanations/1"
+
+
+@dataclass
+class ConceptExplanation:
+    """One concept grounded in words (logit lens) and in images (most activating samples)."""
+
+    index: int
+    words: list[str]
+    word_scores: list[float]
+    word_token_ids: list[list[int]]
+    candidates: list[str]
+    short: bool
+    top_sample_ids: list[Any]
+    top_activations: list[float]
+    top_image_paths: list[str | None]
+    stats: dict[str, float]
+
+    def text(self) -> str:
+        """The reference code's CLIP prompt for this concept."""
+        return concept_text(self.words)
+
+
+def concept_text(words: list[str]) -> str:
+    """"A photo is described by the words w1, w2, …" (the reference code's CLIPScore text)."""
+    return "A photo is described by the words " + ", ".join(words)
+
+
+@dataclass
+class Explanations:
+    """All concepts of one dictionary grounded on one store layer. `dictionary` is kept in memory only."""
+
+    concepts: list[ConceptExplanation]
+    W_dec: Tensor
+    layer: str
+    hook_name: str
+    lens: str
+    use_bias: bool
+    n_words: int
+    n_images: int
+    n_candidates: int
+    signed_codes: bool = False
+    model: str | None = None
+    store: str | None = None
+    notes: list[str] = field(default_factory=list)
+    dictionary: Any = field(default=None, repr=False, compare=False)
+
+    def __len__(self) -> int:
+        return len(self.concepts)
+
+    def __getitem__(self, k: int) -> ConceptExplanation:
+        return self.concepts[k]
+
+    @property
+    def n_concepts(self) -> int:
+        return len(self.concepts)
+
+    def words(self) -> list[list[str]]:
+        return [c.words for c in self.concepts]
+
+    def explain(self, sample, r: int = 3, *, store=None, dictionary=None):
+        """Top-r concepts of one sample (see `lmm_concepts.explain`)."""
+        from lmm_concepts.grounding.ground import explain
+
+        return explain(self, sample, r=r, store=store, dictionary=dictionary)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write `path/explanations.json` and `path/explanations.safetensors` atomically; returns the folder."""
+        path = Path(path)
+        meta = {k: v for k, v in asdict(self).items() if k not in ("concepts", "W_dec", "dictionary")}
+        meta = {"schema": SCHEMA, **meta, "concepts": [asdict(c) for c in self.concepts]}
+        write_safetensors(path / "explanations.safetensors", {"W_dec": self.W_dec})
+        write_json(path / "explanations.json", meta)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, dictionary=None) -> Explanations:
+        """Read a folder written by `save`; pass the fitted `dictionary` to use `explain` / `evaluate` on new data."""
+        path = Path(path)
+        meta_path = path / "explanations.json"
+        if not meta_path.exists():
+            raise FileNotFoundError(f"no explanations.json in {path}: give the folder written by Explanations.save")
+        meta = read_json(meta_path)
+        if meta.pop("schema", None) != SCHEMA:
+            raise ValueError(f"{meta_path} is not an {SCHEMA} file")
+        concepts = [ConceptExplanation(**c) for c in meta.pop("concepts")]
+        W_dec = load_file(str(path / "explanations.safetensors"))["W_dec"]
+        if dictionary is not None and tuple(dictionary.W_dec.shape) != tuple(W_dec.shape):
+            raise ValueError(
+                f"the dictionary has W_dec {tuple(dictionary.W_dec.shape)} but these explanations were grounded "
+                f"from {tuple(W_dec.shape)}: pass the dictionary they were made from"
+            )
+        return cls(concepts=concepts, W_dec=W_dec, dictionary=dictionary, **meta)
+
+    def to(self, device: str | torch.device) -> Explanations:
+        self.W_dec = self.W_dec.to(device)
+        return self

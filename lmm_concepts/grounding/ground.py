@@ -1,0 +1,191 @@
+"""`ground`: every concept of a dictionary in words (logit lens) and images (most activating samples, MAS);
+`explain`: the strongest concepts of one sample.
+
+Default lens: "raw" for vectors read after the final norm (store layer "final" = `ln_final.hook_normalized`, where
+W_U·u is exactly the logits' direction, as in the reference code), "ln_final" for any other layer (a residual-stream
+vector reaches the logits only through the final norm).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from lmm_concepts.grounding.explanations import ConceptExplanation, Explanations
+from lmm_concepts.grounding.store_access import encode_all, manifest_get, meta_get, pick_layer, store_matrix
+from lmm_concepts.grounding.words import LENSES, WordFilter, lens_logits, top_words
+from lmm_concepts.hooks import is_after_final_norm, resolve_hook_name
+
+
+def default_lens(layer: str | int) -> str:
+    return "raw" if is_after_final_norm(layer) else "ln_final"
+
+
+def check_dictionary(model, dictionary) -> Tensor:
+    W_dec = getattr(dictionary, "W_dec", None)
+    if W_dec is None:
+        raise RuntimeError(f"{type(dictionary).__name__} is not fitted: call .fit(Z) before grounding it")
+    d_model = model.W_U.shape[0]
+    if W_dec.shape[1] != d_model:
+        raise ValueError(
+            f"the dictionary's concept vectors have d={W_dec.shape[1]} but the model's d_model is {d_model}: it was "
+            "fitted on another model; fit it on representations extracted from this model"
+        )
+    return W_dec.detach()
+
+
+def ground(
+    model,
+    dictionary,
+    store,
+    n_words: int = 15,
+    n_images: int = 5,
+    lens: str | None = None,
+    *,
+    layer: str | int | None = None,
+    use_bias: bool = False,
+    n_candidates: int = 50,
+    word_filter: WordFilter | None = None,
+) -> Explanations:
+    """Ground each concept u_k (row of `dictionary.W_dec`) in words and in its most activating samples.
+
+    Args:
+        model: a HookedTransformer (or HookedLMM) with `W_U`, `b_U`, `ln_final` and a tokenizer.
+        dictionary: a fitted ConceptDictionary whose d equals the model's d_model.
+        store: the RepresentationStore the dictionary was fitted on (MAS and activation statistics come from it).
+        n_words: words per concept, taken from the top `n_candidates` lens tokens; never padded.
+        n_images: most activating samples per concept.
+        lens: "raw" or "ln_final"; None follows `layer` (see the module docstring).
+        layer: the store layer the dictionary was fitted on (default: the only one, or "final").
+        use_bias: add the unembedding bias b_U to the lens logits.
+    """
+    layer = pick_layer(store, layer)
+    lens = lens or default_lens(layer)
+    if lens not in LENSES:
+        raise ValueError(f"lens must be one of {LENSES}, got {lens!r}")
+    if n_images < 0:
+        raise ValueError(f"n_images must be ≥ 0, got {n_images}")
+    W_dec = check_dictionary(model, dictionary)
+    Z = store_matrix(store, layer)
+    V = encode_all(dictionary, Z)
+
+    logits = lens_logits(model, W_dec, lens=lens, use_bias=use_bias)
+    n_top = min(n_images, V.shape[0])
+    top_act, top_idx = V.topk(n_top, dim=0) if n_top else (V[:0], V[:0].long())
+    sample_ids = list(store.sample_ids)
+    concepts, notes = [], []
+    for k in range(W_dec.shape[0]):
+        g = top_words(logits[k], model.tokenizer, n_words=n_words, n_candidates=n_candidates, word_filter=word_filter)
+        rows = top_idx[:, k].tolist()
+        v = V[:, k]
+        concepts.append(
+            ConceptExplanation(
+                index=k,
+                words=g.words,
+                word_scores=g.scores,
+                word_token_ids=g.token_ids,
+                candidates=g.candidates,
+                short=len(g.words) < n_words,
+                top_sample_ids=[sample_ids[i] for i in rows],
+                top_activations=top_act[:, k].tolist(),
+                top_image_paths=[meta_get(store, i, "image_path") for i in rows],
+                stats={
+                    "mean": v.mean().item(),
+                    "std": v.std(unbiased=False).item(),
+                    "max": v.max().item(),
+                    "frac_active": (v > 0).float().mean().item(),
+                    "n_samples": float(len(v)),
+                },
+            )
+        )
+        if len(g.words) < n_words:
+            notes.append(
+                f"concept {k}: only {len(g.words)} of the top {n_candidates} tokens pass the word filter "
+                f"(asked for {n_words}); the list is not padded"
+            )
+    return Explanations(
+        concepts=concepts,
+        W_dec=W_dec.cpu(),
+        layer=layer,
+        hook_name=resolve_hook_name(layer),
+        lens=lens,
+        use_bias=use_bias,
+        n_words=n_words,
+        n_images=n_images,
+        n_candidates=n_candidates,
+        signed_codes=bool(getattr(dictionary, "signed_codes", False)),
+        model=_name(manifest_get(store, "model")),
+        store=str(getattr(store, "path", "")) or None,
+        notes=notes,
+        dictionary=dictionary,
+    )
+
+
+def _name(x: Any) -> str | None:
+    if x is None:
+        return None
+    return x if isinstance(x, str) else str(x)
+
+
+@dataclass
+class SampleExplanation:
+    """The r strongest concepts of one sample, with their words and most activating samples."""
+
+    sample_id: Any
+    concepts: list[int]
+    activations: list[float]
+    words: list[list[str]]
+    top_sample_ids: list[list[Any]]
+    image_path: str | None = None
+    captions: list[str] | None = None
+
+
+def top_concepts(V: Tensor, r: int) -> tuple[Tensor, Tensor]:
+    """Activations and indices of each row's r strongest concepts, strongest first."""
+    if r < 1:
+        raise ValueError(f"r must be ≥ 1, got {r}")
+    if r > V.shape[1]:
+        raise ValueError(f"r={r} is more than the dictionary's {V.shape[1]} concepts")
+    return V.topk(r, dim=1)
+
+
+def explain(explanations: Explanations, sample, r: int = 3, *, store=None, dictionary=None) -> SampleExplanation:
+    """The top-r concepts of one sample: a representation vector [d] or a sample id of `store`."""
+    dictionary = dictionary if dictionary is not None else explanations.dictionary
+    if dictionary is None:
+        raise ValueError(
+            "explain needs the fitted dictionary to encode the sample: pass dictionary=..., or load the explanations "
+            "with Explanations.load(path, dictionary=...)"
+        )
+    sample_id, image_path, captions = None, None, None
+    if isinstance(sample, Tensor):
+        z = sample.reshape(1, -1) if sample.ndim == 1 else sample
+        if z.shape[0] != 1:
+            raise ValueError(f"explain takes one sample, got {z.shape[0]} rows; call it per row")
+    else:
+        if store is None:
+            raise ValueError(f"sample {sample!r} is an id: pass the store it comes from (store=...)")
+        ids = list(store.sample_ids)
+        if sample not in ids:
+            raise KeyError(f"sample id {sample!r} is not in the store ({len(ids)} samples)")
+        row = ids.index(sample)
+        z = store_matrix(store, pick_layer(store, explanations.layer))[row : row + 1]
+        sample_id = sample
+        image_path = meta_get(store, row, "image_path")
+        captions = meta_get(store, row, "captions")
+    with torch.no_grad():
+        v = encode_all(dictionary, z.to(dictionary.W_dec.device))
+    act, idx = top_concepts(v, r)
+    ks = idx[0].tolist()
+    return SampleExplanation(
+        sample_id=sample_id,
+        concepts=ks,
+        activations=act[0].tolist(),
+        words=[explanations[k].words for k in ks],
+        top_sample_ids=[explanations[k].top_sample_ids for k in ks],
+        image_path=image_path,
+        captions=captions,
+    )

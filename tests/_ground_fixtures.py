@@ -1,0 +1,141 @@
+"""Tiny fixtures for the grounding / metrics / steering tests: a word-level tokenizer, a 2-layer HookedTransformer
+with a planted unembedding, an in-memory stand-in for RepresentationStore, and a hand-set dictionary."""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from PIL import Image
+from torch import Tensor
+
+from lmm_concepts.dictionary.base import ConceptDictionary
+
+VOCAB = [
+    "<unk>", "<bos>",
+    # concept 0 words (and case / leading-space variants)
+    "dog", "Dog", "Ġdog", "puppy", "leash", "bark",
+    # concept 1 words
+    "beach", "Ġbeach", "ocean", "sand", "wave",
+    # concept 2 words
+    "pizza", "cheese", "oven", "slice",
+    # filler: stopwords, short tokens, non-words, numbers
+    "the", "and", "of", "is", "at", "an", "xq", "zzv", "qwrt", "42", "7", ",", ".",
+    "red", "blue", "green", "car", "tree", "house", "river", "city", "road", "chair", "table", "lamp",
+]
+PLANTED = {0: ["dog", "puppy", "leash", "bark"], 1: ["beach", "ocean", "sand", "wave"], 2: ["pizza", "cheese", "oven", "slice"]}
+
+
+def tiny_tokenizer():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(VOCAB)}
+    tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=tk, unk_token="<unk>", bos_token="<bos>", eos_token="<bos>", pad_token="<unk>", add_bos_token=True
+    )
+    tok.init_kwargs["name_or_path"] = "in-memory-word-level"
+    return tok
+
+
+def tiny_model(d_model: int = 16, n_layers: int = 2, seed: int = 0):
+    """A random 2-layer LayerNorm HookedTransformer over VOCAB."""
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    torch.manual_seed(seed)
+    cfg = HookedTransformerConfig(
+        n_layers=n_layers, d_model=d_model, n_ctx=16, d_head=4, n_heads=d_model // 4, d_vocab=len(VOCAB),
+        act_fn="gelu", normalization_type="LN", seed=seed,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = HookedTransformer(cfg, tokenizer=tiny_tokenizer())
+    model.eval()
+    return model
+
+
+def concept_vectors(d_model: int = 16, k: int = 3, seed: int = 1) -> Tensor:
+    """k orthonormal, zero-mean vectors (rows)."""
+    g = torch.Generator().manual_seed(seed)
+    A = torch.randn(d_model, k, generator=g)
+    A = A - A.mean(0, keepdim=True)
+    Q, _ = torch.linalg.qr(A)
+    return Q.T.contiguous()
+
+
+def plant_unembedding(model, U: Tensor, strength: float = 6.0) -> None:
+    """W_U columns of each concept's planted tokens (and variants) ← strength·u_k + small noise."""
+    tok_id = {w: i for i, w in enumerate(VOCAB)}
+    with torch.no_grad():
+        model.W_U.mul_(0.1)
+        for k, words in PLANTED.items():
+            for rank, w in enumerate(words):
+                for variant in (w, w.capitalize(), "Ġ" + w):
+                    if variant in tok_id:
+                        model.W_U[:, tok_id[variant]] = (strength - 0.5 * rank) * U[k]
+
+
+class HandDictionary(ConceptDictionary):
+    """A dictionary with W_dec set by hand; codes are relu(Z·W_decᵀ) (exact for orthonormal rows)."""
+
+    architecture = "hand"
+
+    def __init__(self, W_dec: Tensor):
+        super().__init__(W_dec.shape[0])
+        self.W_dec = W_dec.clone()
+
+    def fit(self, Z):
+        Z = self._as_tensor(Z, fitting=True)
+        _, _, Vh = torch.linalg.svd(Z - 0 * Z.mean(0), full_matrices=False)
+        self.W_dec = Vh[: self.n_concepts].clone()
+        return self
+
+    def encode(self, Z):
+        Z = self._as_tensor(Z, fitting=False)
+        return (Z @ self.W_dec.T).clamp_min(0)
+
+
+class MemoryStore:
+    """Stand-in for RepresentationStore with the attributes grounding and metrics read."""
+
+    def __init__(self, layers: dict[str, Tensor], captions: list[list[str]] | None = None, images=None, model="tiny"):
+        self._layers = layers
+        n = next(iter(layers.values())).shape[0]
+        self.sample_ids = [f"s{i}" for i in range(n)]
+        self._images = images
+        caps = captions or [["a photo"] for _ in range(n)]
+        self.metadata = [
+            {"sample_id": f"s{i}", "image_path": f"img/{i}.png", "captions": caps[i], "generated": "", "position": 0}
+            for i in range(n)
+        ]
+        self.manifest = {"model": model, "layers": list(layers), "word": "dog", "prompt": "", "position": "predicts"}
+        self.rejections = []
+
+    @property
+    def layers(self) -> list[str]:
+        return list(self._layers)
+
+    def layer(self, name: str) -> Tensor:
+        if name == "final" and "final" not in self._layers:
+            name = "ln_final.hook_normalized"
+        return self._layers[name]
+
+    def images(self, ids) -> list[Image.Image]:
+        idx = [self.sample_ids.index(i) for i in ids]
+        if self._images is not None:
+            return [self._images[i] for i in idx]
+        return [Image.new("RGB", (32, 32), (37 * i % 255, 91 * i % 255, 53 * i % 255)) for i in idx]
+
+
+def planted_store(U: Tensor, n_per_concept: int = 6, noise: float = 0.05, seed: int = 2, layer: str = "final"):
+    """Samples that are each one concept (scaled) plus noise: sample i belongs to concept i % K."""
+    g = torch.Generator().manual_seed(seed)
+    K, d = U.shape
+    n = K * n_per_concept
+    labels = torch.arange(n) % K
+    scale = 1.0 + torch.rand(n, generator=g)
+    Z = scale[:, None] * U[labels] + noise * torch.randn(n, d, generator=g)
+    caps = [[f"a {PLANTED[int(k)][0]} photo", f"the {PLANTED[int(k)][1]} here"] for k in labels]
+    return MemoryStore({layer: Z}, captions=caps), labels
