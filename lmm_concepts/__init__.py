@@ -3,17 +3,34 @@
 Importing the package registers its sae-lens architectures and has no other side effect.
 """
 
+from lmm_concepts.data import (
+    CaptionDataset,
+    CocoKarpathy,
+    CsvCaptions,
+    HFDiskCaptions,
+    IterableCaptions,
+    JsonlCaptions,
+)
 from lmm_concepts.dictionary import ConceptDictionary
+from lmm_concepts.extraction import RepresentationStore, extract
 from lmm_concepts.grounding import ConceptExplanation, Explanations, SampleExplanation, explain, ground
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CaptionDataset",
+    "CocoKarpathy",
     "ConceptDictionary",
     "ConceptExplanation",
     "Explanations",
     "SampleExplanation",
     "explain",
     "ground",
+    "CsvCaptions",
+    "HFDiskCaptions",
+    "IterableCaptions",
+    "JsonlCaptions",
+    "RepresentationStore",
+    "extract",
     "__version__",
 ]

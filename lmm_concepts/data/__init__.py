@@ -1,1 +1,18 @@
-"""data stage."""
+"""Image-caption datasets, decoded lazily and read in a fixed order of batches."""
+
+from lmm_concepts.data.base import CaptionDataset, IterableCaptions, Sample, as_dataset, iter_batches
+from lmm_concepts.data.coco import CocoKarpathy
+from lmm_concepts.data.hf import HFDiskCaptions
+from lmm_concepts.data.table import CsvCaptions, JsonlCaptions
+
+__all__ = [
+    "CaptionDataset",
+    "CocoKarpathy",
+    "CsvCaptions",
+    "HFDiskCaptions",
+    "IterableCaptions",
+    "JsonlCaptions",
+    "Sample",
+    "as_dataset",
+    "iter_batches",
+]

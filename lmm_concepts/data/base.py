@@ -1,0 +1,199 @@
+"""Image-caption datasets: one `Sample` per image, decoded lazily, read in a fixed order of batches.
+
+Every dataset here is a map-style torch `Dataset` whose items are `Sample`s (or an iterable of them), so a
+`DataLoader` with workers can decode images in parallel. An unreadable image never raises: its `Sample` carries
+`image=None` and the reason in `error`, and extraction records it as a rejection and goes on.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import os
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, IterableDataset
+
+#: What a dataset may hold for an image before decoding: a file path, encoded bytes, a decoded PIL image,
+#: or a HF `datasets` Image dict ({"bytes": ..., "path": ...}).
+ImageRef = str | os.PathLike | bytes | Image.Image | dict
+
+
+@dataclass
+class Sample:
+    """One image with its ground-truth captions.
+
+    `extras` holds every other per-sample field of the source (e.g. the synthetic world's `attributes`); it is
+    kept in the store's metadata table. `image_path` is None when the image did not come from a file.
+    """
+
+    id: str
+    image: Image.Image | None
+    captions: list[str]
+    image_path: str | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+def as_captions(value: Any, where: str) -> list[str]:
+    """A caption field as a list of strings (one string or a list of them), or a clear error."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Sequence) and all(isinstance(c, str) for c in value):
+        return list(value)
+    raise ValueError(f"{where}: captions must be a string or a list of strings, got {type(value).__name__}: {value!r:.80}")
+
+
+def image_path_of(ref: ImageRef) -> str | None:
+    """The file path an image reference points to, if any."""
+    if isinstance(ref, (str, os.PathLike)):
+        return str(ref)
+    if isinstance(ref, dict) and ref.get("path") and Path(ref["path"]).is_file():
+        return str(ref["path"])
+    return None
+
+
+def decode_image(ref: ImageRef) -> Image.Image:
+    """Decode an image reference into an RGB PIL image (fully loaded, file closed). Raises on corrupt data."""
+    if isinstance(ref, Image.Image):
+        return ref.convert("RGB")
+    if isinstance(ref, dict):
+        ref = ref.get("bytes") or ref.get("path")
+        if ref is None:
+            raise ValueError("image dict has neither 'bytes' nor 'path'")
+    source = io.BytesIO(ref) if isinstance(ref, bytes) else ref
+    with Image.open(source) as im:
+        im.load()
+        return im.convert("RGB")
+
+
+def make_sample(
+    sample_id: Any, ref: ImageRef, captions: list[str], extras: dict[str, Any] | None = None
+) -> Sample:
+    """Decode `ref` into a `Sample`; a missing or corrupt image gives `image=None` and the reason."""
+    path = image_path_of(ref)
+    try:
+        image, error = decode_image(ref), None
+    except Exception as exc:  # PIL raises many types (UnidentifiedImageError, OSError, SyntaxError, ...)
+        image, error = None, f"unreadable image: {type(exc).__name__}: {exc}"
+    return Sample(str(sample_id), image, captions, path, dict(extras or {}), error)
+
+
+class CaptionDataset(Dataset):
+    """Map-style base: subclasses give `__len__`, `sample_id(i)` and `raw(i)`; `__getitem__` decodes lazily."""
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def sample_id(self, i: int) -> str:
+        """The id of item `i`, without decoding its image."""
+        raise NotImplementedError
+
+    def raw(self, i: int) -> tuple[str, ImageRef, list[str], dict[str, Any]]:
+        """(id, image reference, captions, extras) of item `i`, without decoding."""
+        raise NotImplementedError
+
+    def __getitem__(self, i: int) -> Sample:
+        if not 0 <= i < len(self):
+            raise IndexError(f"index {i} out of range for a dataset of {len(self)} samples")
+        return make_sample(*self.raw(i))
+
+    def sample_ids(self) -> list[str]:
+        return [self.sample_id(i) for i in range(len(self))]
+
+    def _check_unique_ids(self) -> None:
+        ids = self.sample_ids()
+        if len(set(ids)) != len(ids):
+            dup = next(i for i, c in Counter(ids).items() if c > 1)
+            raise ValueError(
+                f"{type(self).__name__}: sample id {dup!r} occurs more than once; ids must be unique "
+                "(pass an id field/column that is unique, or leave it unset to number the samples)"
+            )
+
+
+class IterableCaptions(IterableDataset):
+    """Any iterable of `(id, image, captions)` (or `(id, image, captions, extras)`) tuples.
+
+    `image` is a path, bytes or a PIL image; images are decoded as the iteration reaches them. A list can be
+    read again (so a killed extraction resumes); a generator is read once.
+    """
+
+    def __init__(self, items: Iterable[tuple]):
+        self.items = items
+
+    def __iter__(self) -> Iterator[Sample]:
+        return self.iter_from(0)
+
+    def iter_from(self, start: int) -> Iterator[Sample]:
+        """Samples from item `start` on; the items before it are passed over without decoding their images."""
+        for n, item in enumerate(self.items):
+            if n < start:
+                continue
+            if not isinstance(item, (tuple, list)) or len(item) not in (3, 4):
+                raise ValueError(
+                    f"item {n} of the iterable must be (id, image, captions) or (id, image, captions, extras), "
+                    f"got {type(item).__name__}"
+                )
+            sample_id, ref, captions, *rest = item
+            yield make_sample(sample_id, ref, as_captions(captions, f"item {n}"), rest[0] if rest else None)
+
+
+def as_dataset(data: CaptionDataset | IterableDataset | Iterable[tuple]) -> CaptionDataset | IterableDataset:
+    """`data` as a dataset of `Sample`s: datasets pass through, any other iterable of tuples is wrapped."""
+    if isinstance(data, (CaptionDataset, IterableDataset)):
+        return data
+    if isinstance(data, (str, os.PathLike)):
+        raise TypeError(
+            f"got a path ({data!s}) where a dataset was expected: open it first, e.g. "
+            "lmm_concepts.JsonlCaptions(path, image_root=...) or lmm_concepts.CocoKarpathy(json, image_root=...)"
+        )
+    if isinstance(data, Iterable):
+        return IterableCaptions(data)
+    raise TypeError(f"cannot read samples from a {type(data).__name__}: pass a CaptionDataset or an iterable of tuples")
+
+
+def iter_batches(
+    dataset: CaptionDataset | IterableDataset, batch_size: int, *, start_batch: int = 0, num_workers: int = 0
+) -> Iterator[list[Sample]]:
+    """Batches of `Sample`s in the dataset's fixed order, starting at batch `start_batch` (earlier ones unread).
+
+    Batch k always holds items k·batch_size … (k+1)·batch_size − 1, whatever `num_workers` is, so a resumed run
+    sees the same batches as an uninterrupted one.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    start = start_batch * batch_size
+    if isinstance(dataset, IterableDataset):
+        if isinstance(dataset, IterableCaptions):
+            it = dataset.iter_from(start)
+        else:
+            it = itertools.islice(iter(dataset), start, None)
+        while batch := list(itertools.islice(it, batch_size)):
+            yield batch
+        return
+    indices = range(start, len(dataset))
+    loader = DataLoader(
+        _Subset(dataset, indices),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=list,
+        persistent_workers=False,
+    )
+    yield from loader
+
+
+class _Subset(Dataset):
+    def __init__(self, dataset: CaptionDataset, indices: range):
+        self.dataset, self.indices = dataset, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> Sample:
+        return self.dataset[self.indices[i]]

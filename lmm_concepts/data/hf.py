@@ -1,0 +1,69 @@
+"""A Hugging Face `datasets` dataset saved to local disk (`Dataset.save_to_disk`), read with `load_from_disk`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from lmm_concepts.data.base import CaptionDataset, as_captions
+
+
+class HFDiskCaptions(CaptionDataset):
+    """Rows of a local HF dataset: an image column (`Image` feature, path or bytes), a caption column.
+
+    Images stay undecoded until a sample is read; other columns become per-sample extras. `split` picks one split
+    when the folder holds a `DatasetDict`.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        split: str | None = None,
+        image_column: str = "image",
+        captions_column: str = "captions",
+        id_column: str | None = None,
+        image_root: str | os.PathLike | None = None,
+    ):
+        try:
+            import datasets
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError("reading a HF dataset needs the `datasets` package: pip install datasets") from exc
+        if not Path(path).exists():
+            raise FileNotFoundError(f"no dataset saved at {path} (expected a folder written by save_to_disk)")
+        ds = datasets.load_from_disk(str(path))
+        if isinstance(ds, datasets.DatasetDict):
+            if split is None or split not in ds:
+                raise ValueError(f"{path} holds splits {list(ds)}: pass split= to choose one")
+            ds = ds[split]
+        for col in [image_column, captions_column, *([id_column] if id_column else [])]:
+            if col not in ds.column_names:
+                raise ValueError(
+                    f"{path}: no column {col!r} (columns: {ds.column_names}); pass image_column=/captions_column="
+                    "/id_column= to name the right ones"
+                )
+        if isinstance(ds.features[image_column], datasets.Image):
+            ds = ds.cast_column(image_column, datasets.Image(decode=False))  # decode lazily, ourselves
+        self.ds = ds
+        self.image_column, self.captions_column, self.id_column = image_column, captions_column, id_column
+        self.image_root = Path(image_root) if image_root is not None else None
+        self._ids = [str(x) for x in ds[id_column]] if id_column else [str(i) for i in range(len(ds))]
+        self._check_unique_ids()
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def sample_id(self, i: int) -> str:
+        return self._ids[i]
+
+    def sample_ids(self) -> list[str]:
+        return list(self._ids)
+
+    def raw(self, i: int):
+        row: dict[str, Any] = self.ds[i]
+        ref = row[self.image_column]
+        if isinstance(ref, str) and self.image_root is not None and not Path(ref).is_absolute():
+            ref = str(self.image_root / ref)
+        extras = {k: v for k, v in row.items() if k not in (self.image_column, self.captions_column, self.id_column)}
+        return self._ids[i], ref, as_captions(row[self.captions_column], f"row {i}"), extras

@@ -1,0 +1,293 @@
+"""`extract`: caption a dataset, keep the samples whose captions hold the word, store the word's representations.
+
+For each batch (fixed order, see `lmm_concepts.data.iter_batches`):
+  1. images that cannot be decoded are rejected ("unreadable");
+  2. samples whose ground-truth captions lack the word as a whole word are rejected ("not_in_captions") before
+     any model call — on COCO most images are, so most of the captioning cost is never paid;
+  3. the rest are captioned with one batched `generate`; those whose generated tokens lack the word are rejected
+     ("not_generated");
+  4. one forward pass over the kept sequences, cut after the last position needed, caches only the requested hook
+     points, and the vector at each sample's position is taken from each.
+The batch is then committed to the store whole (see `writer.py`), so a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from lmm_concepts._io import read_json
+from lmm_concepts.data.base import CaptionDataset, IterableCaptions, Sample, as_dataset, iter_batches
+from lmm_concepts.extraction.positions import check_position_rule, left_padding, sequence_position
+from lmm_concepts.extraction.selection import check_producible, find_word, mentions, word_forms, word_pattern
+from lmm_concepts.extraction.shards import store_dtype
+from lmm_concepts.extraction.store import (
+    BATCH_RECORD,
+    IMAGES_DIR,
+    REASONS,
+    RepresentationStore,
+    committed_batches,
+    resolve_layer_name,
+)
+from lmm_concepts.extraction.writer import StoreWriter, _jsonable, image_file_name
+
+
+def resolve_layers(model, layers: Sequence[int | str] | int | str) -> list[str]:
+    """Hook names for `layers` (indices, "final" or hook names), checked against the model, duplicates dropped."""
+    if isinstance(layers, (int, str)):
+        layers = [layers]
+    if not layers:
+        raise ValueError("layers is empty: pass at least one, e.g. layers=['final'] or layers=[-1, 'final']")
+    names = [resolve_layer_name(layer, model.cfg.n_layers) for layer in layers]
+    for name in names:
+        if name not in model.hook_dict:
+            close = [h for h in model.hook_dict if h.endswith(name.rsplit(".", 1)[-1])][:3]
+            raise ValueError(
+                f"the model has no hook point {name!r}; use a layer index, 'final', or a hook name such as {close}"
+            )
+    return list(dict.fromkeys(names))
+
+
+def model_identity(model) -> dict[str, Any]:
+    """What identifies the model in a store's manifest: class, config, dimensions, and a digest of its weights."""
+    cfg = getattr(model, "lmm_cfg", None)
+    if dataclasses.is_dataclass(cfg):
+        cfg = dataclasses.asdict(cfg)
+    elif hasattr(cfg, "to_dict"):
+        cfg = cfg.to_dict()
+    h = hashlib.sha256()
+    with torch.no_grad():
+        for name, p in sorted(model.named_parameters()):
+            h.update(name.encode())
+            h.update(str(tuple(p.shape)).encode())
+            h.update(p.detach().flatten()[:1024].to("cpu", torch.float32).numpy().tobytes())
+    return {
+        "class": type(model).__name__,
+        "config": _jsonable(cfg),
+        "n_layers": int(model.cfg.n_layers),
+        "d_model": int(model.cfg.d_model),
+        "weights_digest": h.hexdigest()[:16],
+    }
+
+
+def dataset_identity(data) -> dict[str, Any]:
+    """Class, size and a digest of the sample ids, where they can be read without decoding anything."""
+    ids: list[str] | None = None
+    if isinstance(data, CaptionDataset):
+        ids = data.sample_ids()
+    elif isinstance(data, IterableCaptions) and isinstance(data.items, Sequence):
+        ids = [str(item[0]) for item in data.items]
+    digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16] if ids is not None else None
+    return {"class": type(data).__name__, "n_samples": len(ids) if ids is not None else None, "ids_digest": digest}
+
+
+@dataclasses.dataclass
+class _Batch:
+    kept: list[dict[str, Any]]
+    rejected: list[dict[str, Any]]
+    activations: dict[str, torch.Tensor]
+    images: dict[str, Any]
+
+
+def _reject(s: Sample, reason: str, detail: str | None) -> dict[str, Any]:
+    return {"sample_id": s.id, "reason": reason, "detail": detail, "image_path": s.image_path}
+
+
+def _kept_row(s: Sample, **fields: Any) -> dict[str, Any]:
+    row = {"sample_id": s.id, "image_path": s.image_path, "captions": s.captions, **fields}
+    for k, v in s.extras.items():  # dataset extras (e.g. the synthetic world's attributes) sit beside the fields
+        row[k if k not in row else f"data_{k}"] = v
+    return row
+
+
+@torch.no_grad()
+def process_batch(
+    model,
+    batch: list[Sample],
+    *,
+    pattern,
+    hooks: list[str],
+    position: str,
+    prompt: str | None,
+    max_new_tokens: int,
+    image_dir: str,
+) -> _Batch:
+    """Apply the selection rule to one batch and take the kept samples' vectors at every hook."""
+    rejected: list[dict[str, Any]] = []
+    candidates: list[Sample] = []
+    for s in batch:
+        if s.image is None:
+            rejected.append(_reject(s, "unreadable", s.error))
+        elif not mentions(s.captions, pattern):
+            rejected.append(_reject(s, "not_in_captions", None))
+        else:
+            candidates.append(s)
+    if not candidates:
+        return _Batch([], rejected, {}, {})
+
+    tok = model.tokenizer
+    gen = model.generate([s.image for s in candidates], prompt=prompt, max_new_tokens=max_new_tokens)
+    stops = [i for i in (tok.eos_token_id, tok.pad_token_id) if i is not None]
+    n_pad = left_padding(gen.attention_mask, gen.prompt_length).tolist()
+    rows, positions, kept, images = [], [], [], {}
+    for r, s in enumerate(candidates):
+        match = find_word(tok, gen.generated_ids[r].tolist(), pattern, stops)
+        if match is None:
+            rejected.append(_reject(s, "not_generated", gen.texts[r]))
+            continue
+        pos = sequence_position(match.index, gen.prompt_length, n_pad[r], position)
+        rows.append(r)
+        positions.append(pos + n_pad[r])  # index into the padded batch
+        row = _kept_row(
+            s,
+            generated=gen.texts[r],
+            position=pos,
+            generated_index=match.index,
+            token_id=match.token_ids[0],
+            token_ids=list(match.token_ids),
+            token_str=tok.convert_ids_to_tokens(match.token_ids[0]),
+            matched=match.text,
+        )
+        if s.image_path is None:  # an in-memory image: keep a copy so store.images() can show it
+            rel = f"{image_dir}/{image_file_name(s.id)}"
+            images[rel] = s.image
+            row.update(image_path=rel, image_in_store=True)
+        kept.append(row)
+    order = {s.id: n for n, s in enumerate(batch)}
+    rejected.sort(key=lambda x: order[x["sample_id"]])  # rejections in dataset order
+    if not rows:
+        return _Batch([], rejected, {}, images)
+
+    idx = torch.tensor(rows, device=gen.sequences.device)
+    end = max(positions) + 1  # later positions cannot change earlier ones (causal model): cut them off
+    _, cache = model.run_with_cache(
+        input_ids=gen.sequences[idx, :end],
+        pixel_values=gen.pixel_values[idx.to(gen.pixel_values.device)],
+        attention_mask=gen.attention_mask[idx, :end],
+        names_filter=hooks,
+    )
+    sel = torch.arange(len(rows))
+    pos_t = torch.tensor(positions)
+    acts = {h: cache[h][sel.to(cache[h].device), pos_t.to(cache[h].device)].to("cpu") for h in hooks}
+    del cache
+    return _Batch(kept, rejected, acts, images)
+
+
+def extract(
+    model,
+    dataset: CaptionDataset | Iterable[tuple],
+    token: str,
+    layers: Sequence[int | str] | int | str = ("final",),
+    out: str | Path = "runs/extract",
+    *,
+    position: str = "predicts",
+    batch_size: int = 16,
+    max_new_tokens: int = 20,
+    prompt: str | None = None,
+    plural: bool = False,
+    dtype: str = "float32",
+    num_workers: int = 0,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> RepresentationStore:
+    """Representations of `token` in the captions `model` generates for `dataset`, stored in `out`.
+
+    Args:
+        model: a `HookedLMM`.
+        dataset: a `CaptionDataset` (COCO Karpathy, JSONL, CSV, HF on disk) or any iterable of (id, image, captions).
+        token: the word of interest; matched as a whole word, case-insensitively.
+        layers: layer indices (negative count from the end; `blocks.{L}.hook_resid_post`), "final" (the output of
+            the final norm, `ln_final.hook_normalized`) or any hook names.
+        out: the store's folder. Rerunning the same call continues an interrupted run; a folder holding a store
+            of another extraction is refused unless `overwrite=True`.
+        position: "predicts" (the position whose logits predict the word's first sub-token; the reference) or "at".
+        batch_size: images per batch (captioning and the forward pass); part of the store's identity.
+        max_new_tokens: length limit of the generated captions.
+        prompt: the captioning prompt (None: the model's default).
+        plural: also accept plural forms ("dogs", "boxes", "puppies").
+        dtype: storage dtype: "float32", "float16" or "bfloat16".
+        num_workers: DataLoader workers decoding images.
+        overwrite: replace a store of another extraction in `out`.
+        progress: show a progress bar (images/s and the count kept).
+    """
+    check_position_rule(position)
+    store_dtype(dtype)
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    forms = word_forms(token, plural)
+    check_producible(model.tokenizer, forms)
+    hooks = resolve_layers(model, layers)
+    data = as_dataset(dataset)
+    manifest = {
+        "model": model_identity(model),
+        "word": forms[0],
+        "forms": list(forms),
+        "plural": plural,
+        "layers": hooks,
+        "prompt": prompt,
+        "position": position,
+        "max_new_tokens": max_new_tokens,
+        "batch_size": batch_size,
+        "dtype": dtype,
+        "dataset": dataset_identity(data),
+        "library_version": _version(),
+    }
+    writer = StoreWriter(out, manifest, overwrite=overwrite)
+    if not writer.complete:
+        _run(model, data, writer, forms, hooks, position, prompt, max_new_tokens, batch_size, num_workers, progress)
+    return RepresentationStore.open(out)
+
+
+def _run(model, data, writer, forms, hooks, position, prompt, max_new_tokens, batch_size, num_workers, progress):
+    pattern = word_pattern(forms)
+    funnel: Counter[str] = Counter()
+    done = committed_batches(writer.out)
+    for b in done:  # counts of the batches a previous run wrote (one record in memory at a time)
+        rec = read_json(b / BATCH_RECORD)
+        funnel.update(r["reason"] for r in rec["rejected"])
+        funnel["kept"] += len(rec["kept"])
+        funnel["images"] += rec["n_images"]
+    total = len(data) if isinstance(data, CaptionDataset) else None
+    bar = tqdm(total=total, initial=funnel["images"], unit="img", desc=f"extract {forms[0]!r}", disable=not progress)
+    bar.set_postfix(kept=funnel["kept"])
+    was_training = model.training
+    model.eval()
+    try:
+        batches = iter_batches(data, batch_size, start_batch=len(done), num_workers=num_workers)
+        for index, batch in enumerate(batches, start=len(done)):
+            result = process_batch(
+                model, batch, pattern=pattern, hooks=hooks, position=position, prompt=prompt,
+                max_new_tokens=max_new_tokens, image_dir=IMAGES_DIR,
+            )  # fmt: skip
+            writer.write_batch(index, result.activations, result.kept, result.rejected, result.images, len(batch))
+            funnel.update(r["reason"] for r in result.rejected)
+            funnel["kept"] += len(result.kept)
+            funnel["images"] += len(batch)
+            bar.update(len(batch))
+            bar.set_postfix(kept=funnel["kept"])
+    finally:
+        bar.close()
+        model.train(was_training)
+    summary = {"images": funnel["images"], **{r: funnel[r] for r in REASONS}, "kept": funnel["kept"]}
+    if funnel["kept"] == 0:
+        raise ValueError(
+            f"no sample kept for {forms[0]!r}: of {summary['images']} images, {summary['unreadable']} were unreadable, "
+            f"{summary['not_in_captions']} lacked the word in their ground-truth captions and {summary['not_generated']} "
+            "in their generated captions. Choose a word the dataset's captions use, raise max_new_tokens, or pass "
+            "plural=True. (What was computed is kept in the output folder.)"
+        )
+    writer.finalize({"funnel": summary})
+
+
+def _version() -> str:
+    from lmm_concepts import __version__
+
+    return __version__
+

@@ -1,0 +1,206 @@
+"""`RepresentationStore`: token-of-interest representations on disk, one `[M, d_model]` matrix per layer.
+
+Layout of a store folder:
+
+    manifest.json              provenance (model, layers, word, prompt, position rule, versions) and `complete`
+    layers/<hook>.safetensors  one tensor "activations" [M, d_model] per hook point (after completion)
+    metadata.jsonl             one row per kept sample, in the row order of every layer matrix
+    rejections.jsonl           one row per rejected image: {sample_id, reason, detail}
+    images/                    copies of kept images that came without a file (in-memory or HF datasets)
+    parts/<batch>/             while running: per-batch shards and `batch.json` (the batch's commit record)
+
+Readers refuse an incomplete store unless `allow_incomplete=True`; an incomplete store is read from its parts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from PIL import Image
+from safetensors.torch import load_file
+from torch import Tensor
+
+from lmm_concepts._io import read_json
+from lmm_concepts.extraction.shards import TENSOR_KEY, read_mmap, store_dtype
+
+MANIFEST = "manifest.json"
+METADATA = "metadata.jsonl"
+REJECTIONS = "rejections.jsonl"
+LAYERS_DIR = "layers"
+PARTS_DIR = "parts"
+IMAGES_DIR = "images"
+BATCH_RECORD = "batch.json"
+STORE_FORMAT = "lmm-concepts/representation-store"
+FINAL_HOOK = "ln_final.hook_normalized"
+#: Reasons an image is rejected, in funnel order.
+REASONS = ("unreadable", "not_in_captions", "not_generated")
+
+
+def resolve_layer_name(layer: int | str, n_layers: int) -> str:
+    """A layer argument as a hook name: "final" -> ln_final.hook_normalized, L -> blocks.{L}.hook_resid_post."""
+    if isinstance(layer, str) and layer.lstrip("-").isdigit():
+        layer = int(layer)
+    if isinstance(layer, bool):
+        raise TypeError(f"layer must be an int, 'final' or a hook name, got {layer!r}")
+    if isinstance(layer, int):
+        if not -n_layers <= layer < n_layers:
+            raise ValueError(
+                f"layer index {layer} is out of range for a model with {n_layers} layers: "
+                f"use 0..{n_layers - 1} or -{n_layers}..-1 (or 'final' for the output of the final norm)"
+            )
+        return f"blocks.{layer % n_layers}.hook_resid_post"
+    if layer == "final":
+        return FINAL_HOOK
+    if isinstance(layer, str):
+        return layer
+    raise TypeError(f"layer must be an int, 'final' or a hook name, got {type(layer).__name__}")
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def committed_batches(root: Path) -> list[Path]:
+    """Batch folders under parts/ that were written whole, in batch order, up to the first gap."""
+    out = []
+    k = 0
+    while (root / PARTS_DIR / f"{k:06d}" / BATCH_RECORD).exists():
+        out.append(root / PARTS_DIR / f"{k:06d}")
+        k += 1
+    return out
+
+
+class RepresentationStore:
+    """Read access to an extraction's results. Open with `RepresentationStore.open(path)`."""
+
+    def __init__(self, path: str | os.PathLike, manifest: dict[str, Any]):
+        self.path = Path(path)
+        self.manifest = manifest
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, allow_incomplete: bool = False) -> RepresentationStore:
+        path = Path(path)
+        if not (path / MANIFEST).is_file():
+            raise FileNotFoundError(f"no representation store at {path} (no {MANIFEST}); create one with lmm_concepts.extract")
+        manifest = read_json(path / MANIFEST)
+        if manifest.get("format") != STORE_FORMAT:
+            raise ValueError(f"{path / MANIFEST} is not a representation store manifest")
+        if not manifest.get("complete") and not allow_incomplete:
+            n = len(committed_batches(path))
+            raise RuntimeError(
+                f"the store at {path} is incomplete ({n} batches written): rerun the same extract call to finish it, "
+                "or pass allow_incomplete=True to read what is there"
+            )
+        return cls(path, manifest)
+
+    # ---------------------------------------------------------------- description
+    @property
+    def complete(self) -> bool:
+        return bool(self.manifest.get("complete"))
+
+    @property
+    def layers(self) -> list[str]:
+        """Hook names of the stored layers, in the order they were requested."""
+        return list(self.manifest["layers"])
+
+    @property
+    def word(self) -> str:
+        return self.manifest["word"]
+
+    def __len__(self) -> int:
+        return len(self.metadata)
+
+    def __repr__(self) -> str:
+        state = "complete" if self.complete else "incomplete"
+        return f"RepresentationStore({str(self.path)!r}, word={self.word!r}, n={len(self)}, layers={self.layers}, {state})"
+
+    # ---------------------------------------------------------------- tensors
+    def hook_name(self, layer: int | str) -> str:
+        name = resolve_layer_name(layer, self.manifest["model"]["n_layers"])
+        if name not in self.layers:
+            raise KeyError(f"layer {layer!r} ({name}) is not in this store; stored layers: {self.layers}")
+        return name
+
+    def layer(self, layer: int | str) -> Float[Tensor, "M d_model"]:
+        """The `[M, d_model]` matrix of one layer ("final", an index, or a hook name); memory-mapped when complete."""
+        name = self.hook_name(layer)
+        merged = self.path / LAYERS_DIR / f"{name}.safetensors"
+        if self.complete and merged.exists():
+            return read_mmap(merged)
+        d = self.manifest["model"]["d_model"]
+        chunks = [
+            load_file(str(b / f"{name}.safetensors"))[TENSOR_KEY]
+            for b in committed_batches(self.path)
+            if (b / f"{name}.safetensors").exists()
+        ]
+        dtype = store_dtype(self.manifest["dtype"])
+        return torch.cat(chunks) if chunks else torch.empty(0, d, dtype=dtype)
+
+    # ---------------------------------------------------------------- tables
+    def _batch_records(self, key: str) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        for b in committed_batches(self.path):
+            rows.extend(read_json(b / BATCH_RECORD)[key])
+        return rows
+
+    @cached_property
+    def metadata(self) -> list[dict[str, Any]]:
+        """One dict per row of every layer matrix: sample_id, image_path, captions, generated, position, … extras."""
+        if self.complete:
+            return read_jsonl(self.path / METADATA)
+        return self._batch_records("kept")
+
+    @cached_property
+    def rejections(self) -> list[dict[str, Any]]:
+        """One dict per rejected image: sample_id, reason (unreadable | not_in_captions | not_generated), detail."""
+        if self.complete:
+            return read_jsonl(self.path / REJECTIONS)
+        return self._batch_records("rejected")
+
+    @property
+    def sample_ids(self) -> list[str]:
+        return [m["sample_id"] for m in self.metadata]
+
+    @property
+    def funnel(self) -> dict[str, int]:
+        """How many images entered, were rejected for each reason (in the order the rule tests them), were kept."""
+        counts = Counter(r["reason"] for r in self.rejections)
+        kept = len(self.metadata)
+        out = {"images": kept + sum(counts.values())}
+        out.update({reason: counts.get(reason, 0) for reason in REASONS})
+        out["kept"] = kept
+        return out
+
+    # ---------------------------------------------------------------- images
+    def image_path(self, sample_id: str) -> Path:
+        row = self._by_id.get(str(sample_id))
+        if row is None:
+            raise KeyError(f"sample {sample_id!r} is not among this store's kept samples")
+        if row.get("image_path") is None:
+            raise FileNotFoundError(f"sample {sample_id!r} has no stored image")
+        p = Path(row["image_path"])
+        return self.path / p if row.get("image_in_store") else p
+
+    @cached_property
+    def _by_id(self) -> dict[str, dict[str, Any]]:
+        return {m["sample_id"]: m for m in self.metadata}
+
+    def images(self, ids: list[str] | str) -> list[Image.Image]:
+        """The kept samples' images (RGB), in the order of `ids`."""
+        if isinstance(ids, str):
+            ids = [ids]
+        out = []
+        for i in ids:
+            with Image.open(self.image_path(i)) as im:
+                out.append(im.convert("RGB"))
+        return out

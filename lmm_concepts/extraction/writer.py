@@ -1,0 +1,162 @@
+"""Writing a `RepresentationStore`: whole batches committed atomically, then merged into one file per layer.
+
+A batch is written as its layer shards and copied images first, then its `batch.json` record (atomic rename):
+the record is the commit, so a batch folder without one is ignored and rewritten. A rerun continues at the first
+batch without a record. When every batch is in, each layer's shards are streamed into `layers/<hook>.safetensors`
+and the tables into JSONL, the manifest is marked complete, and the parts are removed. Nothing here holds more
+than one batch in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from safetensors.torch import load_file
+from torch import Tensor
+
+from lmm_concepts._io import _atomic, read_json, write_json, write_safetensors
+from lmm_concepts.extraction.shards import TENSOR_KEY, store_dtype, write_streamed
+from lmm_concepts.extraction.store import (
+    BATCH_RECORD,
+    IMAGES_DIR,
+    LAYERS_DIR,
+    MANIFEST,
+    METADATA,
+    PARTS_DIR,
+    REJECTIONS,
+    STORE_FORMAT,
+    committed_batches,
+)
+
+#: Manifest fields that must agree for a rerun to continue an existing store.
+IDENTITY_KEYS = (
+    "format_version",
+    "model",
+    "word",
+    "plural",
+    "layers",
+    "prompt",
+    "position",
+    "max_new_tokens",
+    "batch_size",
+    "dtype",
+    "dataset",
+)
+FORMAT_VERSION = 1
+
+
+def _jsonable(value: Any) -> Any:
+    """`value` made JSON-serialisable (tensors and arrays as lists, anything else unknown as its str)."""
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        pass
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, bytes):
+        return f"<{len(value)} bytes>"
+    return str(value)
+
+
+def image_file_name(sample_id: str) -> str:
+    safe = re.sub(r"[^\w.-]", "_", sample_id)[:80]
+    return f"{safe}-{hashlib.sha1(sample_id.encode()).hexdigest()[:8]}.png"
+
+
+class StoreWriter:
+    """Creates or continues the store at `out` for the extraction described by `manifest`."""
+
+    def __init__(self, out: str | Path, manifest: dict[str, Any], *, overwrite: bool = False):
+        self.out = Path(out)
+        self.manifest = {"format": STORE_FORMAT, "format_version": FORMAT_VERSION, "complete": False, **manifest}
+        existing = self.out / MANIFEST
+        if existing.exists():
+            old = read_json(existing)
+            differs = [k for k in IDENTITY_KEYS if old.get(k) != self.manifest.get(k)]
+            if differs and not overwrite:
+                raise FileExistsError(
+                    f"{self.out} holds a store for another extraction (differs in: {', '.join(differs)}); "
+                    "pass overwrite=True to replace it, or choose another output folder"
+                )
+            if overwrite:
+                self.clear()
+            else:
+                self.manifest = old  # same extraction: continue (or reuse) it
+        if not existing.exists():
+            write_json(existing, self.manifest)
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.manifest.get("complete"))
+
+    def clear(self) -> None:
+        """Remove this store's own files from `out` (never anything else there)."""
+        for name in (PARTS_DIR, LAYERS_DIR, IMAGES_DIR):
+            shutil.rmtree(self.out / name, ignore_errors=True)
+        for name in (METADATA, REJECTIONS, MANIFEST):
+            (self.out / name).unlink(missing_ok=True)
+
+    def n_done(self) -> int:
+        """Number of batches already written whole: the next batch to compute."""
+        return len(committed_batches(self.out))
+
+    def write_batch(
+        self,
+        index: int,
+        activations: dict[str, Tensor],
+        kept: list[dict[str, Any]],
+        rejected: list[dict[str, Any]],
+        images: dict[str, Image.Image],
+        n_images: int,
+    ) -> None:
+        """Write batch `index` whole: shards and images first, then the record that commits it."""
+        folder = self.out / PARTS_DIR / f"{index:06d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        dtype = store_dtype(self.manifest["dtype"])
+        for name, acts in activations.items():
+            if acts.shape[0] != len(kept):
+                raise RuntimeError(f"{name}: {acts.shape[0]} rows for {len(kept)} kept samples")
+            write_safetensors(folder / f"{name}.safetensors", {TENSOR_KEY: acts.to(dtype)})
+        for rel, image in images.items():
+            _atomic(self.out / rel, lambda tmp, im=image: im.save(tmp, format="PNG"))
+        record = {"index": index, "n_images": n_images, "kept": _jsonable(kept), "rejected": _jsonable(rejected)}
+        write_json(folder / BATCH_RECORD, record, indent=None)
+
+    def finalize(self, extra_manifest: dict[str, Any]) -> dict[str, Any]:
+        """Merge the parts into the final files, mark the store complete, remove the parts."""
+        batches = committed_batches(self.out)
+        # One record in memory at a time: the tables of a large dataset never sit in memory whole.
+        sizes = [len(read_json(b / BATCH_RECORD)["kept"]) for b in batches]
+        n_kept = sum(sizes)
+        d = self.manifest["model"]["d_model"]
+        dtype = store_dtype(self.manifest["dtype"])
+        for name in self.manifest["layers"]:
+            shards = [b / f"{name}.safetensors" for b, m in zip(batches, sizes, strict=True) if m]
+            chunks = (load_file(str(s))[TENSOR_KEY] for s in shards)
+            write_streamed(self.out / LAYERS_DIR / f"{name}.safetensors", chunks, n_kept, d, dtype, {"hook_name": name})
+        self._write_jsonl(METADATA, (row for b in batches for row in read_json(b / BATCH_RECORD)["kept"]))
+        self._write_jsonl(REJECTIONS, (row for b in batches for row in read_json(b / BATCH_RECORD)["rejected"]))
+        self.manifest.update(extra_manifest, complete=True, n_batches=len(batches), n_kept=n_kept)
+        write_json(self.out / MANIFEST, self.manifest)
+        shutil.rmtree(self.out / PARTS_DIR, ignore_errors=True)
+        return self.manifest
+
+    def _write_jsonl(self, name: str, rows) -> None:
+        def write(tmp: str) -> None:
+            with open(tmp, "w", encoding="utf-8") as f:
+                for row in rows:
+                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+        _atomic(self.out / name, write)
+

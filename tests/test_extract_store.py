@@ -1,0 +1,153 @@
+"""`extract` and `RepresentationStore` driven by a scripted model: kept/rejected samples, exact positions, store
+files, resuming, and every bad input of the issue."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors import safe_open
+
+import lmm_concepts as lc
+from lmm_concepts.extraction.store import committed_batches
+from tests._extract_fixtures import ScriptedLMM, coded_image
+
+SCRIPTS = {
+    0: ["Ġa", "Ġdog", "Ġon", "Ġthe", "Ġgrass"],  # kept, word at generated index 1
+    1: ["Dog", "."],  # kept, word is the first generated token
+    2: ["Ġa", "Ġhotdog"],  # "hotdog" is not "dog": not generated
+    3: ["Ġa", "Ġcat"],  # ground truth has no dog: rejected before captioning
+    4: ["Ġa", "Ġ", "dog"],  # whitespace-only piece before the word
+    5: ["Ġa", "Ġcat", "<eos>", "Ġdog"],  # the word only after the end of text
+}
+CAPTIONS = {0: "A dog on grass.", 1: "dog", 2: "A dog eats.", 3: "A cat.", 4: "a DOG", 5: "dog and cat"}
+
+
+def items():
+    return [(f"s{c}", coded_image(c), [CAPTIONS[c]], {"attributes": {"code": c}}) for c in SCRIPTS]
+
+
+@pytest.fixture
+def model():
+    return ScriptedLMM(SCRIPTS)
+
+
+def test_selection_positions_and_store(model, tmp_path):
+    store = lc.extract(model, items(), "dog", layers=[0, -1, "final"], out=tmp_path / "s", batch_size=4, progress=False)
+    assert store.layers == ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post", "ln_final.hook_normalized"]
+    assert store.sample_ids == ["s0", "s1", "s4"]
+    assert [(r["sample_id"], r["reason"]) for r in store.rejections] == [
+        ("s2", "not_generated"), ("s3", "not_in_captions"), ("s5", "not_generated"),
+    ]  # fmt: skip
+    assert store.funnel == {"images": 6, "unreadable": 0, "not_in_captions": 1, "not_generated": 2, "kept": 3}
+    # prompt lengths: code 0 and 4 -> 2 visual + 1 token, code 1 -> 2 visual + 3 tokens (left padding differs)
+    meta = {m["sample_id"]: m for m in store.metadata}
+    assert (meta["s0"]["generated_index"], meta["s0"]["position"]) == (1, 3 + 1 - 1)
+    assert (meta["s1"]["generated_index"], meta["s1"]["position"]) == (0, 5 - 1)
+    assert (meta["s4"]["generated_index"], meta["s4"]["position"]) == (2, 3 + 2 - 1)
+    assert meta["s0"]["attributes"] == {"code": 0} and meta["s0"]["captions"] == ["A dog on grass."]
+    assert meta["s1"]["generated"] == "Dog." and meta["s1"]["token_str"] == "Dog"
+    for k, name in enumerate(store.layers):
+        Z = store.layer(name)
+        assert Z.shape == (3, 4) and Z.dtype == torch.float32
+        assert Z[:, 0].tolist() == [k] * 3  # the vector of the right hook
+        assert Z[:, 1].tolist() == [meta[i]["position"] for i in store.sample_ids]  # at the stored position
+        assert Z[:, 3].tolist() == [0, 1, 4]  # of the right image
+    assert store.images(["s1"])[0].getpixel((0, 0)) == (1, 0, 0)  # in-memory image copied into the store
+    assert store.manifest["complete"] and store.manifest["word"] == "dog" and store.manifest["position"] == "predicts"
+    with safe_open(str(tmp_path / "s" / "layers" / "ln_final.hook_normalized.safetensors"), "pt") as f:
+        assert torch.equal(f.get_tensor("activations"), store.layer("final"))  # a valid safetensors file
+    assert not (tmp_path / "s" / "parts").exists()
+
+
+def test_at_rule_reads_the_word_token_itself(model, tmp_path):
+    store = lc.extract(model, items(), "dog", layers=["final"], out=tmp_path, position="at", progress=False)
+    Z = store.layer("final")
+    assert Z[:, 2].tolist() == [model.tokenizer.convert_tokens_to_ids(t) for t in ("Ġdog", "Dog", "dog")]
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_store_dtypes_and_memory_map(model, tmp_path, dtype):
+    store = lc.extract(model, items(), "dog", layers=[1], out=tmp_path, dtype=dtype, progress=False)
+    Z = store.layer(1)
+    assert Z.dtype == getattr(torch, dtype) and Z.shape == (3, 4)
+    assert store.layer("blocks.1.hook_resid_post").shape == (3, 4)
+    with pytest.raises(KeyError, match="not in this store"):
+        store.layer(0)
+
+
+def test_jsonl_dataset_keeps_extras_and_records_unreadable_images(model, tmp_path):
+    (tmp_path / "img").mkdir()
+    rows = []
+    for c in (0, 1, 4):
+        coded_image(c).save(tmp_path / "img" / f"{c}.png")
+        rows.append({"id": f"w{c}", "image": f"img/{c}.png", "captions": [CAPTIONS[c]], "attributes": {"c": c}})
+    (tmp_path / "img" / "bad.png").write_bytes(b"not a png")
+    rows.insert(1, {"id": "bad", "image": "img/bad.png", "captions": ["a dog"], "attributes": {}})
+    rows.insert(2, {"id": "gone", "image": "img/missing.png", "captions": ["a dog"], "attributes": {}})
+    (tmp_path / "world.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    data = lc.JsonlCaptions(tmp_path / "world.jsonl")
+    store = lc.extract(model, data, "dog", layers=["final"], out=tmp_path / "s", batch_size=2, progress=False)
+    assert store.sample_ids == ["w0", "w1", "w4"]
+    assert [m["attributes"] for m in store.metadata] == [{"c": 0}, {"c": 1}, {"c": 4}]
+    assert {r["sample_id"]: r["reason"] for r in store.rejections} == {"bad": "unreadable", "gone": "unreadable"}
+    assert store.images(["w4"])[0].getpixel((0, 0)) == (4, 0, 0)
+
+
+def test_interrupted_run_resumes_at_the_first_unwritten_batch(tmp_path):
+    full = lc.extract(ScriptedLMM(SCRIPTS), items(), "dog", layers=[0, "final"], out=tmp_path / "a", batch_size=2, progress=False)
+
+    crashing = ScriptedLMM(SCRIPTS)
+    calls = []
+
+    def generate(images, **kw):
+        if len(calls) == 1:
+            raise KeyboardInterrupt  # dies in the middle of the second batch
+        calls.append(1)
+        return ScriptedLMM.generate(crashing, images, **kw)
+
+    crashing.generate = generate
+    with pytest.raises(KeyboardInterrupt):
+        lc.extract(crashing, items(), "dog", layers=[0, "final"], out=tmp_path / "b", batch_size=2, progress=False)
+    assert len(committed_batches(tmp_path / "b")) == 1
+    with pytest.raises(RuntimeError, match="incomplete"):
+        lc.RepresentationStore.open(tmp_path / "b")
+    partial = lc.RepresentationStore.open(tmp_path / "b", allow_incomplete=True)
+    assert partial.sample_ids == ["s0", "s1"] and partial.layer("final").shape == (2, 4)
+
+    again = ScriptedLMM(SCRIPTS)
+    resumed = lc.extract(again, items(), "dog", layers=[0, "final"], out=tmp_path / "b", batch_size=2, progress=False)
+    assert again.generate_calls == [1, 2]  # batches 2 and 3 only; batch 1 was not recomputed
+    assert resumed.metadata == full.metadata and resumed.rejections == full.rejections
+    for name in full.layers:
+        assert torch.equal(resumed.layer(name), full.layer(name))
+    # rerunning a complete store recomputes nothing
+    idle = ScriptedLMM(SCRIPTS)
+    lc.extract(idle, items(), "dog", layers=[0, "final"], out=tmp_path / "b", batch_size=2, progress=False)
+    assert idle.generate_calls == [] and idle.forward_calls == []
+
+
+def test_bad_inputs(model, tmp_path):
+    with pytest.raises(ValueError, match="out of range for a model with 2 layers"):
+        lc.extract(model, items(), "dog", layers=[2], out=tmp_path / "x", progress=False)
+    with pytest.raises(ValueError, match="out of range"):
+        lc.extract(model, items(), "dog", layers=[-3], out=tmp_path / "x", progress=False)
+    with pytest.raises(ValueError, match="no hook point 'blocks.0.hook_nope'"):
+        lc.extract(model, items(), "dog", layers=["blocks.0.hook_nope"], out=tmp_path / "x", progress=False)
+    with pytest.raises(ValueError, match="position must be one of"):
+        lc.extract(model, items(), "dog", out=tmp_path / "x", position="after", progress=False)
+    with pytest.raises(ValueError, match=r"of 6 images, 0 were unreadable, 5 lacked .* and 1 in their generated"):
+        lc.extract(model, items(), "eats", layers=["final"], out=tmp_path / "eats", progress=False)
+    lc.extract(model, items(), "dog", layers=["final"], out=tmp_path / "s", progress=False)
+    for other in ({"token": "grass"}, {"layers": [0]}, {"position": "at"}):
+        args = {"token": "dog", "layers": ["final"], **other}
+        with pytest.raises(FileExistsError, match="holds a store for another extraction"):
+            lc.extract(model, items(), out=tmp_path / "s", progress=False, **args)
+    other_model = ScriptedLMM(SCRIPTS)
+    with torch.no_grad():
+        other_model.weight.fill_(1.0)
+    with pytest.raises(FileExistsError, match="differs in: model"):
+        lc.extract(other_model, items(), "dog", layers=["final"], out=tmp_path / "s", progress=False)
+    store = lc.extract(other_model, items(), "dog", layers=[0], out=tmp_path / "s", overwrite=True, progress=False)
+    assert store.layers == ["blocks.0.hook_resid_post"]
