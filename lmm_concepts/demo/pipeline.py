@@ -168,13 +168,19 @@ def evaluate_methods(state: DemoState) -> None:
     methods = state.results.setdefault("methods", {})
     for method in tqdm(state.cfg.methods, desc="evaluate", leave=False):
         scores = evaluate(state.explanations[method], state.stores["test"], clip=state.clip,
-                          metrics=["overlap", "clipscore"])
+                          metrics=["overlap", "clipscore"], baselines=("random_words", "gt_captions"), r=3,
+                          seed=state.cfg.seed)
         methods.setdefault(method, {}).update(_metric_values(scores))
 
 
-def _metric_values(scores) -> dict[str, float | None]:
-    d = scores.to_dict() if hasattr(scores, "to_dict") else asdict(scores)
-    return {k: d.get(k) for k in ("overlap", "clipscore_top1", "clipscore_top3")}
+def _metric_values(scores) -> dict[str, Any]:
+    """The headline numbers of an `EvaluationResults`, plus its baselines' CLIPScores for context."""
+    concepts = scores.scores.get("concepts", {})
+    out: dict[str, Any] = {"overlap": scores.overlap, "clipscore_top1": concepts.get("clipscore_top1"),
+                           "clipscore_top3": concepts.get(f"clipscore_top{scores.r}")}
+    out["baselines"] = {row: {k: v for k, v in cols.items() if k.startswith("clipscore")}
+                        for row, cols in scores.scores.items() if row != "concepts"}
+    return out
 
 
 def value_word(attribute: str, value: str) -> str | None:
@@ -216,7 +222,7 @@ def layer_sweep(state: DemoState) -> None:
     for layer in tqdm(layers, desc="layer sweep", leave=False):
         dico = make_dictionary("semi_nmf", cfg).fit(train.layer(layer))
         expl = ground(state.model, dico, train, n_words=cfg.n_words, n_images=cfg.n_images, layer=layer)
-        scores = _metric_values(evaluate(expl, test, clip=state.clip, metrics=["overlap", "clipscore"], layer=layer))
+        scores = _metric_values(evaluate(expl, test, clip=state.clip, metrics=["overlap", "clipscore"], baselines=()))
         rec = concept_recovery(dico.encode(train.layer(layer)), attrs["train"], dico.encode(test.layer(layer)),
                                attrs["test"], concept_words=expl.words(), value_word=value_word)
         series["recovery AUROC"].append(rec.mean_test_auroc)
