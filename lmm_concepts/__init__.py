@@ -14,6 +14,14 @@ from lmm_concepts.data import (
 from lmm_concepts.dictionary import ConceptDictionary
 from lmm_concepts.extraction import RepresentationStore, extract
 from lmm_concepts.grounding import ConceptExplanation, Explanations, SampleExplanation, explain, ground
+from lmm_concepts.models import (
+    AttentionResampler,
+    GenerationOutput,
+    HookedLMM,
+    LlavaProjector,
+    LMMConfig,
+    PoolingResampler,
+)
 
 __version__ = "0.1.0"
 
@@ -32,5 +40,12 @@ __all__ = [
     "JsonlCaptions",
     "RepresentationStore",
     "extract",
+    "AttentionResampler",
+    "ConceptDictionary",
+    "GenerationOutput",
+    "HookedLMM",
+    "LMMConfig",
+    "LlavaProjector",
+    "PoolingResampler",
     "__version__",
 ]

@@ -1,1 +1,31 @@
-"""models stage."""
+"""The multimodal model: vision encoder -> connector -> visual tokens injected into a TransformerLens LLM."""
+
+from lmm_concepts.models.config import LMMConfig
+from lmm_concepts.models.connectors import (
+    CONNECTORS,
+    AttentionResampler,
+    LlavaProjector,
+    PoolingResampler,
+    connector_from_config,
+)
+from lmm_concepts.models.generation import GenerationOutput
+from lmm_concepts.models.hooked_lmm import HookedLMM, load_connector_file
+from lmm_concepts.models.loading import hf_to_hooked
+from lmm_concepts.models.preprocessing import ImagePreprocessor
+from lmm_concepts.models.vision import HFClipVision, OpenClipVision
+
+__all__ = [
+    "CONNECTORS",
+    "AttentionResampler",
+    "GenerationOutput",
+    "HFClipVision",
+    "HookedLMM",
+    "ImagePreprocessor",
+    "LMMConfig",
+    "LlavaProjector",
+    "OpenClipVision",
+    "PoolingResampler",
+    "connector_from_config",
+    "hf_to_hooked",
+    "load_connector_file",
+]
