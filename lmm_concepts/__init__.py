@@ -11,7 +11,7 @@ from lmm_concepts.data import (
     IterableCaptions,
     JsonlCaptions,
 )
-from lmm_concepts.dictionary import ConceptDictionary
+from lmm_concepts.dictionary import ConceptDictionary, SemiNMF, nonneg_lasso, planted_dictionary
 from lmm_concepts.extraction import RepresentationStore, extract
 from lmm_concepts.grounding import ConceptExplanation, Explanations, SampleExplanation, explain, ground
 from lmm_concepts.models import (
@@ -47,5 +47,8 @@ __all__ = [
     "LMMConfig",
     "LlavaProjector",
     "PoolingResampler",
+    "SemiNMF",
+    "nonneg_lasso",
+    "planted_dictionary",
     "__version__",
 ]

@@ -1,0 +1,334 @@
+"""Pure torch building blocks of Semi-NMF: non-negative lasso codes, the dictionary step, the objective, starts.
+
+Notation (DESIGN.md):
+    Z      [n, d]   data, one sample per row, signed
+    V      [n, K]   codes, V >= 0
+    W_dec  [K, d]   dictionary, rows u_k signed with ||u_k||_2 <= 1
+    G      [K, K]   Gram matrix W_dec·W_decᵀ
+    C      [n, K]   correlations Z·W_decᵀ
+    A      [K, K]   sufficient statistic VᵀV
+    B      [d, K]   sufficient statistic ZᵀV
+
+Objective (the same constants as scikit-learn's `DictionaryLearning(positive_code=True, alpha=l1)`):
+
+    f(V, W_dec) = ½‖Z − V·W_dec‖²_F + l1·ΣV
+                = ½‖Z‖² − ⟨W_decᵀ, B⟩ + ½⟨G, A⟩ + l1·ΣV
+
+`l1` is scikit-learn's `alpha` and SPAMS's `lambda1`; the paper's λ is 2·l1.
+
+Every function here is pure (no state, no global RNG: randomness comes from an explicit `torch.Generator`),
+works on any device and in float32 or float64, and touches the data only through GEMMs, so the online and
+distributed solvers reuse them on statistics accumulated batch by batch.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+LassoMethod = Literal["auto", "cd", "fista"]
+
+#: below this many concepts the batched coordinate descent beats accelerated projected gradient (measured
+#: in benchmarks/bench_dictionary.py --lasso: CD's K Python steps per sweep cost less than FISTA's extra sweeps)
+CD_MAX_CONCEPTS = 64
+
+
+# ---------------------------------------------------------------------------------------------- codes
+def nonneg_lasso(
+    Z: Float[Tensor, "n d"],
+    W_dec: Float[Tensor, "K d"],
+    l1: float,
+    *,
+    V0: Float[Tensor, "n K"] | None = None,
+    max_iter: int = 500,
+    tol: float = 1e-4,
+    method: LassoMethod = "auto",
+) -> Float[Tensor, "n K"]:
+    """Codes V = argmin_{V >= 0} ½‖Z − V·W_dec‖²_F + l1·ΣV, all samples at once.
+
+    `V0` warm-starts the solver (the result is then never worse than `V0`, sample by sample). The solver
+    stops when the largest change of a code in one sweep falls below `tol` times the largest code, or
+    after `max_iter` sweeps. `method`: "cd" (coordinate descent over concepts, batched over samples),
+    "fista" (accelerated projected gradient with adaptive restart, GEMMs on the Gram matrix), or "auto"
+    (cd for K <= CD_MAX_CONCEPTS).
+    """
+    _check_l1(l1)
+    if Z.ndim != 2 or W_dec.ndim != 2 or Z.shape[1] != W_dec.shape[1]:
+        raise ValueError(
+            f"Z [n, d] and W_dec [K, d] must share d; got {tuple(Z.shape)} and {tuple(W_dec.shape)}"
+        )
+    W_dec = W_dec.to(Z)
+    G = W_dec @ W_dec.T
+    C = Z @ W_dec.T
+    return nonneg_lasso_gram(C, G, l1, V0=V0, max_iter=max_iter, tol=tol, method=method)
+
+
+def nonneg_lasso_gram(
+    C: Float[Tensor, "n K"],
+    G: Float[Tensor, "K K"],
+    l1: float,
+    *,
+    V0: Float[Tensor, "n K"] | None = None,
+    max_iter: int = 500,
+    tol: float = 1e-4,
+    method: LassoMethod = "auto",
+) -> Float[Tensor, "n K"]:
+    """`nonneg_lasso` in Gram form: argmin_{V >= 0} ½⟨V·G, V⟩ − ⟨C, V⟩ + l1·ΣV, with C = Z·W_decᵀ, G = W_dec·W_decᵀ.
+
+    The full-batch solver calls this directly because it already holds C and G.
+    """
+    _check_l1(l1)
+    n, K = C.shape
+    if G.shape != (K, K):
+        raise ValueError(f"G must be [K, K] = [{K}, {K}] to match C [n, K]; got {tuple(G.shape)}")
+    if V0 is not None and V0.shape != (n, K):
+        raise ValueError(f"V0 must be [n, K] = [{n}, {K}]; got {tuple(V0.shape)}")
+    if method == "auto":
+        method = "cd" if K <= CD_MAX_CONCEPTS else "fista"
+    if method == "cd":
+        V = _lasso_cd(C, G, l1, V0, max_iter, tol)
+    elif method == "fista":
+        V = _lasso_fista(C, G, l1, V0, max_iter, tol)
+    else:
+        raise ValueError(f"method must be 'auto', 'cd' or 'fista', got {method!r}")
+    if V0 is not None:  # FISTA is not monotone: keep each sample's start where it was better
+        V0 = V0.to(V)
+        worse = _code_objective_rows(V, C, G, l1) > _code_objective_rows(V0, C, G, l1)
+        V = torch.where(worse[:, None], V0, V)
+    return V
+
+
+def _code_objective_rows(V: Tensor, C: Tensor, G: Tensor, l1: float) -> Tensor:
+    """Per-sample ½vᵀGv − cᵀv + l1·Σv (the objective minus ½‖z‖²), in float64."""
+    V64 = V.double()
+    return ((0.5 * (V @ G).double() - C.double() + l1) * V64).sum(dim=1)
+
+
+def _lasso_cd(C: Tensor, G: Tensor, l1: float, V0: Tensor | None, max_iter: int, tol: float) -> Tensor:
+    """Cyclic coordinate descent over the K concepts; each coordinate step updates all n samples at once.
+
+    Works on transposed [K, n] copies so a concept's codes and gradient are contiguous rows, and keeps the
+    gradient R = G·Vᵀ − Cᵀ up to date with one rank-1 update per coordinate (n·K flops).
+    """
+    K = G.shape[0]
+    Vt = (V0.to(C).T.clone() if V0 is not None else torch.zeros_like(C.T)).contiguous()
+    Rt = (G @ Vt - C.T).contiguous() if V0 is not None else (-C.T).contiguous()
+    diag = G.diagonal().clone()
+    live = diag > 0  # an all-zero atom has no gradient: its codes stay 0
+    inv_diag = torch.where(live, 1.0 / diag.clamp_min(torch.finfo(G.dtype).tiny), torch.zeros_like(diag))
+    Rt_k = torch.empty_like(Vt[0])
+    for sweep in range(max_iter):
+        max_step = torch.zeros((), dtype=C.dtype, device=C.device)
+        for k in range(K):
+            v_old = Vt[k]
+            # v_new = max(0, v_old − (R_k + l1)/G_kk); step = v_new − v_old
+            torch.add(Rt[k], l1, out=Rt_k)
+            step = (v_old - Rt_k * inv_diag[k]).clamp_(min=0).sub_(v_old)
+            v_old.add_(step)
+            Rt.addr_(G[k], step)
+            max_step = torch.maximum(max_step, step.abs().max())
+        if sweep % 2 == 1 or sweep == max_iter - 1:  # a host sync every second sweep
+            if max_step.item() <= tol * max(Vt.max().item(), 1e-30):
+                break
+    return Vt.T.contiguous()
+
+
+def _lasso_fista(C: Tensor, G: Tensor, l1: float, V0: Tensor | None, max_iter: int, tol: float) -> Tensor:
+    """Accelerated projected gradient (FISTA) with per-sample gradient restart (O'Donoghue & Candès 2015).
+
+    One GEMM Y·G per iteration; the step 1/L uses L = λ_max(G).
+    """
+    n = C.shape[0]
+    L = torch.linalg.eigvalsh(G.double()).max().item()
+    if L <= 0:  # all atoms zero: the codes are 0
+        return torch.zeros_like(C)
+    step = 1.0 / L
+    V = V0.to(C).clone() if V0 is not None else torch.zeros_like(C)
+    Y = V.clone()
+    t = torch.ones(n, 1, dtype=C.dtype, device=C.device)
+    shift = C - l1  # gradient = Y·G − (C − l1)
+    for it in range(max_iter):
+        V_new = (
+            torch.addmm(shift, Y, G, alpha=-step, beta=step).add_(Y).clamp_(min=0)
+        )  # Y − step·(Y·G − C + l1)
+        delta = V_new - V
+        # restart where the momentum points uphill: (Y − V_new)·(V_new − V) > 0
+        restart = ((Y - V_new) * delta).sum(dim=1, keepdim=True) > 0
+        t_new = 0.5 * (1 + torch.sqrt(1 + 4 * t * t))
+        beta = torch.where(restart, torch.zeros_like(t), (t - 1) / t_new)
+        t = torch.where(restart, torch.ones_like(t), t_new)
+        Y = V_new + beta * delta
+        V = V_new
+        if it % 5 == 4 or it == max_iter - 1:
+            if delta.abs().max().item() <= tol * max(V.max().item(), 1e-30):
+                break
+    return V
+
+
+# ---------------------------------------------------------------------------------------------- dictionary
+def update_dictionary(
+    W_dec: Float[Tensor, "K d"],
+    A: Float[Tensor, "K K"],
+    B: Float[Tensor, "d K"],
+    *,
+    n_sweeps: int = 1,
+    dead_threshold: float = 1e-10,
+) -> tuple[Float[Tensor, "K d"], torch.Tensor]:
+    """Mairal et al. (2010) block-coordinate dictionary step from the statistics A = VᵀV, B = ZᵀV.
+
+    Each atom in turn gets the exact minimiser of the objective over the unit ball with the others fixed:
+    u_k ← Π_{‖u‖≤1}(u_k + (B[:, k] − W_decᵀ·A[:, k]) / A_kk). (Least squares then normalising is not that
+    minimiser and can raise the objective.) Atoms with A_kk <= dead_threshold·max(trace(A)/K, tiny) are never
+    used; they are left unchanged and flagged in the returned `dead` mask [K] so the caller can re-seed them
+    (`reseed_atoms`). Returns a new tensor; the input is not modified.
+    """
+    K = W_dec.shape[0]
+    if A.shape != (K, K) or B.shape != (W_dec.shape[1], K):
+        raise ValueError(
+            f"A must be [K, K] and B [d, K] for W_dec [K, d] = {tuple(W_dec.shape)}; "
+            f"got A {tuple(A.shape)}, B {tuple(B.shape)}"
+        )
+    W = W_dec.clone()
+    A = A.to(W)
+    Bt = B.to(W).T.contiguous()  # [K, d]: row k is B[:, k]
+    diag = A.diagonal()
+    scale = max(diag.mean().item(), torch.finfo(W.dtype).tiny)
+    dead = diag <= dead_threshold * scale
+    live = (~dead).nonzero().flatten().tolist()
+    inv = (1.0 / diag.clamp_min(torch.finfo(W.dtype).tiny)).tolist()
+    for _ in range(n_sweeps):
+        for k in live:
+            u = torch.addmv(Bt[k], W.T, A[k], alpha=-inv[k], beta=inv[k]).add_(W[k])
+            W[k] = u / torch.clamp(torch.linalg.vector_norm(u), min=1.0)
+    return W, dead
+
+
+def reseed_atoms(
+    W_dec: Float[Tensor, "K d"], dead: torch.Tensor, candidates: Float[Tensor, "m d"]
+) -> Float[Tensor, "K d"]:
+    """Replace the atoms flagged in `dead` [K] by the first normalised rows of `candidates` (e.g. the worst
+    reconstructed samples' residuals). Zero candidates are skipped; returns a new tensor."""
+    n_dead = int(dead.sum().item())
+    if n_dead == 0:
+        return W_dec
+    norms = torch.linalg.vector_norm(candidates, dim=1)
+    usable = candidates[norms > 0]
+    n_new = min(n_dead, usable.shape[0])
+    W = W_dec.clone()
+    if n_new:
+        idx = dead.nonzero().flatten()[:n_new]
+        W[idx] = (usable[:n_new] / torch.linalg.vector_norm(usable[:n_new], dim=1, keepdim=True)).to(W)
+    return W
+
+
+# ---------------------------------------------------------------------------------------------- objective
+def objective_from_stats(
+    W_dec: Float[Tensor, "K d"],
+    A: Float[Tensor, "K K"],
+    B: Float[Tensor, "d K"],
+    sum_V: float | Tensor,
+    sq_norm_Z: float | Tensor,
+    l1: float,
+) -> float:
+    """½‖Z − V·W_dec‖² + l1·ΣV = ½‖Z‖² − ⟨W_decᵀ, B⟩ + ½⟨G, A⟩ + l1·ΣV, evaluated in float64."""
+    W = W_dec.double()
+    G = W @ W.T
+    value = (
+        0.5 * float(sq_norm_Z) - (W.T * B.double()).sum() + 0.5 * (G * A.double()).sum() + l1 * float(sum_V)
+    )
+    return float(value)
+
+
+def objective(
+    Z: Float[Tensor, "n d"], V: Float[Tensor, "n K"], W_dec: Float[Tensor, "K d"], l1: float
+) -> float:
+    """½‖Z − V·W_dec‖²_F + l1·ΣV computed directly from the residual, accumulated in float64."""
+    R = Z - V.to(Z) @ W_dec.to(Z)
+    return float(0.5 * (R * R).sum(dtype=torch.float64) + l1 * V.sum(dtype=torch.float64))
+
+
+# ---------------------------------------------------------------------------------------------- starts
+def init_svd(Z: Float[Tensor, "n d"], n_concepts: int, *, generator: torch.Generator | None = None) -> Tensor:
+    """The top right singular vectors of Z as unit atoms, each signed so its mean coefficient Z·u_k is positive.
+
+    Non-negative codes can only use an atom on one side; the flip points it at the side most samples lie on.
+    Uses a randomised range finder (seeded by `generator`) when K is small next to min(n, d). When K exceeds
+    the rank, the remaining atoms come from k-means++ on the data.
+    """
+    n, d = Z.shape
+    r = min(n, d)
+    k_svd = min(n_concepts, r)
+    if 4 * (k_svd + 10) < r:
+        U = _randomized_right_singular_vectors(Z, k_svd, generator=generator)
+    else:
+        _, _, Vh = torch.linalg.svd(Z if Z.dtype == torch.float64 else Z.double(), full_matrices=False)
+        U = Vh[:k_svd].to(Z)
+    sign = torch.sign((Z @ U.T).mean(dim=0))
+    sign[sign == 0] = 1
+    U = U * sign[:, None]
+    if k_svd < n_concepts:
+        U = torch.cat([U, init_kmeanspp(Z, n_concepts - k_svd, generator=generator)])
+    return U.contiguous()
+
+
+def _randomized_right_singular_vectors(
+    Z: Tensor, k: int, *, generator: torch.Generator | None, oversample: int = 10, n_power: int = 4
+) -> Tensor:
+    """Halko et al. (2011) randomised SVD with power iterations: the top-k right singular vectors [k, d]."""
+    d = Z.shape[1]
+    omega = torch.randn(d, k + oversample, generator=generator, dtype=Z.dtype, device="cpu").to(Z.device)
+    Q, _ = torch.linalg.qr(Z @ omega)
+    for _ in range(n_power):
+        P, _ = torch.linalg.qr(Z.T @ Q)
+        Q, _ = torch.linalg.qr(Z @ P)
+    Bsmall = Q.T @ Z  # [k + p, d]
+    _, _, Vh = torch.linalg.svd(Bsmall.double(), full_matrices=False)
+    return Vh[:k].to(Z)
+
+
+def init_kmeanspp(
+    Z: Float[Tensor, "n d"], n_concepts: int, *, generator: torch.Generator | None = None
+) -> Tensor:
+    """k-means++ seeding (Arthur & Vassilvitskii 2007) on the data: D²-sampled samples, normalised to unit norm."""
+    n = Z.shape[0]
+    sq = (Z * Z).sum(dim=1)
+    first = int(torch.randint(n, (1,), generator=generator).item())
+    chosen = [first]
+    dist = (sq - 2 * Z @ Z[first] + sq[first]).clamp_min(0)
+    for _ in range(n_concepts - 1):
+        total = dist.sum()
+        if total <= 0:  # fewer distinct samples than concepts: fall back to uniform draws
+            probs = torch.ones(n, dtype=torch.float64)
+        else:
+            probs = (dist / total).double().cpu()
+        nxt = int(torch.multinomial(probs, 1, generator=generator).item())
+        chosen.append(nxt)
+        dist = torch.minimum(dist, (sq - 2 * Z @ Z[nxt] + sq[nxt]).clamp_min(0))
+    return _unit_rows(Z[chosen])
+
+
+def init_random(
+    Z: Float[Tensor, "n d"], n_concepts: int, *, generator: torch.Generator | None = None
+) -> Tensor:
+    """K distinct random samples, normalised to unit norm (the start scikit-learn's online solver uses)."""
+    idx = torch.randperm(Z.shape[0], generator=generator)[:n_concepts].to(Z.device)
+    return _unit_rows(Z[idx])
+
+
+def _unit_rows(X: Tensor) -> Tensor:
+    norms = torch.linalg.vector_norm(X, dim=1, keepdim=True)
+    out = X / norms.clamp_min(torch.finfo(X.dtype).tiny)
+    zero = norms.squeeze(1) == 0
+    if zero.any():  # a zero sample gives no direction: use a basis vector instead of NaN
+        out[zero] = 0
+        out[zero, 0] = 1
+    return out.contiguous()
+
+
+def _check_l1(l1: float) -> None:
+    if not isinstance(l1, (int, float)) or isinstance(l1, bool) or not math.isfinite(l1) or l1 < 0:
+        raise ValueError(f"l1 must be a finite number >= 0 (the L1 penalty on the codes), got {l1!r}")

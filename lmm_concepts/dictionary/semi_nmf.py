@@ -1,0 +1,221 @@
+"""Semi-NMF: signed concept vectors, non-negative codes, an L1 penalty — the paper's dictionary learner.
+
+Notation (DESIGN.md):
+    Z      [n, d]   token representations, one sample per row — signed
+    V      [n, K]   concept activations (codes) — NON-NEGATIVE
+    W_dec  [K, d]   concept vectors u_k as rows — SIGNED, each ‖u_k‖₂ <= 1
+
+Objective (exactly scikit-learn's `DictionaryLearning(positive_code=True, alpha=l1)`):
+
+    f(V, W_dec) = ½‖Z − V·W_dec‖²_F + l1·ΣV,    V >= 0,  ‖u_k‖₂ <= 1
+
+`l1` = scikit-learn's `alpha` = SPAMS's `lambda1`; the paper writes ‖Z − VU‖² + λ‖V‖₁, so its λ = 2·l1.
+
+Solver: alternating minimisation, full batch, every step a GEMM on the Gram matrix:
+  codes       V ← argmin_{V>=0} f(·, W_dec)   warm-started non-negative lasso (`lasso.nonneg_lasso_gram`)
+  dictionary  Mairal's block-coordinate step on A = VᵀV, B = ZᵀV with projection onto the unit ball,
+              never-used atoms re-seeded from the worst-reconstructed samples' residuals
+Both steps are exact block minimisations (or never-worse warm starts), so the objective never increases.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from lmm_concepts.dictionary.base import ArrayLike, ConceptDictionary
+from lmm_concepts.dictionary.lasso import (
+    LassoMethod,
+    _check_l1,
+    init_kmeanspp,
+    init_random,
+    init_svd,
+    nonneg_lasso,
+    nonneg_lasso_gram,
+    objective_from_stats,
+    reseed_atoms,
+    update_dictionary,
+)
+
+Init = Literal["svd", "kmeans++", "random"]
+_INITS = {"svd": init_svd, "kmeans++": init_kmeanspp, "random": init_random}
+
+
+class SemiNMF(ConceptDictionary):
+    """Semi-NMF concept dictionary: Z ≈ V·W_dec with V >= 0, ‖u_k‖ <= 1, L1 penalty `l1` on V.
+
+    Args:
+        n_concepts: K, the number of concept vectors.
+        l1: weight of ΣV (scikit-learn's `alpha`; the paper's λ = 2·l1). The reference code uses 1.0.
+        max_iter: most alternating iterations (code step + dictionary step).
+        tol: stop when one iteration lowers the objective by less than `tol` times its value.
+        init: start for W_dec: "svd" (top singular vectors, each signed towards the data), "kmeans++",
+            "random" (random samples), or a tensor [K', d] (K' <= K; the rest is filled by residual seeding).
+        seed: seeds every random choice (randomised SVD, k-means++, re-seeding); same seed, same result.
+        device, dtype: where and in which precision to fit (defaults: the data's device, float32).
+        code_iter: most inner sweeps of the code solver per iteration (warm-started, so a few suffice).
+        dict_sweeps: block-coordinate sweeps over the atoms per dictionary step.
+        lasso_method: "auto", "cd" or "fista" (see `lasso.nonneg_lasso`).
+        encode_max_iter, encode_tol: the code solver's budget in `encode`.
+
+    After `fit`: `W_dec` [K, d], `history_` (objective after every iteration), `stop_reason_`,
+    `n_iter_`, `objective_` (= history_[-1]).
+    """
+
+    architecture = "semi_nmf"
+    signed_codes = False
+
+    def __init__(
+        self,
+        n_concepts: int,
+        l1: float = 1.0,
+        *,
+        max_iter: int = 1000,
+        tol: float = 1e-6,
+        init: Init | Tensor = "svd",
+        seed: int = 0,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype = torch.float32,
+        code_iter: int = 10,
+        dict_sweeps: int = 1,
+        lasso_method: LassoMethod = "auto",
+        encode_max_iter: int = 1000,
+        encode_tol: float = 1e-5,
+    ):
+        super().__init__(n_concepts, device=device, dtype=dtype)
+        _check_l1(l1)
+        if isinstance(init, str) and init not in _INITS:
+            raise ValueError(f"init must be one of {sorted(_INITS)} or a tensor [K, d], got {init!r}")
+        for name, value in [("max_iter", max_iter), ("code_iter", code_iter), ("dict_sweeps", dict_sweeps)]:
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not tol >= 0:
+            raise ValueError(f"tol must be >= 0, got {tol!r}")
+        self.l1 = float(l1)
+        self.max_iter = max_iter
+        self.tol = tol
+        self.init = init
+        self.seed = seed
+        self.code_iter = code_iter
+        self.dict_sweeps = dict_sweeps
+        self.lasso_method: LassoMethod = lasso_method
+        self.encode_max_iter = encode_max_iter
+        self.encode_tol = encode_tol
+        self.history_: list[float] = []
+        self.stop_reason_: str | None = None
+        self.n_iter_ = 0
+
+    # ----------------------------------------------------------------- fit
+    def fit(self, Z: ArrayLike, *, init_W_dec: Tensor | None = None) -> SemiNMF:
+        """Minimise the objective over V >= 0 and ‖u_k‖ <= 1; returns self.
+
+        `init_W_dec` [K', d] (K' <= K) warm-starts from a previous solution, e.g. the K-concept dictionary
+        when fitting K + 1 concepts (the extra atoms start at the worst-reconstructed samples' residuals).
+        """
+        Z = self._as_tensor(Z, fitting=True)
+        generator = torch.Generator().manual_seed(self.seed)
+        W = self._start(Z, init_W_dec if init_W_dec is not None else self.init, generator)
+
+        sq_norm_Z = float((Z * Z).sum(dtype=torch.float64))
+        V = None
+        history: list[float] = []
+        stop_reason = f"max_iter={self.max_iter} reached"
+        for _ in range(self.max_iter):
+            G = W @ W.T
+            C = Z @ W.T
+            # first code step from zero, solved to the encode tolerance; later ones warm-started and short
+            V = nonneg_lasso_gram(
+                C,
+                G,
+                self.l1,
+                V0=V,
+                max_iter=self.encode_max_iter if V is None else self.code_iter,
+                tol=self.encode_tol,
+                method=self.lasso_method,
+            )
+            A = V.T @ V
+            B = Z.T @ V
+            W_new, dead = update_dictionary(W, A, B, n_sweeps=self.dict_sweeps)
+            history.append(objective_from_stats(W_new, A, B, V.sum(dtype=torch.float64), sq_norm_Z, self.l1))
+            if dead.any():
+                W_new = reseed_atoms(W_new, dead, self._worst_residuals(Z, V, W, C, G, int(dead.sum())))
+            W = W_new
+            if len(history) > 1 and history[-2] - history[-1] <= self.tol * abs(history[-2]):
+                stop_reason = (
+                    f"converged: relative decrease {self._rel_decrease(history):.2e} <= tol={self.tol:g}"
+                )
+                break
+        self.W_dec = W.contiguous()
+        self.history_ = history
+        self.n_iter_ = len(history)
+        self.stop_reason_ = stop_reason
+        return self
+
+    @staticmethod
+    def _rel_decrease(history: list[float]) -> float:
+        return (history[-2] - history[-1]) / max(abs(history[-2]), 1e-300)
+
+    def _start(self, Z: Tensor, init: Init | Tensor, generator: torch.Generator) -> Float[Tensor, "K d"]:
+        """The starting dictionary [K, d], rows of norm <= 1."""
+        K, d = self.n_concepts, Z.shape[1]
+        if isinstance(init, str):
+            return _INITS[init](Z, K, generator=generator).to(Z)
+        W0 = torch.as_tensor(init).to(Z)
+        if W0.ndim != 2 or W0.shape[1] != d or W0.shape[0] > K:
+            raise ValueError(f"an initial W_dec must be [K' <= {K}, d={d}]; got {tuple(W0.shape)}")
+        if not torch.isfinite(W0).all():
+            raise ValueError("the initial W_dec holds NaN or inf")
+        W0 = W0 / torch.linalg.vector_norm(W0, dim=1, keepdim=True).clamp(min=1.0)
+        if W0.shape[0] == K:
+            return W0.contiguous()
+        # extra atoms: residuals of the samples the given atoms reconstruct worst
+        G, C = W0 @ W0.T, Z @ W0.T
+        V = nonneg_lasso_gram(C, G, self.l1, max_iter=self.encode_max_iter, tol=self.encode_tol)
+        new = self._worst_residuals(Z, V, W0, C, G, K - W0.shape[0])
+        extra = reseed_atoms(
+            torch.zeros(K - W0.shape[0], d).to(Z), torch.ones(K - W0.shape[0], dtype=torch.bool), new
+        )
+        return torch.cat([W0, extra]).contiguous()
+
+    @staticmethod
+    def _worst_residuals(Z: Tensor, V: Tensor, W: Tensor, C: Tensor, G: Tensor, m: int) -> Tensor:
+        """Residual rows z_i − v_i·W of the m samples with the largest reconstruction error."""
+        err = (Z * Z).sum(1) - 2 * (C * V).sum(1) + ((V @ G) * V).sum(1)
+        idx = torch.topk(err, min(m, Z.shape[0])).indices
+        return Z[idx] - V[idx] @ W
+
+    # ----------------------------------------------------------------- inference
+    def encode(self, Z: ArrayLike) -> Float[Tensor, "n n_concepts"]:
+        """Codes V = argmin_{V>=0} ½‖Z − V·W_dec‖² + l1·ΣV for new data Z [n, d]."""
+        Z = self._as_tensor(Z, fitting=False)
+        return nonneg_lasso(
+            Z,
+            self.W_dec,
+            self.l1,
+            max_iter=self.encode_max_iter,
+            tol=self.encode_tol,
+            method=self.lasso_method,
+        )
+
+    def objective(self, Z: ArrayLike) -> float:
+        """½‖Z − V·W_dec‖²_F + l1·ΣV at the codes V = encode(Z) (float64 accumulation)."""
+        Z = self._as_tensor(Z, fitting=False)
+        V = self.encode(Z)
+        R = Z - V @ self.W_dec
+        return float(0.5 * (R * R).sum(dtype=torch.float64) + self.l1 * V.sum(dtype=torch.float64))
+
+    @property
+    def objective_(self) -> float:
+        """The objective after the last fit iteration."""
+        if not self.history_:
+            raise RuntimeError("SemiNMF is not fitted yet: call .fit(Z) first")
+        return self.history_[-1]
+
+    def extra_repr(self) -> str:
+        return f"n_concepts={self.n_concepts}, l1={self.l1:g}, fitted={self.is_fitted}"
+
+
+__all__ = ["SemiNMF"]

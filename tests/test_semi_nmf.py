@@ -1,0 +1,178 @@
+"""SemiNMF: properties, planted-dictionary recovery, parity with scikit-learn, bad input.
+
+PCA / KMeans in the recovery test are scikit-learn's, used directly until the package's own baselines land
+(teammate `saelens`); swap them in then.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA, DictionaryLearning, dict_learning
+
+import lmm_concepts as lc
+from lmm_concepts.dictionary.lasso import objective
+from lmm_concepts.dictionary.planted import planted_dictionary
+from lmm_concepts.dictionary.semi_nmf import SemiNMF
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """On the shared 2-core machine, torch's 2-thread GEMMs on tiny matrices stall in spin-waits (30x slower)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def planted():
+    return planted_dictionary(400, 32, 6, 2, noise=0.05, seed=3)
+
+
+@pytest.fixture(scope="module")
+def fitted(planted):
+    return SemiNMF(6, l1=0.1).fit(planted.Z)
+
+
+def _mean_best_cosine(true: torch.Tensor, learned: torch.Tensor) -> float:
+    learned = torch.nn.functional.normalize(torch.as_tensor(learned, dtype=torch.float64), dim=1)
+    true = torch.nn.functional.normalize(true.double(), dim=1)
+    return float((true @ learned.T).max(dim=1).values.mean())
+
+
+# ---------------------------------------------------------------------------------------------- properties
+def test_codes_non_negative_and_atoms_in_the_unit_ball(fitted, planted):
+    V = fitted.encode(planted.Z)
+    assert V.shape == (400, 6) and (V >= 0).all()
+    assert (fitted.W_dec.norm(dim=1) <= 1 + 1e-6).all()
+    assert fitted.W_dec.shape == (6, 32) and fitted.architecture == "semi_nmf"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("init", ["svd", "kmeans++", "random"])
+def test_objective_never_increases(planted, dtype, init):
+    model = SemiNMF(6, l1=0.1, init=init, dtype=dtype, tol=0.0, max_iter=40).fit(planted.Z)
+    h = np.array(model.history_)
+    # tol=0 runs until max_iter or until an iteration no longer lowers the objective at all
+    assert len(h) == 40 or model.stop_reason_.startswith("converged")
+    assert len(h) >= 10
+    slack = 1e-12 if dtype == torch.float64 else 1e-6  # float32 rounding of the statistics, relative
+    assert (np.diff(h) <= slack * h[:-1]).all(), np.diff(h).max()
+
+
+def test_zero_data_gives_zero_codes(fitted):
+    assert torch.equal(fitted.encode(torch.zeros(5, 32)), torch.zeros(5, 6))
+    model = SemiNMF(3, l1=0.1).fit(torch.zeros(10, 4))
+    assert torch.equal(model.encode(torch.zeros(10, 4)), torch.zeros(10, 3))
+    assert model.objective_ == 0.0 and torch.isfinite(model.W_dec).all()
+
+
+def test_one_more_concept_warm_started_never_fits_worse(planted):
+    for K in (3, 5, 6):
+        small = SemiNMF(K, l1=0.1).fit(planted.Z)
+        bigger = SemiNMF(K + 1, l1=0.1).fit(planted.Z, init_W_dec=small.W_dec)
+        assert bigger.objective_ <= small.objective_ * (1 + 1e-7)
+        assert bigger.objective(planted.Z) <= small.objective(planted.Z) * (1 + 1e-7)
+
+
+@pytest.mark.parametrize("init", ["svd", "kmeans++", "random"])
+def test_same_seed_same_result(planted, init):
+    a = SemiNMF(6, l1=0.1, init=init, seed=7).fit(planted.Z)
+    b = SemiNMF(6, l1=0.1, init=init, seed=7).fit(planted.Z)
+    assert torch.equal(a.W_dec, b.W_dec) and a.history_ == b.history_
+
+
+def test_encode_of_training_data_reproduces_the_fitted_objective(fitted, planted):
+    assert fitted.objective(planted.Z) <= fitted.objective_ * (1 + 1e-6)
+    assert fitted.objective(planted.Z) == pytest.approx(fitted.objective_, rel=1e-4)
+    assert fitted.stop_reason_.startswith("converged")
+
+
+def test_numpy_float64_input_and_decode(planted):
+    model = SemiNMF(6, l1=0.1, dtype=torch.float64).fit(planted.Z.double().numpy())
+    V = model.encode(planted.Z.double().numpy())
+    assert V.dtype == torch.float64 and model.W_dec.dtype == torch.float64
+    assert model.decode(V).shape == (400, 32)
+    assert objective(planted.Z.double(), V, model.W_dec, 0.1) == pytest.approx(model.objective_, rel=1e-6)
+
+
+def test_runs_on_the_requested_device(planted, device):
+    model = SemiNMF(6, l1=0.1, device=device).fit(planted.Z)
+    assert model.W_dec.device.type == torch.device(device).type
+    assert model.encode(planted.Z).device.type == torch.device(device).type
+
+
+def test_public_exports():
+    assert lc.SemiNMF is SemiNMF and lc.nonneg_lasso is not None
+
+
+# ---------------------------------------------------------------------------------------------- recovery
+def test_planted_dictionary_recovered_better_than_pca_and_kmeans():
+    Z, W_true, _ = planted_dictionary(1500, 64, 8, 2, noise=0.05, seed=11)
+    ours = _mean_best_cosine(W_true, SemiNMF(8, l1=0.2).fit(Z).W_dec)
+    pca = _mean_best_cosine(W_true, PCA(8, random_state=0).fit(Z.numpy()).components_)
+    km = _mean_best_cosine(W_true, KMeans(8, n_init=4, random_state=0).fit(Z.numpy()).cluster_centers_)
+    assert ours >= 0.95
+    assert ours > pca and ours > km, (ours, pca, km)
+
+
+# ---------------------------------------------------------------------------------------------- parity
+def test_objective_within_0_1_percent_of_scikit_learn():
+    Z, _, _ = planted_dictionary(300, 20, 5, 2, noise=0.05, seed=5, dtype=torch.float64)
+    X = Z.numpy()
+    sk = DictionaryLearning(
+        n_components=5,
+        alpha=0.1,
+        positive_code=True,
+        fit_algorithm="cd",
+        transform_algorithm="lasso_cd",
+        random_state=0,
+    )
+    code = sk.fit_transform(X)
+    theirs = objective(Z, torch.from_numpy(code), torch.from_numpy(sk.components_), 0.1)
+    model = SemiNMF(5, l1=0.1, dtype=torch.float64).fit(Z)
+    assert model.objective_ <= 1.001 * theirs
+    assert model.objective(Z) <= 1.001 * theirs
+
+
+def test_objective_constants_are_scikit_learns():
+    """scikit-learn's own cost (errors[-1] of dict_learning) is ½‖X − code·dictionary‖² + alpha·Σcode."""
+    Z, _, _ = planted_dictionary(120, 10, 4, 2, seed=8, dtype=torch.float64)
+    code, dictionary, errors = dict_learning(
+        Z.numpy(), 4, alpha=0.3, method="cd", positive_code=True, random_state=0
+    )
+    ours = objective(Z, torch.from_numpy(code), torch.from_numpy(dictionary), 0.3)
+    assert ours == pytest.approx(errors[-1], rel=1e-10)
+    model = SemiNMF(4, l1=0.3, dtype=torch.float64, init=torch.from_numpy(dictionary), max_iter=1).fit(Z)
+    V = model.encode(Z)
+    assert model.objective(Z) == pytest.approx(objective(Z, V, model.W_dec, 0.3), rel=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+def test_bad_input_gives_clear_errors(fitted, planted):
+    Z = planted.Z.clone()
+    Z[3, 1] = float("nan")
+    with pytest.raises(ValueError, match="NaN or inf"):
+        SemiNMF(6).fit(Z)
+    Z[3, 1] = float("inf")
+    with pytest.raises(ValueError, match="NaN or inf"):
+        fitted.encode(Z)
+    with pytest.raises(ValueError, match="fewer than n_concepts"):
+        SemiNMF(10).fit(planted.Z[:5])
+    with pytest.raises(ValueError, match="fitted on d=32"):
+        fitted.encode(planted.Z[:, :16])
+    with pytest.raises(ValueError, match="2-D"):
+        SemiNMF(3).fit(planted.Z[None])
+    with pytest.raises(ValueError, match="l1 must be"):
+        SemiNMF(3, l1=-0.5)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        SemiNMF(3).encode(planted.Z)
+    with pytest.raises(ValueError, match="init must be"):
+        SemiNMF(3, init="pca")
+    with pytest.raises(ValueError, match="initial W_dec"):
+        SemiNMF(3).fit(planted.Z, init_W_dec=torch.ones(4, 32))
+    with pytest.raises(TypeError, match="torch tensor or numpy"):
+        SemiNMF(3).fit([[1.0, 2.0]] * 5)
