@@ -139,3 +139,46 @@ def planted_store(U: Tensor, n_per_concept: int = 6, noise: float = 0.05, seed: 
     Z = scale[:, None] * U[labels] + noise * torch.randn(n, d, generator=g)
     caps = [[f"a {PLANTED[int(k)][0]} photo", f"the {PLANTED[int(k)][1]} here"] for k in labels]
     return MemoryStore({layer: Z}, captions=caps), labels
+
+
+BERT_WORDS = ["dog", "puppy", "leash", "bark", "beach", "ocean", "sand", "wave", "pizza", "cheese", "oven", "slice",
+              "a", "the", "photo", "of", "on", "here", "with", "and", "running", "red", "blue", "car"]
+
+
+def tiny_bert(folder) -> str:
+    """A 2-layer BERT with random weights and a WordPiece vocabulary, saved to `folder` (no download)."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *BERT_WORDS, ",", "."]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=64)
+    BertModel(cfg).save_pretrained(folder)
+    tok = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), model_max_length=64)
+    tok.save_pretrained(folder)
+    return str(folder)
+
+
+TINY_CLIP_CFG = {
+    "embed_dim": 16,
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+
+
+def tiny_clip_folder(folder) -> str:
+    """A random-weight open_clip CLIP saved as an open_clip local-dir folder (config + safetensors)."""
+    import json
+
+    import open_clip
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    model = open_clip.CLIP(**TINY_CLIP_CFG)
+    cfg = {"model_cfg": TINY_CLIP_CFG, "preprocess_cfg": {"mean": [0.5] * 3, "std": [0.5] * 3}}
+    (folder / "open_clip_config.json").write_text(json.dumps(cfg))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "open_clip_model.safetensors"))
+    return str(folder)

@@ -4,6 +4,8 @@ On-disk schema (a folder):
     explanations.json
         schema: "lmm_concepts.explanations/1"
         layer, hook_name, lens, use_bias, n_words, n_images, n_candidates, signed_codes, model, store, notes
+        random_words     per concept, the words of a random direction of the same norm (same lens and filter):
+                         the random-words baseline
         concepts: list, one per concept k (in dictionary order):
             index            k
             words            grounded words, rank order (may be fewer than n_words: see `short`)
@@ -77,6 +79,8 @@ class Explanations:
     model: str | None = None
     store: str | None = None
     notes: list[str] = field(default_factory=list)
+    random_words: list[list[str]] = field(default_factory=list)
+    """baseline: the words of random directions (one per concept, same norms) through the same lens and filter"""
     dictionary: Any = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:

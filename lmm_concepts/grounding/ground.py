@@ -49,6 +49,7 @@ def ground(
     use_bias: bool = False,
     n_candidates: int = 50,
     word_filter: WordFilter | None = None,
+    seed: int = 0,
 ) -> Explanations:
     """Ground each concept u_k (row of `dictionary.W_dec`) in words and in its most activating samples.
 
@@ -61,6 +62,7 @@ def ground(
         lens: "raw" or "ln_final"; None follows `layer` (see the module docstring).
         layer: the store layer the dictionary was fitted on (default: the only one, or "final").
         use_bias: add the unembedding bias b_U to the lens logits.
+        seed: seed of the random directions whose words are the random-words baseline.
     """
     layer = pick_layer(store, layer)
     lens = lens or default_lens(layer)
@@ -106,7 +108,16 @@ def ground(
                 f"concept {k}: only {len(g.words)} of the top {n_candidates} tokens pass the word filter "
                 f"(asked for {n_words}); the list is not padded"
             )
+    gen = torch.Generator().manual_seed(seed)
+    R = torch.randn(W_dec.shape, generator=gen)
+    R = torch.nn.functional.normalize(R, dim=1) * W_dec.float().norm(dim=1, keepdim=True).cpu()
+    rand_logits = lens_logits(model, R, lens=lens, use_bias=use_bias)
+    random_words = [
+        top_words(row, model.tokenizer, n_words=n_words, n_candidates=n_candidates, word_filter=word_filter).words
+        for row in rand_logits
+    ]
     return Explanations(
+        random_words=random_words,
         concepts=concepts,
         W_dec=W_dec.cpu(),
         layer=layer,

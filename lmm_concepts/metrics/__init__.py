@@ -1,1 +1,30 @@
-"""metrics stage."""
+"""Metrics: CLIPScore, BERTScore, overlap, dictionary quality and seed stability, faithfulness, and `evaluate`
+(the paper's table with its baselines). `recovery.py` (against planted ground truth) lives here too."""
+
+from lmm_concepts.metrics.bertscore import BertModel, load_bert
+from lmm_concepts.metrics.clipscore import ClipModel, clip_score, clipscore_matrix, load_clip, topr_mean
+from lmm_concepts.metrics.evaluate import EvaluationResults, evaluate, noise_images
+from lmm_concepts.metrics.faithfulness import ConceptFaithfulness, FaithfulnessResult, faithfulness
+from lmm_concepts.metrics.overlap import overlap
+from lmm_concepts.metrics.quality import DictionaryQuality, dictionary_quality, matched_cosine, seed_stability
+
+__all__ = [
+    "BertModel",
+    "ClipModel",
+    "ConceptFaithfulness",
+    "DictionaryQuality",
+    "EvaluationResults",
+    "FaithfulnessResult",
+    "clip_score",
+    "clipscore_matrix",
+    "dictionary_quality",
+    "evaluate",
+    "faithfulness",
+    "load_bert",
+    "load_clip",
+    "matched_cosine",
+    "noise_images",
+    "overlap",
+    "seed_stability",
+    "topr_mean",
+]
