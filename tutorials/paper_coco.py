@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import simple_parsing
+import torch
 
 import lmm_concepts as lc
 from lmm_concepts.demo.findings import paper_findings
@@ -99,10 +100,10 @@ class PaperCocoConfig:
 
 def load_model(cfg: ModelConfig):
     if cfg.kind == "llava":
-        return lc.HookedLMM.llava(cfg.path, dtype=cfg.dtype, device=cfg.device)
+        return lc.HookedLMM.llava(cfg.path, dtype=getattr(torch, cfg.dtype), device=cfg.device)
     if cfg.kind == "depalm":
         return lc.HookedLMM.depalm(llm=cfg.llm, vision=cfg.vision, vision_weights=cfg.vision_weights or None,
-                                   connector=cfg.connector or None, dtype=cfg.dtype, device=cfg.device)
+                                   connector=cfg.connector or None, dtype=getattr(torch, cfg.dtype), device=cfg.device)
     raise SystemExit(f"model.kind must be 'llava' or 'depalm', got {cfg.kind!r}")
 
 
@@ -126,7 +127,7 @@ def dataset(cfg: PaperCocoConfig, split: str):
 
 
 def main(cfg: PaperCocoConfig) -> dict:
-    from lmm_concepts.metrics import load_bert, load_clip
+    from lmm_concepts.metrics import evaluate, load_bert, load_clip
 
     t0 = time.perf_counter()
     out = Path(cfg.out)
@@ -153,14 +154,13 @@ def main(cfg: PaperCocoConfig) -> dict:
         dico = make_method(name, cfg, cfg.model.device).fit(Z_train)
         expl = lc.ground(model, dico, train, n_words=cfg.n_words, n_images=cfg.n_images, layer=layer)
         expl.save(out / "explanations" / name)
-        scores = lc.evaluate(expl, test, clip=clip, bert=bert, metrics=metrics, r=3, seed=cfg.seed)
-        scores.save(out / "evaluation" / name)
+        scores = evaluate(expl, test, clip=clip, bert=bert, metrics=metrics, r=3, seed=cfg.seed)
         row = scores.scores.get("concepts", {})
         results["methods"][name] = {"overlap": scores.overlap, **{k: v for k, v in row.items()},
                                     "baselines": {k: v for k, v in scores.scores.items() if k != "concepts"}}
         panels.append(method_panels(name, expl, dico.encode(Z_train).cpu(), dico.encode(Z_test).cpu(),
                                     test.sample_ids, test.metadata))
-    results["findings"] = paper_findings(results["methods"])
+    results["findings"] = paper_findings(results["methods"], recovery=False)
     results["timings_s"] = {"total": round(time.perf_counter() - t0, 1)}
     write_report(out, results, Panels(panels, collect_thumbnails(panels, [train, test])))
     print(f"wrote {out / 'report.html'} and {out / 'results.json'}")

@@ -163,7 +163,7 @@ def ground_methods(state: DemoState) -> None:
 
 def evaluate_methods(state: DemoState) -> None:
     """The paper's metrics on the test split: overlap and CLIPScore of the top-1 / top-3 concepts."""
-    from lmm_concepts import evaluate
+    from lmm_concepts.metrics import evaluate
 
     methods = state.results.setdefault("methods", {})
     for method in tqdm(state.cfg.methods, desc="evaluate", leave=False):
@@ -210,7 +210,8 @@ def recover(state: DemoState) -> None:
 
 def layer_sweep(state: DemoState) -> None:
     """The paper's layer ablation: Semi-NMF fitted, grounded and scored at every extracted layer."""
-    from lmm_concepts import evaluate, ground
+    from lmm_concepts import ground
+    from lmm_concepts.metrics import evaluate
 
     cfg = state.cfg
     if not cfg.sweep:

@@ -35,6 +35,8 @@ METRIC_COLUMNS = [
     ("overlap", "overlap ↓", "mean over concept pairs of |T_i ∩ T_j| / |T_i|", False),
     ("clipscore_top1", "CLIPScore top-1 ↑", "2.5·max(cos(image, words of top concept), 0), test mean", True),
     ("clipscore_top3", "CLIPScore top-3 ↑", "mean over the top-3 concepts", True),
+    ("bertscore_top1", "BERTScore top-1 ↑", "BERTScore F1 of the top concept's words against the image's captions", True),
+    ("bertscore_top3", "BERTScore top-3 ↑", "mean over the top-3 concepts", True),
 ]
 
 
@@ -100,7 +102,8 @@ def render_html(results: dict[str, Any], panels: Panels, title: str | None = Non
         vals = [(v, k) for v, k in vals if math.isfinite(v)]
         if vals:
             best[key] = (max if higher else min)(vals)[1]
-    columns = [{"key": k, "label": lab, "help": h} for k, lab, h, _ in METRIC_COLUMNS]
+    present = {k for m in methods for k, v in m.metrics.items() if v is not None}
+    columns = [{"key": k, "label": lab, "help": h} for k, lab, h, _ in METRIC_COLUMNS if k in present]
 
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for i, m in enumerate(methods):
