@@ -11,7 +11,20 @@ from lmm_concepts.data import (
     IterableCaptions,
     JsonlCaptions,
 )
-from lmm_concepts.dictionary import ConceptDictionary, SemiNMF, nonneg_lasso, planted_dictionary
+from lmm_concepts.dictionary import (
+    NMF,
+    PCA,
+    ConceptDictionary,
+    KMeans,
+    RandomDictionary,
+    SAEDictionary,
+    SemiNMF,
+    Simple,
+    load_dictionary,
+    nonneg_lasso,
+    planted_dictionary,
+    register_architectures,
+)
 from lmm_concepts.extraction import RepresentationStore, extract
 from lmm_concepts.grounding import ConceptExplanation, Explanations, SampleExplanation, explain, ground
 from lmm_concepts.models import (
@@ -22,6 +35,8 @@ from lmm_concepts.models import (
     LMMConfig,
     PoolingResampler,
 )
+
+register_architectures()  # the package's only import side effect: sae-lens can load "semi_nmf", "pca", "kmeans"
 
 __version__ = "0.1.0"
 
@@ -47,8 +62,16 @@ __all__ = [
     "LMMConfig",
     "LlavaProjector",
     "PoolingResampler",
+    "NMF",
+    "PCA",
+    "ConceptDictionary",
+    "KMeans",
+    "RandomDictionary",
+    "SAEDictionary",
     "SemiNMF",
+    "Simple",
+    "__version__",
+    "load_dictionary",
     "nonneg_lasso",
     "planted_dictionary",
-    "__version__",
 ]

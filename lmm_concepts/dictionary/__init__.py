@@ -1,8 +1,29 @@
 """Concept learners: Semi-NMF (the method) and the paper's baselines, all exportable as sae-lens SAEs."""
 
 from lmm_concepts.dictionary.base import ConceptDictionary
+from lmm_concepts.dictionary.kmeans import KMeans
 from lmm_concepts.dictionary.lasso import nonneg_lasso
+from lmm_concepts.dictionary.nmf import NMF
+from lmm_concepts.dictionary.pca import PCA
 from lmm_concepts.dictionary.planted import planted_dictionary
+from lmm_concepts.dictionary.random_dico import RandomDictionary
+from lmm_concepts.dictionary.sae import SAEDictionary
+from lmm_concepts.dictionary.saes import register_architectures
 from lmm_concepts.dictionary.semi_nmf import SemiNMF
+from lmm_concepts.dictionary.serialization import load_dictionary
+from lmm_concepts.dictionary.simple import Simple
 
-__all__ = ["ConceptDictionary", "SemiNMF", "nonneg_lasso", "planted_dictionary"]
+__all__ = [
+    "NMF",
+    "PCA",
+    "ConceptDictionary",
+    "KMeans",
+    "RandomDictionary",
+    "SAEDictionary",
+    "SemiNMF",
+    "Simple",
+    "load_dictionary",
+    "nonneg_lasso",
+    "planted_dictionary",
+    "register_architectures",
+]

@@ -8,15 +8,25 @@ Notation (one for the whole code base, see DESIGN.md):
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from dataclasses import fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
+if TYPE_CHECKING:
+    from sae_lens import SAE
+
 ArrayLike = Tensor | np.ndarray
+
+#: key under `cfg.metadata` where a saved dictionary records which learner made it, with its parameters
+METADATA_KEY = "lmm_concepts"
+_JSON_SCALARS = (bool, int, float, str, type(None))
 
 
 class ConceptDictionary(nn.Module, ABC):
@@ -101,3 +111,99 @@ class ConceptDictionary(nn.Module, ABC):
 
     def forward(self, Z: ArrayLike) -> Float[Tensor, "n d"]:
         return self.decode(self.encode(Z))
+
+    # ----------------------------------------------------------------- sae-lens export
+    def get_params(self) -> dict[str, Any]:
+        """The constructor arguments (scikit-learn's convention: each stored under its own name), JSON-able only.
+
+        `device` and `dtype` are left out: they travel in the sae-lens config instead.
+        """
+        params = {}
+        for name in inspect.signature(type(self).__init__).parameters:
+            if name in ("self", "device", "dtype") or not hasattr(self, name):
+                continue
+            value = getattr(self, name)
+            if isinstance(value, _JSON_SCALARS) or (
+                isinstance(value, (list, tuple)) and all(isinstance(v, _JSON_SCALARS) for v in value)
+            ):
+                params[name] = list(value) if isinstance(value, tuple) else value
+        return params
+
+    def _sae_state_dict(self) -> dict[str, Tensor]:
+        """The weights of the exported SAE; learners with a bias (PCA's mean) override this."""
+        return {"W_dec": self.W_dec.detach().clone(), "b_dec": self.W_dec.new_zeros(self.d_in)}
+
+    def _load_sae_state(self, sae: SAE) -> None:
+        """Inverse of `_sae_state_dict`: take the fitted state back from an SAE of this learner's architecture."""
+        self.W_dec = sae.W_dec.detach().clone()
+
+    def to_sae(self, hook_name: str | None = None) -> SAE:
+        """This dictionary as a sae-lens `SAE` of the registered architecture `self.architecture`.
+
+        `W_dec` rows are the concepts and `encode` gives the same codes as `self.encode`. Architecture options
+        (`l1` for Semi-NMF, `activation` for KMeans) are read from the learner's attributes of the same name.
+        `hook_name` (e.g. "blocks.3.hook_resid_post") is where `HookedSAETransformer.add_sae` attaches it;
+        a dictionary loaded from disk keeps the hook name it was saved with.
+        """
+        from sae_lens.registry import get_sae_class
+        from sae_lens.saes.sae import SAEConfig, SAEMetadata
+        from sae_lens.util import dtype_to_str
+
+        self._check_fitted()
+        hook_name = hook_name if hook_name is not None else getattr(self, "hook_name_", None)
+        sae_cls, cfg_cls = get_sae_class(self.architecture)
+        base_fields = {f.name for f in fields(SAEConfig)}
+        options = {
+            f.name: getattr(self, f.name)
+            for f in fields(cfg_cls)
+            if f.name not in base_fields and hasattr(self, f.name)
+        }
+        metadata = SAEMetadata(
+            hook_name=hook_name,
+            **{
+                METADATA_KEY: {
+                    "learner": f"{type(self).__module__}:{type(self).__qualname__}",
+                    "params": self.get_params(),
+                }
+            },
+        )
+        cfg = cfg_cls(
+            d_in=self.d_in,
+            d_sae=self.n_concepts,
+            dtype=dtype_to_str(self.W_dec.dtype),
+            device=str(self.W_dec.device),
+            metadata=metadata,
+            **options,
+        )
+        sae = sae_cls(cfg)
+        sae.load_state_dict(self._sae_state_dict(), strict=True)
+        return sae.eval()
+
+    @classmethod
+    def from_sae(cls, sae: SAE) -> ConceptDictionary:
+        """A fitted learner of this class from an SAE that `to_sae` made (or any SAE of the same architecture)."""
+        if sae.cfg.architecture() != cls.architecture:
+            raise ValueError(
+                f"{cls.__name__} exports to architecture {cls.architecture!r}, but this SAE is "
+                f"{sae.cfg.architecture()!r}; load it with lmm_concepts.load_dictionary(path) instead"
+            )
+        record = sae.cfg.metadata.get(METADATA_KEY) or {}
+        accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "n_concepts", "device", "dtype"}
+        # the SAE config is the truth for what it computes (sae-lens may have folded a scale into `l1`)
+        options = {f.name: getattr(sae.cfg, f.name) for f in fields(sae.cfg) if f.name in accepted}
+        kwargs = {k: v for k, v in {**record.get("params", {}), **options}.items() if k in accepted}
+        learner = cls(n_concepts=sae.cfg.d_sae, **kwargs, device=sae.W_dec.device, dtype=sae.W_dec.dtype)
+        learner._load_sae_state(sae)
+        learner.hook_name_ = sae.cfg.metadata.hook_name
+        return learner
+
+    def save(self, path: str | Path, hook_name: str | None = None) -> Path:
+        """Write the dictionary to the folder `path` as sae-lens `cfg.json` + `sae_weights.safetensors`.
+
+        sae-lens's own `save_model` writes the files, into a temporary folder that then replaces `path` in one
+        rename, so a reader never sees a half-written dictionary. Load it back with `load_dictionary(path)`
+        (our learner) or `sae_lens.SAE.load_from_disk(path)` (the SAE).
+        """
+        from lmm_concepts.dictionary.serialization import save_sae
+
+        return save_sae(self.to_sae(hook_name), path)

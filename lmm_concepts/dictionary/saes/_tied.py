@@ -1,0 +1,46 @@
+"""Behaviour shared by our sae-lens architectures: the encoder is tied to the decoder (no `W_enc` weights)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+class TiedEncoder:
+    """Mixin for `SAE` subclasses whose encoder is derived from `W_dec` (as sae-lens's matching pursuit SAE).
+
+    `W_enc` reads as `W_dec.T`; the base class's attempts to create a separate `W_enc` parameter are dropped,
+    so the state dict holds only `W_dec` and `b_dec`.
+    """
+
+    W_dec: Tensor
+
+    @property
+    def W_enc(self) -> Tensor:
+        return self.W_dec.T
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "W_enc":
+            return
+        super().__setattr__(name, value)
+
+    def fold_activation_whitening(
+        self, mean: Tensor, whitening_matrix: Tensor, unwhitening_matrix: Tensor
+    ) -> None:
+        raise NotImplementedError(
+            f"{type(self).__name__} ties its encoder to W_dec, so a whitening cannot be folded into it; "
+            "train with normalize_activations='none' or 'expected_average_only_in'"
+        )
+
+
+def flat_rows(x: Tensor) -> tuple[Tensor, tuple[int, ...]]:
+    """x [..., d] as rows [N, d], with the leading shape to restore codes [..., K] afterwards."""
+    return x.reshape(-1, x.shape[-1]), tuple(x.shape[:-1])
+
+
+def project_rows_to_unit_ball(W: Tensor, radius: float = 1.0) -> None:
+    """In place: rows of W with norm > radius scaled back to it (the Semi-NMF constraint ‖u_k‖ ≤ 1)."""
+    with torch.no_grad():
+        W.mul_(radius / W.norm(dim=1, keepdim=True).clamp_min(radius))

@@ -1,0 +1,56 @@
+"""The "pca" sae-lens architecture: a tied linear autoencoder with signed codes.
+
+Notation: x [..., d_in], W_dec [d_sae, d_in] the principal axes (orthonormal rows), b_dec [d_in] the data mean.
+PCA's codes are the coordinates of the centred input on the axes, v = (x − b_dec)·W_decᵀ — an SAE whose
+encoder is W_dec transposed, with no encoder bias and the identity as activation (codes stay signed), which is
+what scikit-learn's `PCA.transform` computes (whiten=False). Decoding is x̂ = v·W_dec + b_dec.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sae_lens.saes.sae import SAE, SAEConfig
+from torch import Tensor, nn
+from typing_extensions import override
+
+from lmm_concepts.dictionary.saes._tied import TiedEncoder
+
+ARCHITECTURE = "pca"
+
+
+@dataclass
+class PCASAEConfig(SAEConfig):
+    """Config of the "pca" SAE (no options beyond sae-lens's: `b_dec` holds the mean that is removed)."""
+
+    @override
+    @classmethod
+    def architecture(cls) -> str:
+        return ARCHITECTURE
+
+
+class PCASAE(TiedEncoder, SAE[PCASAEConfig]):
+    """Inference SAE of a PCA dictionary: signed codes (x − mean)·W_decᵀ."""
+
+    @override
+    def get_activation_fn(self) -> Callable[[Tensor], Tensor]:
+        return nn.Identity()
+
+    @override
+    def encode(self, x: Tensor) -> Tensor:
+        sae_in = self.process_sae_in(x)
+        hidden_pre = self.hook_sae_acts_pre(sae_in @ self.W_dec.T)
+        return self.hook_sae_acts_post(self.activation_fn(hidden_pre))
+
+    @override
+    def decode(self, feature_acts: Tensor) -> Tensor:
+        sae_out = self.hook_sae_recons(feature_acts @ self.W_dec + self.b_dec)
+        sae_out = self.run_time_activation_norm_fn_out(sae_out)
+        return self.reshape_fn_out(sae_out, self.d_head)
+
+    @override
+    def fold_W_dec_norm(self) -> None:
+        raise NotImplementedError(
+            "the encoder of a PCA SAE is tied to W_dec: its norms cannot be folded into it"
+        )
