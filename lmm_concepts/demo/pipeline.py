@@ -131,11 +131,12 @@ def make_dictionary(method: str, cfg: DemoConfig):
     k, seed = cfg.n_concepts, cfg.seed
     factories: dict[str, Callable[[], Any]] = {
         "semi_nmf": lambda: lc.SemiNMF(k, l1=cfg.l1, seed=seed, device=cfg.device),
-        "pca": lambda: lc.PCA(k, device=cfg.device),
+        "pca": lambda: lc.PCA(k, seed=seed, device=cfg.device),
         "kmeans": lambda: lc.KMeans(k, seed=seed, device=cfg.device),
         "simple": lambda: lc.Simple(k, device=cfg.device),
         "sae": lambda: lc.SAEDictionary(k, seed=seed, device=cfg.device),
-        "random": lambda: lc.RandomDictionary(k, seed=seed, device=cfg.device),
+        # random unit directions coded by the same non-negative lasso (same l1) as Semi-NMF
+        "random": lambda: lc.RandomDictionary(k, l1=cfg.l1, seed=seed, device=cfg.device),
     }
     return factories[method]()
 
