@@ -11,6 +11,7 @@ from lmm_concepts.data import (
     IterableCaptions,
     JsonlCaptions,
 )
+from lmm_concepts.data.synthetic import SyntheticWorld, attribute_words, parse_caption, shape_nouns
 from lmm_concepts.dictionary import (
     NMF,
     PCA,
@@ -35,6 +36,7 @@ from lmm_concepts.models import (
     LMMConfig,
     PoolingResampler,
 )
+from lmm_concepts.zoo import TrainToyConfig, caption_accuracy, load_toy, load_toy_clip, train_toy
 
 register_architectures()  # the package's only import side effect: sae-lens can load "semi_nmf", "pca", "kmeans"
 
@@ -71,5 +73,14 @@ __all__ = [
     "SampleExplanation",
     "SemiNMF",
     "Simple",
+    "SyntheticWorld",
+    "TrainToyConfig",
+    "attribute_words",
+    "caption_accuracy",
+    "load_toy",
+    "load_toy_clip",
+    "parse_caption",
+    "shape_nouns",
+    "train_toy",
     "__version__",
 ]

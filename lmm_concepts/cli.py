@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
              "the whole method on the embedded toy model: report.html + results.json"),
     "report": ("lmm_concepts.report.command", "ReportConfig", "report_command",
                "re-render <folder>/report.html from its saved results.json"),
+    "train-toy": ("lmm_concepts.zoo.recipe", "TrainToyConfig", "train_toy",
+                  "train the toy DePALM (CLIP, LM, connector) on the synthetic world; about 10 min on 2 CPU cores"),
 }
 
 

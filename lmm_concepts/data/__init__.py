@@ -1,8 +1,9 @@
-"""Image-caption datasets, decoded lazily and read in a fixed order of batches."""
+"""Image-caption datasets, decoded lazily and read in a fixed order of batches; and the synthetic world."""
 
 from lmm_concepts.data.base import CaptionDataset, IterableCaptions, Sample, as_dataset, iter_batches
 from lmm_concepts.data.coco import CocoKarpathy
 from lmm_concepts.data.hf import HFDiskCaptions
+from lmm_concepts.data.synthetic import SyntheticWorld, WorldSample, parse_caption, shape_nouns
 from lmm_concepts.data.table import CsvCaptions, JsonlCaptions
 
 __all__ = [
@@ -13,6 +14,10 @@ __all__ = [
     "IterableCaptions",
     "JsonlCaptions",
     "Sample",
+    "SyntheticWorld",
+    "WorldSample",
     "as_dataset",
     "iter_batches",
+    "parse_caption",
+    "shape_nouns",
 ]
