@@ -44,3 +44,15 @@ def test_existing_output_folder_is_refused_unless_overwrite(tmp_path):
 def test_unknown_method_is_named(tmp_path):
     with pytest.raises(DemoInputError, match="nmf2"):
         _check(out=str(tmp_path / "o"), methods=["semi_nmf", "nmf2"])
+
+
+def test_missing_or_corrupt_weights_say_how_to_retrain(tmp_path):
+    with pytest.raises(SystemExit, match="train-toy"):
+        main(["demo", "--out", str(tmp_path / "o"), "--toy", str(tmp_path / "no-such-toy")])
+    corrupt = tmp_path / "corrupt-toy"
+    corrupt.mkdir()
+    for name in ["tokenizer.json", "clip.json", "clip.safetensors", "lm.json", "lm.safetensors",
+                 "connector.json", "connector.safetensors"]:
+        (corrupt / name).write_bytes(b"\x00garbage")
+    with pytest.raises(SystemExit, match="train-toy"):
+        main(["demo", "--out", str(tmp_path / "p"), "--toy", str(corrupt)])

@@ -17,6 +17,8 @@ class DemoConfig:
     """target word: a shape noun of the synthetic world (plurals are matched too)"""
     overwrite: bool = False
     """replace an existing output folder"""
+    toy: str = ""
+    """a folder written by `lmm-concepts train-toy` ("" uses the weights shipped in the package)"""
     n_train: int = 1500
     """training images drawn from the world (about a fifth hold the word)"""
     n_test: int = 750

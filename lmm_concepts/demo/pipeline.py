@@ -85,8 +85,9 @@ def load_models(state: DemoState) -> None:
     """The shipped toy DePALM and toy CLIP (a clear error tells how to retrain if the weights are missing)."""
     from lmm_concepts.zoo import load_toy, load_toy_clip
 
-    state.model = load_toy(device=state.cfg.device)
-    state.clip = load_toy_clip(device=state.cfg.device)
+    path = state.cfg.toy or None
+    state.model = load_toy(path, device=state.cfg.device)
+    state.clip = load_toy_clip(path, device=state.cfg.device)
 
 
 def draw_world(state: DemoState) -> None:
@@ -291,9 +292,11 @@ def run_demo(cfg: DemoConfig, stages: list[tuple[str, Callable[[DemoState], None
 
 def demo_command(cfg: DemoConfig) -> None:
     """Entry point of `lmm-concepts demo`: run, then print the headline table and the findings."""
+    from lmm_concepts.zoo import ToyWeightsError
+
     try:
         state = run_demo(cfg)
-    except DemoInputError as exc:
+    except (DemoInputError, ToyWeightsError) as exc:
         raise SystemExit(f"lmm-concepts demo: {exc}") from None
     print(summary_text(state.results))
     print(f"\nwrote {state.folder / 'report.html'} and {state.folder / 'results.json'}")
