@@ -47,7 +47,10 @@ def test_planted_concepts_flow_into_recovery_and_panels():
     panel = method_panels("semi_nmf", expl, V_train, V_test, test.sample_ids, test.metadata, rec, n_show=4)
     assert all(f"topic={PLANTED[k][0]}" in panel.concepts[k].recovers for k in range(3))
     assert [w.word for w in panel.concepts[0].words][:2] == PLANTED[0][:2]
-    assert sum(panel.concepts[1].hist_counts) == len(train.sample_ids)
+    # the histogram counts the samples where the concept is active, and says what share that is
+    n_active = int((V_train[:, 1] != 0).sum())
+    assert sum(panel.concepts[1].hist_counts) == n_active
+    assert panel.concepts[1].frac_active == pytest.approx(n_active / len(train.sample_ids))
     # test image i belongs to concept i % 3, which must be its top concept
     assert [im.top[0][0] for im in panel.images] == [0, 1, 2, 0]
     assert all(torch.tensor([a for _, a in im.top]).diff().le(0).all() for im in panel.images)

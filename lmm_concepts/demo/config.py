@@ -33,6 +33,8 @@ class DemoConfig:
     """also run Semi-NMF at every layer (the paper's layer ablation)"""
     methods: list[str] = field(default_factory=lambda: list(METHODS))
     """methods to compare"""
+    sae_training_samples: int = 30_000
+    """samples the SAE baseline sees in training (sae-lens SAETrainer; epochs x kept samples)"""
     n_words: int = 15
     """grounded words per concept"""
     n_images: int = 5

@@ -37,8 +37,11 @@ def method_panels(
         if v.concept is not None and v.test_auroc is not None:
             recovers.setdefault(v.concept, []).append(f"{v.attribute}={v.value}{'' if v.sign > 0 else ' (−)'}")
     concepts = []
+    signed = bool(getattr(explanations, "signed_codes", False))
     for c in explanations.concepts:
-        edges, counts = histogram(train_codes[:, c.index].float().numpy())
+        v = train_codes[:, c.index].float()
+        active = v if signed else v[v != 0]  # sparse codes: a bar of zeros would flatten every other bar
+        edges, counts = histogram(active.numpy())
         concepts.append(
             ConceptPanel(
                 index=c.index,
@@ -48,6 +51,7 @@ def method_panels(
                 hist_edges=edges,
                 hist_counts=counts,
                 recovers=recovers.get(c.index, []),
+                frac_active=float((v != 0).float().mean()) if len(v) else None,
             )
         )
     images = []

@@ -40,6 +40,8 @@ class ConceptPanel:
     hist_counts: list[int] = field(default_factory=list)
     #: attribute values (e.g. "colour=red") for which recovery chose this concept
     recovers: list[str] = field(default_factory=list)
+    #: share of training samples where the concept is active (non-zero); the histogram shows only those
+    frac_active: float | None = None
 
 
 @dataclass

@@ -67,6 +67,7 @@ class _MethodView:
                     "recovers": c.recovers,
                     "mas_pairs": list(zip(c.mas, c.mas_activations or [math.nan] * len(c.mas), strict=True)),
                     "hist_svg": svg.histogram(c.hist_edges, c.hist_counts) if c.hist_counts else "",
+                    "frac_active": c.frac_active,
                 }
             )
 
