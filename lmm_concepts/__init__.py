@@ -28,6 +28,15 @@ from lmm_concepts.dictionary import (
 )
 from lmm_concepts.extraction import RepresentationStore, extract
 from lmm_concepts.grounding import ConceptExplanation, Explanations, SampleExplanation, explain, ground
+from lmm_concepts.metrics import (
+    EvaluationResults,
+    FaithfulnessResult,
+    SweepResults,
+    evaluate,
+    faithfulness,
+    k_sweep,
+    layer_sweep,
+)
 from lmm_concepts.models import (
     AttentionResampler,
     GenerationOutput,
@@ -36,6 +45,7 @@ from lmm_concepts.models import (
     LMMConfig,
     PoolingResampler,
 )
+from lmm_concepts.steering import CaptionShift, caption_shift, steer, word_logit_shift
 from lmm_concepts.zoo import TrainToyConfig, caption_accuracy, load_toy, load_toy_clip, train_toy
 
 register_architectures()  # the package's only import side effect: sae-lens can load "semi_nmf", "pca", "kmeans"
@@ -44,26 +54,39 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AttentionResampler",
+    "attribute_words",
+    "caption_accuracy",
+    "caption_shift",
     "CaptionDataset",
+    "CaptionShift",
     "CocoKarpathy",
     "ConceptDictionary",
     "ConceptExplanation",
     "CsvCaptions",
+    "evaluate",
+    "EvaluationResults",
     "explain",
     "Explanations",
     "extract",
+    "faithfulness",
+    "FaithfulnessResult",
     "GenerationOutput",
     "ground",
     "HFDiskCaptions",
     "HookedLMM",
     "IterableCaptions",
     "JsonlCaptions",
+    "k_sweep",
     "KMeans",
+    "layer_sweep",
     "LlavaProjector",
     "LMMConfig",
     "load_dictionary",
+    "load_toy",
+    "load_toy_clip",
     "NMF",
     "nonneg_lasso",
+    "parse_caption",
     "PCA",
     "planted_dictionary",
     "PoolingResampler",
@@ -72,15 +95,13 @@ __all__ = [
     "SAEDictionary",
     "SampleExplanation",
     "SemiNMF",
-    "Simple",
-    "SyntheticWorld",
-    "TrainToyConfig",
-    "attribute_words",
-    "caption_accuracy",
-    "load_toy",
-    "load_toy_clip",
-    "parse_caption",
     "shape_nouns",
+    "Simple",
+    "steer",
+    "SweepResults",
+    "SyntheticWorld",
     "train_toy",
+    "TrainToyConfig",
+    "word_logit_shift",
     "__version__",
 ]

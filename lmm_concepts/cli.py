@@ -21,6 +21,30 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
                "re-render <folder>/report.html from its saved results.json"),
     "train-toy": ("lmm_concepts.zoo.recipe", "TrainToyConfig", "train_toy",
                   "train the toy DePALM (CLIP, LM, connector) on the synthetic world; about 10 min on 2 CPU cores"),
+    "extract": (
+        "lmm_concepts.extraction.command",
+        "ExtractConfig",
+        "run",
+        "caption a dataset and store the word's representations (resumable)",
+    ),
+    "ground": (
+        "lmm_concepts.grounding.command",
+        "GroundConfig",
+        "run",
+        "ground a dictionary's concepts in words (logit lens) and most activating images",
+    ),
+    "evaluate": (
+        "lmm_concepts.metrics.command",
+        "EvaluateConfig",
+        "run_evaluate",
+        "score explanations on a test store: CLIPScore, BERTScore, overlap, baselines, faithfulness",
+    ),
+    "sweep": (
+        "lmm_concepts.metrics.command",
+        "SweepConfig",
+        "run_sweep",
+        "layer ablation or K sweep: fit, ground and evaluate per point (resumable)",
+    ),
 }
 
 

@@ -156,7 +156,7 @@ def tiny_bert(folder) -> str:
     cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                      intermediate_size=64, max_position_embeddings=64)
     BertModel(cfg).save_pretrained(folder)
-    tok = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), model_max_length=64)
+    tok = BertTokenizerFast(vocab=str(folder / "vocab.txt"), model_max_length=64)
     tok.save_pretrained(folder)
     return str(folder)
 

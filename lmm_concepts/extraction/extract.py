@@ -58,10 +58,10 @@ def resolve_layers(model, layers: Sequence[int | str] | int | str) -> list[str]:
 def model_identity(model) -> dict[str, Any]:
     """What identifies the model in a store's manifest: class, config, dimensions, and a digest of its weights."""
     cfg = getattr(model, "lmm_cfg", None)
-    if dataclasses.is_dataclass(cfg):
-        cfg = dataclasses.asdict(cfg)
-    elif hasattr(cfg, "to_dict"):
+    if hasattr(cfg, "to_dict"):
         cfg = cfg.to_dict()
+    elif dataclasses.is_dataclass(cfg):
+        cfg = dataclasses.asdict(cfg)
     h = hashlib.sha256()
     with torch.no_grad():
         for name, p in sorted(model.named_parameters()):
@@ -134,7 +134,8 @@ def process_batch(
 
     tok = model.tokenizer
     gen = model.generate([s.image for s in candidates], prompt=prompt, max_new_tokens=max_new_tokens)
-    stops = [i for i in (tok.eos_token_id, tok.pad_token_id) if i is not None]
+    # Generation pads after EOS; cut there. (Not at the pad id: a small vocabulary's pad may be generated.)
+    stops = [tok.eos_token_id] if tok.eos_token_id is not None else []
     n_pad = left_padding(gen.attention_mask, gen.prompt_length).tolist()
     rows, positions, kept, images = [], [], [], {}
     for r, s in enumerate(candidates):

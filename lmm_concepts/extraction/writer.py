@@ -79,7 +79,8 @@ class StoreWriter:
 
     def __init__(self, out: str | Path, manifest: dict[str, Any], *, overwrite: bool = False):
         self.out = Path(out)
-        self.manifest = {"format": STORE_FORMAT, "format_version": FORMAT_VERSION, "complete": False, **manifest}
+        manifest = {"format": STORE_FORMAT, "format_version": FORMAT_VERSION, "complete": False, **manifest}
+        self.manifest = json.loads(json.dumps(_jsonable(manifest)))  # compared with the saved one: same types
         existing = self.out / MANIFEST
         if existing.exists():
             old = read_json(existing)

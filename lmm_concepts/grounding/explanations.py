@@ -24,7 +24,7 @@ On-disk schema (a folder):
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,10 @@ class Explanations:
     def words(self) -> list[list[str]]:
         return [c.words for c in self.concepts]
 
+    def images(self, k: int, store) -> list:
+        """The most activating images of concept k, read from the store they were found in."""
+        return store.images(list(self.concepts[k].top_sample_ids))
+
     def explain(self, sample, r: int = 3, *, store=None, dictionary=None):
         """Top-r concepts of one sample (see `lmm_concepts.explain`)."""
         from lmm_concepts.grounding.ground import explain
@@ -106,7 +110,8 @@ class Explanations:
     def save(self, path: str | os.PathLike) -> Path:
         """Write `path/explanations.json` and `path/explanations.safetensors` atomically; returns the folder."""
         path = Path(path)
-        meta = {k: v for k, v in asdict(self).items() if k not in ("concepts", "W_dec", "dictionary")}
+        skip = ("concepts", "W_dec", "dictionary")  # asdict(self) would deep-copy the dictionary module
+        meta = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
         meta = {"schema": SCHEMA, **meta, "concepts": [asdict(c) for c in self.concepts]}
         write_safetensors(path / "explanations.safetensors", {"W_dec": self.W_dec})
         write_json(path / "explanations.json", meta)

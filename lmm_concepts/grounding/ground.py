@@ -150,6 +150,8 @@ class SampleExplanation:
     activations: list[float]
     words: list[list[str]]
     top_sample_ids: list[list[Any]]
+    """per concept, its most activating samples (from the store it was grounded on)"""
+    top_image_paths: list[list[str | None]]
     image_path: str | None = None
     captions: list[str] | None = None
 
@@ -197,6 +199,7 @@ def explain(explanations: Explanations, sample, r: int = 3, *, store=None, dicti
         activations=act[0].tolist(),
         words=[explanations[k].words for k in ks],
         top_sample_ids=[explanations[k].top_sample_ids for k in ks],
+        top_image_paths=[explanations[k].top_image_paths for k in ks],
         image_path=image_path,
         captions=captions,
     )

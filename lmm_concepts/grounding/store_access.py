@@ -14,6 +14,11 @@ FINAL_NAMES = ("final", "ln_final.hook_normalized")
 def pick_layer(store, layer: str | int | None) -> str:
     """The store layer to use: `layer` if given, else the only one, else the final one; or a clear error."""
     layers = [str(x) for x in store.layers]
+    if layer is not None and hasattr(store, "hook_name"):  # a RepresentationStore resolves indices and "final"
+        try:
+            return store.hook_name(layer)
+        except (KeyError, ValueError) as e:
+            raise ValueError(f"the store has no layer {layer!r}; it holds {layers}") from e
     if layer is not None:
         name = str(layer)
         if name not in layers and not (name in FINAL_NAMES and any(x in FINAL_NAMES for x in layers)):

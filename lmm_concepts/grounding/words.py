@@ -65,6 +65,8 @@ class WordFilter:
     """`english-words` lists a word must appear in (any of them)"""
     extra_stopwords: frozenset[str] = field(default_factory=frozenset)
     """stopwords dropped on top of the shipped list"""
+    vocabulary: frozenset[str] | None = None
+    """the words that count as real words instead of the English lists (e.g. a toy model's own vocabulary)"""
 
     def reason(self, word: str) -> str | None:
         """Why `word` (already normalised) is dropped, or None when it is kept."""
@@ -76,7 +78,8 @@ class WordFilter:
             return "short"
         if word in default_stopwords() or word in self.extra_stopwords:
             return "stopword"
-        if word not in english_words(self.word_lists):
+        known = self.vocabulary if self.vocabulary is not None else english_words(self.word_lists)
+        if word not in known:
             return "not a word"
         return None
 

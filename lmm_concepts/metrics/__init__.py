@@ -7,6 +7,7 @@ from lmm_concepts.metrics.evaluate import EvaluationResults, evaluate, noise_ima
 from lmm_concepts.metrics.faithfulness import ConceptFaithfulness, FaithfulnessResult, faithfulness
 from lmm_concepts.metrics.overlap import overlap
 from lmm_concepts.metrics.quality import DictionaryQuality, dictionary_quality, matched_cosine, seed_stability
+from lmm_concepts.metrics.sweeps import SweepResults, k_sweep, layer_sweep
 
 __all__ = [
     "BertModel",
@@ -15,11 +16,14 @@ __all__ = [
     "DictionaryQuality",
     "EvaluationResults",
     "FaithfulnessResult",
+    "SweepResults",
     "clip_score",
     "clipscore_matrix",
     "dictionary_quality",
     "evaluate",
     "faithfulness",
+    "k_sweep",
+    "layer_sweep",
     "load_bert",
     "load_clip",
     "matched_cosine",

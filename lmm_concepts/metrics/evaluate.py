@@ -90,7 +90,7 @@ class EvaluationResults:
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)
         meta = {"schema": SCHEMA, **{k: v for k, v in asdict(self).items() if k != "arrays"}}
-        write_safetensors(path / "results.safetensors", {k: v.float() for k, v in self.arrays.items()})
+        write_safetensors(path / "results.safetensors", {k: v.detach().float().clone() for k, v in self.arrays.items()})
         write_text(path / "results.md", self.to_markdown())
         write_json(path / "results.json", _finite(meta))
         return path
@@ -127,6 +127,11 @@ def noise_images(n: int, size: int = 224, seed: int = 0) -> list[Image.Image]:
     g = torch.Generator().manual_seed(seed)
     arr = torch.randint(0, 256, (n, size, size, 3), generator=g, dtype=torch.uint8).numpy()
     return [Image.fromarray(a) for a in arr]
+
+
+def encode_store_images(clip, store, ids: list, chunk: int = 256) -> Tensor:
+    """CLIP image embeddings of a store's samples, loading `chunk` images at a time (bounded memory)."""
+    return torch.cat([clip.encode_images(store.images(ids[i : i + chunk])) for i in range(0, len(ids), chunk)])
 
 
 def _check_metrics(metrics: Sequence[str], baselines: Sequence[str]) -> None:
@@ -210,7 +215,7 @@ def evaluate(
         res.arrays[f"{method}/{col}"] = per_sample
 
     if "clipscore" in metrics or "mas_words" in metrics:
-        img_f = clip.encode_images(test_store.images(ids))
+        img_f = encode_store_images(clip, test_store, ids)
     if "clipscore" in metrics:
         for method, ws in rows.items():
             S = clipscore_matrix(img_f, clip.encode_texts([concept_text(w) for w in ws]))

@@ -15,8 +15,12 @@ the model (see `benchmarks/bench_loading.py`).
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
+import mmap
 import re
+import sys
 import tempfile
 from collections import defaultdict
 from pathlib import Path
@@ -33,6 +37,8 @@ SUPPORTED_ARCHITECTURES = ("GPT2LMHeadModel", "OPTForCausalLM", "LlamaForCausalL
 _NAME_TRAPS = ("llama", "gemma")
 _HF_LAYER = re.compile(r"(?:^|\.)(?:h|layers)\.(\d+)\.")
 _TL_LAYER = re.compile(r"^blocks\.(\d+)\.")
+_MADV_DONTNEED = 4
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True) if sys.platform.startswith("linux") else None
 
 
 def _neutral_config_dir(hf_config) -> tempfile.TemporaryDirectory:
@@ -137,17 +143,39 @@ def _assign_blockwise(model: nn.Module, state: dict[str, torch.Tensor], hf_model
             if t.shape != own[name].shape:
                 raise ValueError(f"weight {name} has shape {tuple(t.shape)} but the config implies "
                                  f"{tuple(own[name].shape)}; the checkpoint does not match its config.json")
-            tensors[name] = nn.Parameter(t.to(device=device, dtype=dtype).contiguous(), requires_grad=False)
+            # always a fresh copy: a view would keep the HF checkpoint's memory map (or storage) alive
+            fresh = torch.empty(t.shape, dtype=dtype, device=device)
+            fresh.copy_(t)
+            del t
+            tensors[name] = nn.Parameter(fresh, requires_grad=False)
         for name, p in tensors.items():
             module_name, _, attr = name.rpartition(".")
             setattr(model.get_submodule(module_name), attr, p)
         for p in hf_by_layer.get(block, []):
+            _drop_pages(p.data)
             p.data = torch.empty(0, dtype=p.dtype, device=p.device)
     for name, t in state.items():  # buffers the conversion provides (rare)
         module_name, _, attr = name.rpartition(".")
         getattr(model.get_submodule(module_name), attr).copy_(t)
     for p in model.parameters():
         p.requires_grad_(True)
+
+
+def _drop_pages(t: torch.Tensor) -> None:
+    """Return a converted HF tensor's memory pages to the OS now (Linux `madvise(MADV_DONTNEED)`).
+
+    HF maps safetensors files into memory; pages read while converting stay in the process's resident set until
+    the whole mapping is closed, which would double the peak. Only whole pages inside the tensor are dropped
+    (neighbouring tensors are untouched); a file-backed page would simply be re-read if ever touched again.
+    Called only on tensors of an HF model we loaded ourselves and are discarding."""
+    if t.device.type != "cpu" or t.numel() == 0 or _LIBC is None:
+        return
+    start = t.data_ptr()
+    end = start + t.numel() * t.element_size()
+    first = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE
+    last = end // mmap.PAGESIZE * mmap.PAGESIZE
+    if last > first:
+        _LIBC.madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), _MADV_DONTNEED)
 
 
 def _default_for_missing(name: str, meta: torch.Tensor) -> torch.Tensor:

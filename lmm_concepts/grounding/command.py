@@ -1,0 +1,70 @@
+"""`lmm-concepts ground`: ground a saved dictionary on a store and save the explanations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lmm_concepts.extraction.command import ModelSpec
+
+
+@dataclass
+class GroundConfig:
+    """Ground every concept of a dictionary in words (logit lens) and images (most activating samples)."""
+
+    store: str = ""
+    """The RepresentationStore folder the dictionary was fitted on."""
+    dictionary: str = ""
+    """The dictionary folder (written by ConceptDictionary.save or sae-lens's save_model)."""
+    out: str = ""
+    """Output folder for the explanations (explanations.json + explanations.safetensors)."""
+    layer: str | None = None
+    """Store layer the dictionary was fitted on (default: the only one, or 'final')."""
+    n_words: int = 15
+    """Words per concept (never padded: fewer when the filter leaves fewer)."""
+    n_images: int = 5
+    """Most activating samples per concept."""
+    n_candidates: int = 50
+    """Top lens tokens the words are chosen from."""
+    lens: str | None = None
+    """'raw' (W_U·u, exact after the final norm) or 'ln_final' (u through the final norm); default follows the layer."""
+    use_bias: bool = False
+    """Add the unembedding bias b_U to the lens logits."""
+    words_file: str | None = None
+    """A text file of the words that count as real words, one per line (default: the English word lists)."""
+    model: ModelSpec = field(default_factory=ModelSpec)
+
+
+def _need(value: str, flag: str, command: str) -> str:
+    if not value:
+        raise SystemExit(f"lmm-concepts {command}: --{flag} is required")
+    return value
+
+
+def run(cfg: GroundConfig) -> None:
+    from lmm_concepts.dictionary import load_dictionary
+    from lmm_concepts.extraction import RepresentationStore
+    from lmm_concepts.grounding.ground import ground
+
+    store = RepresentationStore.open(_need(cfg.store, "store", "ground"))
+    dictionary = load_dictionary(_need(cfg.dictionary, "dictionary", "ground"))
+    out = _need(cfg.out, "out", "ground")
+    model = cfg.model.load()
+    word_filter = None
+    if cfg.words_file:
+        from pathlib import Path
+
+        from lmm_concepts.grounding.words import WordFilter
+
+        words = Path(cfg.words_file).read_text(encoding="utf-8").split()
+        word_filter = WordFilter(vocabulary=frozenset(w.lower() for w in words), min_length=1)
+    layer = int(cfg.layer) if cfg.layer and cfg.layer.lstrip("-").isdigit() else cfg.layer
+    expl = ground(
+        model, dictionary.to(model.cfg.device), store, n_words=cfg.n_words, n_images=cfg.n_images, lens=cfg.lens,
+        layer=layer, use_bias=cfg.use_bias, n_candidates=cfg.n_candidates, word_filter=word_filter,
+    )  # fmt: skip
+    expl.save(out)
+    for c in expl.concepts:
+        print(f"concept {c.index:3d}: {', '.join(c.words) or '(no word passes the filter)'}")
+    for note in expl.notes:
+        print(f"note: {note}")
+    print(f"{out}: {len(expl)} concepts, lens {expl.lens} at {expl.hook_name}")

@@ -1,0 +1,160 @@
+"""`lmm-concepts evaluate` and `lmm-concepts sweep`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lmm_concepts.extraction.command import ModelSpec
+
+
+@dataclass
+class ScorerSpec:
+    """Local CLIP and BERT models for the metrics (nothing is downloaded)."""
+
+    clip: str | None = None
+    """open_clip folder (open_clip_config.json + weights), or an open_clip model name with --clip_checkpoint."""
+    clip_checkpoint: str | None = None
+    """Weights file for --clip given as a model name."""
+    bert: str | None = None
+    """Local Hugging Face encoder folder for BERTScore."""
+    bert_layers: int = 8
+    """Encoder layer whose embeddings BERTScore matches."""
+    bert_baseline: str | None = None
+    """Baseline file for BERTScore rescaling (default: no rescaling)."""
+    device: str | None = None
+    """Device of the scorers (default: cuda when available)."""
+
+    def load(self):
+        import torch
+
+        from lmm_concepts.metrics.bertscore import load_bert
+        from lmm_concepts.metrics.clipscore import load_clip
+
+        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        clip = load_clip(self.clip, checkpoint=self.clip_checkpoint, device=device) if self.clip else None
+        bert = load_bert(self.bert, self.bert_layers, self.bert_baseline, device=device) if self.bert else None
+        return clip, bert
+
+
+@dataclass
+class EvaluateConfig:
+    """Score saved explanations on a test store: CLIPScore, BERTScore, overlap and their baselines."""
+
+    explanations: str = ""
+    """Folder written by `lmm-concepts ground` (or Explanations.save)."""
+    dictionary: str = ""
+    """The dictionary folder the explanations were grounded from (encodes the test samples)."""
+    test_store: str = ""
+    """RepresentationStore of the test split (same layer as the explanations)."""
+    out: str = ""
+    """Output folder (results.json, results.md, results.safetensors)."""
+    metrics: list[str] = field(default_factory=lambda: ["clipscore", "bertscore", "overlap"])
+    """Any of: clipscore, bertscore, overlap, mas_words, quality, faithfulness (faithfulness needs --with_model)."""
+    r: int = 3
+    """The top-r column (top-1 is always reported)."""
+    with_model: bool = False
+    """Load the model (--model.*) to rerun the test sequences for faithfulness."""
+    scorers: ScorerSpec = field(default_factory=ScorerSpec)
+    model: ModelSpec = field(default_factory=ModelSpec)
+
+
+def run_evaluate(cfg: EvaluateConfig) -> None:
+    from lmm_concepts.dictionary import load_dictionary
+    from lmm_concepts.extraction import RepresentationStore
+    from lmm_concepts.grounding.explanations import Explanations
+    from lmm_concepts.metrics.evaluate import evaluate
+
+    for flag in ("explanations", "dictionary", "test_store", "out"):
+        if not getattr(cfg, flag):
+            raise SystemExit(f"lmm-concepts evaluate: --{flag} is required")
+    expl = Explanations.load(cfg.explanations, dictionary=load_dictionary(cfg.dictionary))
+    test = RepresentationStore.open(cfg.test_store)
+    clip, bert = cfg.scorers.load()
+    model, inputs = None, None
+    if "faithfulness" in cfg.metrics:
+        if not cfg.with_model:
+            raise SystemExit("lmm-concepts evaluate: faithfulness reruns the model: add --with_model (and --model.*)")
+        from lmm_concepts.metrics.sequences import store_sequences
+
+        model = cfg.model.load()
+        expl.dictionary.to(model.cfg.device)
+        seqs = store_sequences(model, test)
+        inputs = (seqs.inputs, seqs.positions)
+    res = evaluate(expl, test, clip=clip, bert=bert, metrics=cfg.metrics, r=cfg.r, model=model,
+                   faithfulness_inputs=inputs)
+    res.save(cfg.out)
+    print(res.to_markdown())
+
+
+@dataclass
+class SweepConfig:
+    """The layer ablation (--over layer) or the K sweep (--over k): fit, ground and evaluate per point (resumable)."""
+
+    over: str = "k"
+    """'k' (number of concepts) or 'layer'."""
+    train_store: str = ""
+    """RepresentationStore to fit on (holding every swept layer)."""
+    test_store: str = ""
+    """RepresentationStore to evaluate on."""
+    out: str = ""
+    """Output folder: one sub-folder per point, sweep.json and sweep.md; rerun to resume."""
+    ks: list[int] = field(default_factory=lambda: [5, 10, 20, 50])
+    """Numbers of concepts (--over k)."""
+    n_concepts: int = 20
+    """Number of concepts (--over layer)."""
+    layers: list[str] = field(default_factory=lambda: ["final"])
+    """Layers (--over layer): indices, 'final' or hook names; --over k uses the first."""
+    learner: str = "semi_nmf"
+    """semi_nmf, pca, kmeans, simple or nmf."""
+    l1: float = 1.0
+    """Semi-NMF's sparsity weight (the reference code's alpha)."""
+    metrics: list[str] = field(default_factory=lambda: ["overlap", "quality"])
+    """Metrics per point (see `evaluate`)."""
+    n_words: int = 15
+    n_images: int = 5
+    r: int = 3
+    scorers: ScorerSpec = field(default_factory=ScorerSpec)
+    model: ModelSpec = field(default_factory=ModelSpec)
+
+
+LEARNERS = {
+    "semi_nmf": ("SemiNMF", True),
+    "pca": ("PCA", False),
+    "kmeans": ("KMeans", False),
+    "simple": ("Simple", False),
+    "nmf": ("NMF", False),
+}
+
+
+def make_learner(name: str, n_concepts: int, l1: float):
+    import lmm_concepts.dictionary as dictionary
+
+    if name not in LEARNERS:
+        raise SystemExit(f"unknown --learner {name!r}: choose one of {', '.join(LEARNERS)}")
+    cls_name, takes_l1 = LEARNERS[name]
+    cls = getattr(dictionary, cls_name)
+    return cls(n_concepts, l1=l1) if takes_l1 else cls(n_concepts)
+
+
+def run_sweep(cfg: SweepConfig) -> None:
+    from lmm_concepts.extraction import RepresentationStore
+    from lmm_concepts.metrics.sweeps import k_sweep, layer_sweep
+
+    for flag in ("train_store", "test_store", "out"):
+        if not getattr(cfg, flag):
+            raise SystemExit(f"lmm-concepts sweep: --{flag} is required")
+    if cfg.over not in ("k", "layer"):
+        raise SystemExit(f"--over must be 'k' or 'layer', got {cfg.over!r}")
+    train, test = RepresentationStore.open(cfg.train_store), RepresentationStore.open(cfg.test_store)
+    model = cfg.model.load()
+    clip, bert = cfg.scorers.load()
+    layers = [int(x) if x.lstrip("-").isdigit() else x for x in cfg.layers]
+    common = dict(clip=clip, bert=bert, metrics=cfg.metrics, r=cfg.r, n_words=cfg.n_words, n_images=cfg.n_images,
+                  out=cfg.out)
+    if cfg.over == "k":
+        res = k_sweep(model, train, test, cfg.ks, lambda K: make_learner(cfg.learner, K, cfg.l1), layer=layers[0],
+                      **common)
+    else:
+        res = layer_sweep(model, train, test, layers, lambda: make_learner(cfg.learner, cfg.n_concepts, cfg.l1),
+                          **common)
+    print(res.to_markdown())

@@ -1,0 +1,149 @@
+"""`extract` on a tiny random `HookedLMM`: the position rule against the model's own logits, generated-only
+matching, a SIGKILLed CLI run resumed to the same store, bounded memory, and the CLI end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+import lmm_concepts as lc
+from lmm_concepts.cli import main as cli_main
+from tests._extract_models import noise_images, tiny_lmm
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_lmm()
+
+
+@pytest.fixture(scope="module")
+def world(model, tmp_path_factory):
+    """A JSONL dataset of noise images whose captions all hold `word`, the word the model generates most."""
+    folder = tmp_path_factory.mktemp("world")
+    images = noise_images(24)
+    texts = model.generate(images, max_new_tokens=6).texts
+    word = Counter(w for t in texts for w in set(t.split())).most_common(1)[0][0]
+    rows = []
+    for n, im in enumerate(images):
+        im.save(folder / f"{n}.png")
+        rows.append({"id": f"img{n}", "image": f"{n}.png", "captions": [f"a {word} here"], "attributes": {"n": n}})
+    (folder / "data.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    n_kept = sum(word in t.split() for t in texts)
+    assert 3 <= n_kept < len(images), (word, texts)  # some kept, some rejected: both paths run
+    return folder, word
+
+
+def test_predicts_position_ranks_the_word_first_under_unembed(model, world, tmp_path):
+    folder, word = world
+    data = lc.JsonlCaptions(folder / "data.jsonl")
+    store = lc.extract(model, data, word, ["final", -1, 0], tmp_path, batch_size=8, max_new_tokens=6, progress=False)
+    assert store.layers == ["ln_final.hook_normalized", "blocks.1.hook_resid_post", "blocks.0.hook_resid_post"]
+    Z = store.layer("final")
+    assert Z.shape == (len(store), model.cfg.d_model) and Z.dtype == torch.float32
+    logits = model.unembed(Z[:, None, :].to(model.cfg.device))[:, 0]
+    word_id = model.tokenizer.convert_tokens_to_ids(word)
+    assert logits.argmax(-1).tolist() == [word_id] * len(store)
+    # "final" is the final norm applied to the last block's output, at the same positions
+    torch.testing.assert_close(model.ln_final(store.layer(-1)[:, None, :])[:, 0], Z, rtol=1e-5, atol=1e-5)
+    for m in store.metadata:  # positions count the visual tokens; the word is the generated token at position + 1
+        assert m["token_id"] == word_id and m["matched"] == word and word in m["generated"].split()
+        assert m["position"] == model.lmm_cfg.n_visual_tokens + 1 + m["generated_index"] - 1  # 4 visual + "w0"
+    assert store.funnel["not_generated"] == 24 - len(store) and store.funnel["not_in_captions"] == 0
+    assert store.images([store.sample_ids[0]])[0].size == (16, 16)
+
+
+def test_only_generated_tokens_are_searched(model, world, tmp_path):
+    folder, word = world
+    data = lc.JsonlCaptions(folder / "data.jsonl")
+    store = lc.extract(model, data, word, ["final"], tmp_path, prompt=f"{word} {word}", max_new_tokens=6, progress=False)
+    n_prompt = model.lmm_cfg.n_visual_tokens + 2
+    assert all(m["position"] >= n_prompt - 1 for m in store.metadata)
+    assert all(word not in r["detail"].split() for r in store.rejections)  # word in the prompt only: rejected
+
+
+def _peak_rss_anon_mb(fn) -> float:
+    """Peak RssAnon (anonymous memory, not file-backed pages) while `fn` runs, sampled every millisecond."""
+
+    def rss() -> float:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError("no RssAnon in /proc/self/status")
+
+    peak, done = [rss()], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak.append(rss())
+            time.sleep(0.001)
+
+    t = threading.Thread(target=sample)
+    t.start()
+    try:
+        fn()
+    finally:
+        done.set()
+        t.join()
+    return max(peak)
+
+
+def test_peak_memory_does_not_grow_with_the_dataset(model, tmp_path):
+    # every caption holds the word, so every image is captioned; half of them are kept
+    images = noise_images(12)
+    word = Counter(w for t in model.generate(images, max_new_tokens=3).texts for w in t.split()).most_common(1)[0][0]
+
+    def run(n: int, out: str):
+        items = ((f"i{k}", images[k % 12], [word]) for k in range(n))
+        lc.extract(model, items, word, [0, "final"], tmp_path / out, batch_size=12, max_new_tokens=3, progress=False)
+
+    run(12, "warm")  # first-call allocations (thread pools, caches) out of the way
+    small = _peak_rss_anon_mb(lambda: run(24, "small"))
+    large = _peak_rss_anon_mb(lambda: run(240, "large"))
+    assert large - small < 8, f"peak RssAnon {small:.1f} MiB for 24 images, {large:.1f} MiB for 240"
+
+
+def test_cli_killed_mid_run_resumes_to_the_uninterrupted_store(model, world, tmp_path):
+    folder, word = world
+    args = [
+        "extract", "--model", "tests._extract_models:tiny_lmm", "--data", str(folder / "data.jsonl"),
+        "--token", word, "--layers", "final", "-1", "--batch_size", "2", "--max_new_tokens", "6",
+        "--dtype", "bfloat16", "--out", str(tmp_path / "killed"),
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "lmm_concepts", *args], cwd=ROOT, env=env, stderr=subprocess.PIPE)
+    target = tmp_path / "killed" / "parts" / "000003" / "batch.json"
+    deadline = time.time() + 240
+    while not target.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = lc.RepresentationStore.open(tmp_path / "killed", allow_incomplete=True)
+    n_before = len(list((tmp_path / "killed" / "parts").glob("*/batch.json")))
+    assert 4 <= n_before < 12 and not partial.complete
+
+    cli_main(args)  # the same command, in this process: continues at the first unwritten batch
+    resumed = lc.RepresentationStore.open(tmp_path / "killed")
+    data = lc.JsonlCaptions(folder / "data.jsonl")
+    whole = lc.extract(
+        model, data, word, ["final", -1], tmp_path / "whole", batch_size=2, max_new_tokens=6, dtype="bfloat16",
+        progress=False,
+    )  # fmt: skip
+    assert resumed.manifest["model"] == whole.manifest["model"]  # same weights digest in both processes
+    assert resumed.metadata == whole.metadata and resumed.rejections == whole.rejections
+    for name in whole.layers:
+        a, b = resumed.layer(name), whole.layer(name)
+        assert a.dtype == torch.bfloat16 and torch.equal(a, b), name
+    assert resumed.metadata[0]["attributes"] == {"n": int(resumed.sample_ids[0][3:])}
