@@ -106,7 +106,7 @@ class ScriptedLMM(torch.nn.Module):
         pix = torch.tensor(codes, dtype=torch.float32)[:, None, None, None].expand(-1, 3, 4, 4)
         return GenOut(seq, mask, pix, P, seq[:, P:], texts)
 
-    def run_with_cache(self, input_ids, pixel_values, attention_mask, names_filter):
+    def run_with_cache(self, input_ids, pixel_values, attention_mask, names_filter, **kwargs):
         self.forward_calls.append(tuple(input_ids.shape))
         b, L = input_ids.shape
         n_pad = (attention_mask.cumsum(1) == 0).sum(1)

@@ -6,6 +6,8 @@ sees the same model (the store checks a digest of the weights). Words are "w0" â
 
 from __future__ import annotations
 
+import time
+
 import open_clip
 import torch
 from PIL import Image
@@ -54,3 +56,16 @@ def noise_images(n: int, size: int = 16, seed: int = 1) -> list[Image.Image]:
     g = torch.Generator().manual_seed(seed)
     arrays = (torch.rand(n, size, size, 3, generator=g) * 255).to(torch.uint8).numpy()
     return [Image.fromarray(a) for a in arrays]
+
+
+def slow_tiny_lmm():
+    """`tiny_lmm()` whose captioning takes at least 0.3 s a batch, so a test can kill a run mid-way on any machine."""
+    model = tiny_lmm()
+    generate = model.generate
+
+    def slow_generate(*args, **kwargs):
+        time.sleep(0.3)
+        return generate(*args, **kwargs)
+
+    model.generate = slow_generate
+    return model

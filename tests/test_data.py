@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import NamedTuple
 
 import pytest
 from PIL import Image
@@ -67,6 +68,14 @@ def test_hf_dataset_from_local_disk_decodes_lazily(tmp_path):
     with pytest.raises(ValueError, match=r"holds splits \['test'\]: pass split="):
         lc.HFDiskCaptions(tmp_path / "hfd")
     assert len(lc.HFDiskCaptions(tmp_path / "hfd", split="test")) == 3
+    assert lc.HFDiskCaptions(ds)[2].captions == ["x"]  # a loaded Dataset works too
+
+
+class Named(NamedTuple):  # shaped like the synthetic world's WorldSample
+    id: str
+    image: Image.Image
+    captions: list
+    attributes: dict
 
 
 def test_batches_have_a_fixed_order_with_workers_and_resume_offsets(tmp_path):
@@ -85,5 +94,26 @@ def test_batches_have_a_fixed_order_with_workers_and_resume_offsets(tmp_path):
     assert bad.image is None and "unreadable image" in bad.error
     items = [(f"m{n}", Image.new("RGB", (2, 2)), "cap") for n in range(5)]
     assert [[s.id for s in b] for b in iter_batches(lc.IterableCaptions(items), 2, start_batch=1)] == [["m2", "m3"], ["m4"]]
+    (s,) = next(iter_batches(lc.IterableCaptions([Named("n0", items[0][1], ["c"], {"shape": "circle"})]), 2))
+    assert s.extras == {"attributes": {"shape": "circle"}}
     with pytest.raises(ValueError, match=r"item 0 of the iterable must be \(id, image, captions\)"):
         next(iter_batches(lc.IterableCaptions([("only-id",)]), 2))
+
+
+def test_cli_data_spec_detects_each_format(tmp_path):
+    from lmm_concepts.extraction.command import DataSpec, ModelSpec
+
+    _img(tmp_path / "a.png", 1)
+    (tmp_path / "d.jsonl").write_text(json.dumps({"id": "a", "image": "a.png", "captions": ["a dog"]}))
+    (tmp_path / "d.csv").write_text("image,caption\na.png,a dog\n")
+    entry = {"filepath": "", "filename": "a.png", "cocoid": 1, "split": "test", "sentences": [{"raw": "a dog"}]}
+    (tmp_path / "dataset_coco.json").write_text(json.dumps({"images": [entry]}))
+    assert isinstance(DataSpec(str(tmp_path / "d.jsonl")).load(), lc.JsonlCaptions)
+    assert isinstance(DataSpec(str(tmp_path / "d.csv")).load(), lc.CsvCaptions)
+    assert DataSpec(str(tmp_path / "dataset_coco.json")).load()[0].captions == ["a dog"]
+    with pytest.raises(ValueError, match="pass --format"):
+        DataSpec(str(tmp_path / "a.png")).load()
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        DataSpec(str(tmp_path / "none.jsonl")).load()
+    with pytest.raises(FileNotFoundError, match="not 'toy', not a folder with config.json"):
+        ModelSpec(model=str(tmp_path)).load()

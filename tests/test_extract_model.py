@@ -32,7 +32,7 @@ def model():
 def world(model, tmp_path_factory):
     """A JSONL dataset of noise images whose captions all hold `word`, the word the model generates most."""
     folder = tmp_path_factory.mktemp("world")
-    images = noise_images(24)
+    images = noise_images(16)
     texts = model.generate(images, max_new_tokens=6).texts
     word = Counter(w for t in texts for w in set(t.split())).most_common(1)[0][0]
     rows = []
@@ -60,8 +60,24 @@ def test_predicts_position_ranks_the_word_first_under_unembed(model, world, tmp_
     for m in store.metadata:  # positions count the visual tokens; the word is the generated token at position + 1
         assert m["token_id"] == word_id and m["matched"] == word and word in m["generated"].split()
         assert m["position"] == model.lmm_cfg.n_visual_tokens + 1 + m["generated_index"] - 1  # 4 visual + "w0"
-    assert store.funnel["not_generated"] == 24 - len(store) and store.funnel["not_in_captions"] == 0
+    assert store.funnel["not_generated"] == 16 - len(store) and store.funnel["not_in_captions"] == 0
     assert store.images([store.sample_ids[0]])[0].size == (16, 16)
+
+
+def test_early_layers_stop_the_forward_pass_early_with_the_same_vectors(model, world, tmp_path):
+    folder, word = world
+    data = lc.JsonlCaptions(folder / "data.jsonl")
+    full = lc.extract(model, data, word, ["final", 0], tmp_path / "a", batch_size=8, max_new_tokens=6, progress=False)
+    early = lc.extract(model, data, word, [0], tmp_path / "b", batch_size=8, max_new_tokens=6, progress=False)
+    assert early.sample_ids == full.sample_ids
+    torch.testing.assert_close(early.layer(0), full.layer(0), rtol=0, atol=0)
+
+
+def test_a_word_the_tokenizer_cannot_produce_is_refused_before_any_work(model, world, tmp_path):
+    folder, _ = world
+    with pytest.raises(ValueError, match="cannot produce 'zebra'"):
+        lc.extract(model, lc.JsonlCaptions(folder / "data.jsonl"), "zebra", ["final"], tmp_path / "z", progress=False)
+    assert not (tmp_path / "z").exists()
 
 
 def test_only_generated_tokens_are_searched(model, world, tmp_path):
@@ -111,19 +127,20 @@ def test_peak_memory_does_not_grow_with_the_dataset(model, tmp_path):
     run(12, "warm")  # first-call allocations (thread pools, caches) out of the way
     small = _peak_rss_anon_mb(lambda: run(24, "small"))
     large = _peak_rss_anon_mb(lambda: run(240, "large"))
+    print(f"peak RssAnon: {small:.1f} MiB (24 images), {large:.1f} MiB (240 images)")
     assert large - small < 8, f"peak RssAnon {small:.1f} MiB for 24 images, {large:.1f} MiB for 240"
 
 
 def test_cli_killed_mid_run_resumes_to_the_uninterrupted_store(model, world, tmp_path):
     folder, word = world
     args = [
-        "extract", "--model", "tests._extract_models:tiny_lmm", "--data", str(folder / "data.jsonl"),
+        "extract", "--model", "tests._extract_models:slow_tiny_lmm", "--data", str(folder / "data.jsonl"),
         "--token", word, "--layers", "final", "-1", "--batch_size", "2", "--max_new_tokens", "6",
         "--dtype", "bfloat16", "--out", str(tmp_path / "killed"),
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "lmm_concepts", *args], cwd=ROOT, env=env, stderr=subprocess.PIPE)
-    target = tmp_path / "killed" / "parts" / "000003" / "batch.json"
+    target = tmp_path / "killed" / "parts" / "000002" / "batch.json"
     deadline = time.time() + 240
     while not target.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
@@ -132,7 +149,7 @@ def test_cli_killed_mid_run_resumes_to_the_uninterrupted_store(model, world, tmp
     proc.wait()
     partial = lc.RepresentationStore.open(tmp_path / "killed", allow_incomplete=True)
     n_before = len(list((tmp_path / "killed" / "parts").glob("*/batch.json")))
-    assert 4 <= n_before < 12 and not partial.complete
+    assert 3 <= n_before < 8 and not partial.complete
 
     cli_main(args)  # the same command, in this process: continues at the first unwritten batch
     resumed = lc.RepresentationStore.open(tmp_path / "killed")

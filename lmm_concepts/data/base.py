@@ -11,7 +11,7 @@ import io
 import itertools
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,11 +50,11 @@ def as_captions(value: Any, where: str) -> list[str]:
 
 
 def image_path_of(ref: ImageRef) -> str | None:
-    """The file path an image reference points to, if any."""
+    """The absolute file path an image reference points to, if any (so a store's paths work from anywhere)."""
     if isinstance(ref, (str, os.PathLike)):
-        return str(ref)
+        return os.path.abspath(ref)
     if isinstance(ref, dict) and ref.get("path") and Path(ref["path"]).is_file():
-        return str(ref["path"])
+        return os.path.abspath(ref["path"])
     return None
 
 
@@ -119,6 +119,9 @@ class CaptionDataset(Dataset):
 class IterableCaptions(IterableDataset):
     """Any iterable of `(id, image, captions)` (or `(id, image, captions, extras)`) tuples.
 
+    `extras` is a dict of per-sample fields kept in the store's metadata; in a named tuple the 4th field keeps its
+    name (the synthetic world's `WorldSample(id, image, captions, attributes)` gives an `attributes` field).
+
     `image` is a path, bytes or a PIL image; images are decoded as the iteration reaches them. A list can be
     read again (so a killed extraction resumes); a generator is read once.
     """
@@ -131,16 +134,37 @@ class IterableCaptions(IterableDataset):
 
     def iter_from(self, start: int) -> Iterator[Sample]:
         """Samples from item `start` on; the items before it are passed over without decoding their images."""
-        for n, item in enumerate(self.items):
-            if n < start:
-                continue
+        if isinstance(self.items, Sequence):  # e.g. a world split: index from `start`, render nothing before it
+            pairs: Iterable[tuple[int, Any]] = ((n, self.items[n]) for n in range(start, len(self.items)))
+        else:
+            pairs = itertools.islice(enumerate(self.items), start, None)
+        for n, item in pairs:
             if not isinstance(item, (tuple, list)) or len(item) not in (3, 4):
                 raise ValueError(
                     f"item {n} of the iterable must be (id, image, captions) or (id, image, captions, extras), "
                     f"got {type(item).__name__}"
                 )
             sample_id, ref, captions, *rest = item
-            yield make_sample(sample_id, ref, as_captions(captions, f"item {n}"), rest[0] if rest else None)
+            yield make_sample(sample_id, ref, as_captions(captions, f"item {n}"), _extras(item, rest, n))
+
+
+def _extras(item: tuple, rest: list, n: int) -> dict[str, Any]:
+    """The 4th element of an item: a named tuple's field keeps its name (e.g. the world's `attributes`)."""
+    if not rest:
+        return {}
+    if hasattr(item, "_fields"):
+        return {item._fields[3]: rest[0]}
+    if not isinstance(rest[0], dict):
+        raise ValueError(f"item {n}: the 4th element (extras) must be a dict, got {type(rest[0]).__name__}")
+    return rest[0]
+
+
+def n_samples(data: CaptionDataset | IterableDataset) -> int | None:
+    """How many samples `data` holds, when that is known without reading it (None for a generator)."""
+    if isinstance(data, CaptionDataset):
+        return len(data)
+    items = getattr(data, "items", None)
+    return len(items) if isinstance(items, Sized) else None
 
 
 def as_dataset(data: CaptionDataset | IterableDataset | Iterable[tuple]) -> CaptionDataset | IterableDataset:

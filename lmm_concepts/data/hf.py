@@ -12,13 +12,14 @@ from lmm_concepts.data.base import CaptionDataset, as_captions
 class HFDiskCaptions(CaptionDataset):
     """Rows of a local HF dataset: an image column (`Image` feature, path or bytes), a caption column.
 
+    `path` is a folder written by `save_to_disk` (read with `datasets.load_from_disk`) or a loaded `Dataset`.
     Images stay undecoded until a sample is read; other columns become per-sample extras. `split` picks one split
     when the folder holds a `DatasetDict`.
     """
 
     def __init__(
         self,
-        path: str | os.PathLike,
+        path: str | os.PathLike | Any,
         *,
         split: str | None = None,
         image_column: str = "image",
@@ -30,9 +31,12 @@ class HFDiskCaptions(CaptionDataset):
             import datasets
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise ImportError("reading a HF dataset needs the `datasets` package: pip install datasets") from exc
-        if not Path(path).exists():
+        if isinstance(path, (datasets.Dataset, datasets.DatasetDict)):
+            ds = path  # already loaded
+        elif not Path(path).exists():
             raise FileNotFoundError(f"no dataset saved at {path} (expected a folder written by save_to_disk)")
-        ds = datasets.load_from_disk(str(path))
+        else:
+            ds = datasets.load_from_disk(str(path))
         if isinstance(ds, datasets.DatasetDict):
             if split is None or split not in ds:
                 raise ValueError(f"{path} holds splits {list(ds)}: pass split= to choose one")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -24,7 +25,14 @@ import torch
 from tqdm.auto import tqdm
 
 from lmm_concepts._io import read_json
-from lmm_concepts.data.base import CaptionDataset, IterableCaptions, Sample, as_dataset, iter_batches
+from lmm_concepts.data.base import (
+    CaptionDataset,
+    IterableCaptions,
+    Sample,
+    as_dataset,
+    iter_batches,
+    n_samples,
+)
 from lmm_concepts.extraction.positions import check_position_rule, left_padding, sequence_position
 from lmm_concepts.extraction.selection import check_producible, find_word, mentions, word_forms, word_pattern
 from lmm_concepts.extraction.shards import store_dtype
@@ -56,7 +64,11 @@ def resolve_layers(model, layers: Sequence[int | str] | int | str) -> list[str]:
 
 
 def model_identity(model) -> dict[str, Any]:
-    """What identifies the model in a store's manifest: class, config, dimensions, and a digest of its weights."""
+    """What identifies the model in a store's manifest: class, config, dimensions, and a digest of its weights.
+
+    The digest reads ~1024 evenly spaced values of every parameter: exact (no reductions), so the same weights give
+    the same digest on any device, and cheap even for a 7B model.
+    """
     cfg = getattr(model, "lmm_cfg", None)
     if hasattr(cfg, "to_dict"):
         cfg = cfg.to_dict()
@@ -67,7 +79,11 @@ def model_identity(model) -> dict[str, Any]:
         for name, p in sorted(model.named_parameters()):
             h.update(name.encode())
             h.update(str(tuple(p.shape)).encode())
-            h.update(p.detach().flatten()[:1024].to("cpu", torch.float32).numpy().tobytes())
+            if p.is_meta:
+                continue
+            flat = p.detach().reshape(-1)
+            sample = flat[:: max(1, flat.numel() // 1024)][:1024]  # exact values spread over the whole tensor
+            h.update(sample.to("cpu", torch.float32).numpy().tobytes())
     return {
         "class": type(model).__name__,
         "config": _jsonable(cfg),
@@ -82,10 +98,10 @@ def dataset_identity(data) -> dict[str, Any]:
     ids: list[str] | None = None
     if isinstance(data, CaptionDataset):
         ids = data.sample_ids()
-    elif isinstance(data, IterableCaptions) and isinstance(data.items, Sequence):
-        ids = [str(item[0]) for item in data.items]
+    elif isinstance(data, IterableCaptions) and isinstance(data.items, (list, tuple)):
+        ids = [str(item[0]) for item in data.items]  # in memory already: reading ids decodes nothing
     digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16] if ids is not None else None
-    return {"class": type(data).__name__, "n_samples": len(ids) if ids is not None else None, "ids_digest": digest}
+    return {"class": type(data).__name__, "n_samples": n_samples(data), "ids_digest": digest}
 
 
 @dataclasses.dataclass
@@ -173,12 +189,22 @@ def process_batch(
         pixel_values=gen.pixel_values[idx.to(gen.pixel_values.device)],
         attention_mask=gen.attention_mask[idx, :end],
         names_filter=hooks,
+        return_cache_object=False,
+        **_stop_after(hooks),
     )
     sel = torch.arange(len(rows))
     pos_t = torch.tensor(positions)
     acts = {h: cache[h][sel.to(cache[h].device), pos_t.to(cache[h].device)].to("cpu") for h in hooks}
     del cache
     return _Batch(kept, rejected, acts, images)
+
+
+def _stop_after(hooks: list[str]) -> dict[str, int]:
+    """`stop_at_layer` for a forward pass that only needs block outputs: later blocks are never run."""
+    blocks = [re.fullmatch(r"blocks\.(\d+)\..+", h) for h in hooks]
+    if not all(blocks):
+        return {}
+    return {"stop_at_layer": max(int(m.group(1)) for m in blocks) + 1}
 
 
 def extract(
@@ -255,7 +281,7 @@ def _run(model, data, writer, forms, hooks, position, prompt, max_new_tokens, ba
         funnel.update(r["reason"] for r in rec["rejected"])
         funnel["kept"] += len(rec["kept"])
         funnel["images"] += rec["n_images"]
-    total = len(data) if isinstance(data, CaptionDataset) else None
+    total = n_samples(data)
     bar = tqdm(total=total, initial=funnel["images"], unit="img", desc=f"extract {forms[0]!r}", disable=not progress)
     bar.set_postfix(kept=funnel["kept"])
     was_training = model.training

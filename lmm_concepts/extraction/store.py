@@ -155,7 +155,14 @@ class RepresentationStore:
 
     @cached_property
     def metadata(self) -> list[dict[str, Any]]:
-        """One dict per row of every layer matrix: sample_id, image_path, captions, generated, position, … extras."""
+        """One dict per row of every layer matrix, in row order.
+
+        Fields: `sample_id`, `image_path` (absolute, or relative to the store when `image_in_store`), `captions`
+        (ground truth), `generated` (the caption), `position` (index into the full sequence: visual tokens counted,
+        left padding not), `generated_index` (the word's first sub-token among the generated tokens), `token_id`,
+        `token_ids` (all its sub-tokens), `token_str`, `matched` (the surface form), then the dataset's extra fields
+        (e.g. `attributes`; renamed `data_<name>` on a clash).
+        """
         if self.complete:
             return read_jsonl(self.path / METADATA)
         return self._batch_records("kept")

@@ -94,6 +94,8 @@ class StoreWriter:
                 self.clear()
             else:
                 self.manifest = old  # same extraction: continue (or reuse) it
+                if self.complete:  # a run killed after completing but before cleaning up
+                    shutil.rmtree(self.out / PARTS_DIR, ignore_errors=True)
         if not existing.exists():
             write_json(existing, self.manifest)
 
