@@ -38,6 +38,7 @@ def make_tokenizer(with_bos: bool, extra_special: tuple[str, ...] = ()) -> PreTr
 
 
 def make_llm(family: str, vocab_size: int) -> torch.nn.Module:
+    torch.manual_seed({"gpt2": 0, "opt": 1, "llama": 2}[family])  # same weights whatever ran before
     common = dict(vocab_size=vocab_size, pad_token_id=0, bos_token_id=1, eos_token_id=2)
     if family == "gpt2":
         cfg = GPT2Config(n_embd=D_MODEL, n_layer=2, n_head=4, n_positions=128, n_ctx=128, **common)
@@ -99,5 +100,6 @@ def save_tiny_llava(folder: Path, feature_layer=-2, select_strategy: str = "defa
     model.config.architectures = ["LlavaForConditionalGeneration"]
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
-    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32},  # not CLIP's mean/std:
+                       image_mean=[0.5, 0.4, 0.3], image_std=[0.2, 0.25, 0.3]).save_pretrained(folder)  # read, not assumed
     return folder

@@ -55,6 +55,18 @@ def test_llava_logits_and_greedy_tokens_match_hf(llava_dir, pixels):
     assert compared >= 4
 
 
+def test_llava_from_a_model_object_leaves_it_intact(llava_dir, pixels):
+    from transformers import AutoTokenizer
+
+    hf = LlavaForConditionalGeneration.from_pretrained(llava_dir, local_files_only=True).eval()
+    tok = AutoTokenizer.from_pretrained(llava_dir, local_files_only=True)
+    model = lc.HookedLMM.llava(hf, tokenizer=tok, device="cpu")
+    inputs = model.build_inputs(pixels[:1], PROMPTS[0])
+    with torch.no_grad():
+        ref = hf(input_ids=inputs["input_ids"], pixel_values=inputs["pixel_values"]).logits
+        assert (model(**inputs) - ref).abs().max() <= 1e-4
+
+
 @pytest.mark.parametrize("layers,strategy,act", [([-3, -1], "full", "silu")])
 def test_llava_reads_feature_layers_strategy_and_activation_from_config(tmp_path, pixels, layers, strategy, act):
     folder = save_tiny_llava(tmp_path / "llava-variant", feature_layer=layers, select_strategy=strategy,
@@ -67,6 +79,20 @@ def test_llava_reads_feature_layers_strategy_and_activation_from_config(tmp_path
                                           vision_feature_select_strategy=strategy).pooler_output
         ours = model.encode_images(pixels)
     assert (torch.stack(list(ref)) - ours).abs().max() <= 1e-5
+
+
+def test_llava_preprocessing_follows_the_checkpoints_processor(llava_dir):
+    import numpy as np
+    from PIL import Image
+    from transformers import CLIPImageProcessor
+
+    model = lc.HookedLMM.llava(llava_dir, device="cpu")
+    assert model.lmm_cfg.image_mean == (0.5, 0.4, 0.3) and model.lmm_cfg.image_std == (0.2, 0.25, 0.3)
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (90, 120, 3), dtype=np.uint8))
+    ref = CLIPImageProcessor.from_pretrained(llava_dir)(img, return_tensors="pt")["pixel_values"]
+    ours = model.preprocess([img])
+    assert ours.shape == ref.shape == (1, 3, 32, 32)
+    assert (torch.as_tensor(np.asarray(ref)) - ours).abs().max() <= 2 / 255 / 0.2  # one uint8 level
 
 
 def test_llava_bad_checkpoints(tmp_path, llava_dir):

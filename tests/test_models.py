@@ -94,22 +94,42 @@ def test_generate_batched_equals_one_by_one_and_cached_equals_uncached(family, m
     assert _agree_where_decisive(model, out, single_ids) > 0
 
 
-def test_generation_output_layout(models, pixels):
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_generation_output_layout(models, pixels, num_beams):
     model = models["opt"]
-    out = model.generate(pixels, PROMPTS, max_new_tokens=5)
+    free = model.generate(pixels, PROMPTS, max_new_tokens=5, eos_token_id=None)
+    # a token the model does produce serves as EOS. Beam search without length normalisation must end row 0
+    # at once on its greedy first token: no longer hypothesis can have a higher summed log-prob.
+    stop = int(free.generated_ids[0, 1 if num_beams == 1 else 0])
+    out = model.generate(pixels, PROMPTS, max_new_tokens=5, num_beams=num_beams, eos_token_id=stop,
+                         length_penalty=0.0)
     n = out.generated_ids.shape[1]
+    assert n == 5  # always max_new_tokens columns, even when decoding stopped early
     assert out.sequences.shape == (3, out.prompt_length + n) == out.attention_mask.shape
     torch.testing.assert_close(out.sequences[:, out.prompt_length:], out.generated_ids)
-    eos = model.tokenizer.eos_token_id
+    pad = model.tokenizer.pad_token_id
+    ended = 0
     for b in range(3):
         row = out.generated_ids[b].tolist()
-        if eos in row:  # tokens after the first EOS are pad and masked out
-            k = row.index(eos)
+        if stop in row:  # EOS itself is real; everything after it is pad and masked out
+            k = row.index(stop)
             assert out.attention_mask[b, out.prompt_length + k] == 1
             assert out.attention_mask[b, out.prompt_length + k + 1:].sum() == 0
-    # texts decode the generated ids
-    assert out.texts[0] == model.tokenizer.decode(out.generated_ids[0][out.attention_mask[0, out.prompt_length:].bool()],
-                                                  skip_special_tokens=True)
+            assert all(t == pad for t in row[k + 1:])
+            ended += 1
+        else:
+            assert out.attention_mask[b, out.prompt_length:].all()
+    assert ended >= 1
+    if num_beams == 1:  # greedy with EOS = greedy without it, cut at the first EOS
+        k = free.generated_ids[0].tolist().index(stop)
+        torch.testing.assert_close(out.generated_ids[0, :k + 1], free.generated_ids[0, :k + 1])
+    else:
+        assert out.generated_ids[0, 0] == stop and out.attention_mask[0, out.prompt_length + 1:].sum() == 0
+    strs = model.to_str_tokens(out.sequences[0])
+    assert strs[:6] == ["<image>"] * 4 + ["<s>", "w1"]  # row 0 is the longest: [visual tokens ; BOS prompt]
+    # texts decode the real generated ids
+    real = out.attention_mask[0, out.prompt_length:].bool()
+    assert out.texts[0] == model.tokenizer.decode(out.generated_ids[0][real], skip_special_tokens=True)
 
 
 def test_beam_search_is_exact_when_the_beam_holds_the_whole_vocabulary(models, pixels):
@@ -139,6 +159,10 @@ def test_run_with_cache_holds_visual_tokens_and_every_residual(models, pixels):
     for layer in range(model.cfg.n_layers):
         assert cache[f"blocks.{layer}.hook_resid_post"].shape == (3, inputs["input_ids"].shape[1], model.cfg.d_model)
     assert "ln_final.hook_normalized" in cache
+    # the logit lens as on any HookedTransformer: ln_final then unembed of the last residual gives the logits
+    last = cache[f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"]
+    torch.testing.assert_close(model.unembed(model.ln_final(last)), logits)
+    assert model.b_U.shape == (model.cfg.d_vocab,)
     # the visual tokens are what the residual stream starts from at the placeholders
     is_ph = inputs["input_ids"] == model.lmm_cfg.image_token_id
     torch.testing.assert_close(cache["hook_embed"][is_ph], cache["hook_visual_tokens"].reshape(-1, model.cfg.d_model))
@@ -149,6 +173,26 @@ def test_run_with_cache_holds_visual_tokens_and_every_residual(models, pixels):
         torch.testing.assert_close(model(**inputs), patched)
     model.reset_hooks()
     torch.testing.assert_close(model(**inputs), logits)
+    # TransformerLens's own entry points keep working: resume from a cached residual stream
+    resumed = model(cache["blocks.0.hook_resid_post"], start_at_layer=1, attention_mask=inputs["attention_mask"])
+    torch.testing.assert_close(resumed, logits)
+
+
+@pytest.mark.parametrize("connector", [
+    PoolingResampler(32, 32, 4, pool="max", proj="mlp"),
+    lc.AttentionResampler(32, 32, 4, d_hidden=32, n_heads=4, n_layers=1),
+])
+def test_every_connector_plugs_in_and_round_trips(models, pixels, connector, tmp_path):
+    model = lc.HookedLMM.from_parts(models["gpt2"], models["gpt2"].vision, connector, models["gpt2"].lmm_cfg)
+    visual = model.encode_images(pixels)
+    assert visual.shape == (3, 4, 32)
+    path = model.save_connector(tmp_path / "c")
+    other = lc.HookedLMM.from_parts(models["gpt2"], models["gpt2"].vision, PoolingResampler(32, 32, 4),
+                                    models["gpt2"].lmm_cfg).load_connector(path)
+    assert type(other.connector) is type(connector)
+    torch.testing.assert_close(other.encode_images(pixels), visual)
+    out = other.generate(pixels, max_new_tokens=2)
+    assert out.generated_ids.shape[0] == 3
 
 
 def test_sae_with_error_term_leaves_logits_unchanged(models, pixels):
@@ -223,6 +267,8 @@ def test_errors_name_the_problem(models, pixels, tmp_path, llm_dirs):
         lc.HookedLMM.depalm(tmp_path / "missing", vision=tiny_open_clip_visual(), device="cpu")
     with pytest.raises(FileNotFoundError, match="connector weights not found"):
         model.load_connector(tmp_path / "missing.safetensors")
+    with pytest.raises(FileNotFoundError, match="vision weights not found"):
+        lc.HookedLMM.depalm(llm_dirs["gpt2"], vision="ViT-B-32", vision_weights=tmp_path / "clip.bin", device="cpu")
     with pytest.raises(ValueError, match="unknown open_clip architecture"):
         lc.HookedLMM.depalm(llm_dirs["gpt2"], vision="ViT-Nope", device="cpu")
 
@@ -262,3 +308,41 @@ def test_checkpoint_errors(models, tmp_path, llm_dirs):
         f.unlink()
     with pytest.raises(FileNotFoundError, match="no weights"):
         lc.HookedLMM.depalm(bad, vision=tiny_open_clip_visual(), device="cpu")
+
+
+def test_from_parts_adopts_a_plain_hooked_transformer(models, pixels):
+    """How the toy model is built: any HookedTransformer (cfg, tokenizer, weights shared, not copied)."""
+    from _model_fixtures import make_tokenizer
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    tok = make_tokenizer(with_bos=False)
+    cfg = HookedTransformerConfig(n_layers=2, d_model=32, d_head=8, n_heads=4, d_mlp=64, n_ctx=64, d_vocab=len(tok),
+                                  act_fn="gelu", normalization_type="LN", positional_embedding_type="standard")
+    llm = HookedTransformer(cfg)
+    lmm_cfg = lc.LMMConfig(family="toy", n_visual_tokens=4, image_token_id=len(tok), prompt="w3", image_size=32)
+    model = lc.HookedLMM.from_parts(llm, models["gpt2"].vision, PoolingResampler(32, 32, 4), lmm_cfg, tokenizer=tok)
+    assert model.W_E.data_ptr() == llm.W_E.data_ptr()  # shared, not copied
+    text = torch.tensor([[5, 6, 7, 8]])
+    torch.testing.assert_close(model(text), llm(text))  # no placeholders: exactly the LLM
+    out = model.generate(pixels, max_new_tokens=3)
+    assert out.sequences.shape[1] == out.prompt_length + out.generated_ids.shape[1]
+    assert set(llm.hook_dict) <= set(model.hook_dict)
+
+
+def test_half_precision_loading(llm_dirs, pixels):
+    model = lc.HookedLMM.depalm(llm_dirs["llama"], vision=tiny_open_clip_visual(), n_visual_tokens=4,
+                                dtype=torch.bfloat16, device="cpu")
+    assert model.W_E.dtype == torch.bfloat16 and next(model.connector.parameters()).dtype == torch.bfloat16
+    out = model.generate(pixels, max_new_tokens=3)
+    assert out.generated_ids.shape[0] == 3 and len(out.texts) == 3
+
+
+def test_gradients_reach_the_connector_through_the_visual_tokens(models, pixels):
+    """Training a connector against a frozen LLM (how the toy model is trained) needs this path."""
+    model = lc.HookedLMM.from_parts(models["gpt2"], models["gpt2"].vision, PoolingResampler(32, 32, 4),
+                                    models["gpt2"].lmm_cfg)
+    inputs = model.build_inputs(pixels, PROMPTS)
+    logits = model(**inputs)
+    logits[:, -1].logsumexp(-1).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.connector.parameters())
+    model.zero_grad(set_to_none=True)

@@ -33,8 +33,6 @@ class LMMConfig:
     """Side of the square image the vision encoder takes."""
     image_mean: tuple[float, float, float] = CLIP_MEAN
     image_std: tuple[float, float, float] = CLIP_STD
-    resize_mode: str = "shortest"
-    """"shortest": resize the short side to `image_size` then centre-crop (CLIP, LLaVA-1.5 processor)."""
     vision: dict[str, Any] = field(default_factory=dict)
     """How the vision tower was built (name, feature layer, ...), for provenance."""
 

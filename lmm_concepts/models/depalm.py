@@ -35,25 +35,27 @@ def build_depalm(cls: type[HookedLMM], llm, vision: str | nn.Module = "ViT-L-14"
 
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    hf_model, tokenizer, owned = _language_model(llm, tokenizer, dtype)
-    hooked = hf_to_hooked(hf_model, tokenizer, dtype=dtype, device=device, release_hf=owned)
-    del hf_model
-
+    # the small parts first, so a bad vision or connector argument fails before a large LLM is loaded
     visual, vision_info = _vision_tower(vision, vision_weights)
     encoder = OpenClipVision(visual, apply_ln_post=apply_ln_post)
     vision_info["apply_ln_post"] = apply_ln_post
-
+    module = None
     if connector is None:
         if connector_type not in CONNECTORS:
             raise ValueError(f"unknown connector_type {connector_type!r}; choose one of {sorted(CONNECTORS)}")
-        module = CONNECTORS[connector_type](encoder.d_vision, hooked.cfg.d_model, n_visual_tokens,
-                                            **(connector_kwargs or {}))
     elif isinstance(connector, (str, Path)):
         module, saved = load_connector_file(connector)
         n_visual_tokens = saved.n_visual_tokens
         prompt = saved.prompt
     else:
         module = connector
+
+    hf_model, tokenizer, owned = _language_model(llm, tokenizer, dtype)
+    hooked = hf_to_hooked(hf_model, tokenizer, dtype=dtype, device=device, release_hf=owned)
+    del hf_model
+    if module is None:
+        module = CONNECTORS[connector_type](encoder.d_vision, hooked.cfg.d_model, n_visual_tokens,
+                                            **(connector_kwargs or {}))
     d_in = getattr(module, "d_vision", encoder.d_vision)
     if d_in != encoder.d_vision:
         raise ValueError(f"the connector expects d_vision={d_in} but the vision tower {vision_info.get('name')} gives "

@@ -33,7 +33,7 @@ class GenerationOutput:
     prompt_length: int
     """Index in `sequences` where the generated tokens start (the same for every row thanks to left padding)."""
     generated_ids: Int[Tensor, "batch new"]
-    """Generated tokens only (pad after EOS); `new` <= max_new_tokens (decoding stops when every row ended)."""
+    """Generated tokens only, `new` = max_new_tokens columns (pad after EOS; decoding stops once every row ended)."""
     texts: list[str]
     """Decoded generated text, special tokens skipped."""
 
@@ -124,8 +124,14 @@ def beam_search(
 
 
 def finish_output(model: HookedLMM, input_ids: Tensor, attention_mask: Tensor, pixel_values: Tensor,
-                  generated: Tensor, eos_token_id: int | None, pad_token_id: int) -> GenerationOutput:
-    """Pad after EOS, build the full sequence and its attention mask, decode the texts."""
+                  generated: Tensor, eos_token_id: int | None, pad_token_id: int,
+                  max_new_tokens: int) -> GenerationOutput:
+    """Pad after EOS (and up to `max_new_tokens` when every row ended early), build the full sequence and its
+    attention mask, decode the texts."""
+    if generated.shape[1] < max_new_tokens:
+        generated = torch.nn.functional.pad(generated, (0, max_new_tokens - generated.shape[1]), value=pad_token_id)
+        if eos_token_id is None:
+            raise RuntimeError("decoding stopped early without an EOS token")
     if eos_token_id is not None and generated.shape[1]:
         is_eos = (generated == eos_token_id).int()
         after_eos = (is_eos.cumsum(dim=1) - is_eos) > 0  # strictly after the first EOS

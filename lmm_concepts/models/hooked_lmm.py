@@ -56,10 +56,15 @@ class HookedLMM(HookedSAETransformer):
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_parts(cls, llm: HookedTransformer, vision: nn.Module, connector: nn.Module, lmm_cfg: LMMConfig) -> HookedLMM:
-        """Wrap an existing `HookedTransformer` (its cfg, tokenizer and weights, shared, not copied)."""
+    def from_parts(cls, llm: HookedTransformer, vision: nn.Module, connector: nn.Module, lmm_cfg: LMMConfig,
+                   tokenizer=None) -> HookedLMM:
+        """Wrap an existing `HookedTransformer` (its cfg, tokenizer and weights, shared, not copied).
+
+        `tokenizer` overrides `llm.tokenizer` (handy for an in-memory tokenizer: TransformerLens's
+        `HookedTransformer(cfg, tokenizer)` tries to reload such a tokenizer by name and fails)."""
+        tokenizer = tokenizer if tokenizer is not None else llm.tokenizer
         with torch.device("meta"):
-            model = cls(copy.deepcopy(llm.cfg), tokenizer=llm.tokenizer, lmm_cfg=lmm_cfg, move_to_device=False)
+            model = cls(copy.deepcopy(llm.cfg), tokenizer=tokenizer, lmm_cfg=lmm_cfg, move_to_device=False)
         # a HookedLMM passed as `llm` brings its own vision tower and connector: only its LLM weights are adopted
         state = {k: v for k, v in llm.state_dict().items()
                  if ".hook_" not in k and not k.startswith(("vision.", "connector."))}
@@ -70,7 +75,7 @@ class HookedLMM(HookedSAETransformer):
         if still_meta:
             raise ValueError(f"from_parts: the LLM's state dict lacks {still_meta[:5]}; pass a fully loaded HookedTransformer")
         device = next(llm.parameters()).device
-        model.cfg.device = device
+        model.cfg.device = str(device)
         model.vision = vision.to(device)
         model.connector = connector.to(device)
         model.setup()
@@ -99,6 +104,13 @@ class HookedLMM(HookedSAETransformer):
         return build_llava(cls, path_or_model, dtype=dtype, device=device, **kwargs)
 
     @classmethod
+    def from_pretrained(cls, *args: Any, **kwargs: Any):
+        raise NotImplementedError(
+            "HookedLMM.from_pretrained would fetch a text-only model from the hub; build a multimodal model with "
+            "HookedLMM.depalm(<local LLM folder>, ...), HookedLMM.llava(<local folder>) or HookedLMM.from_parts(...)"
+        )
+
+    @classmethod
     def toy(cls) -> HookedLMM:
         """The project's embedded default model (trained and shipped in `lmm_concepts.zoo`)."""
         from lmm_concepts.zoo import load_toy
@@ -119,7 +131,7 @@ class HookedLMM(HookedSAETransformer):
     def preprocess(self, images: Sequence[ImageLike] | ImageLike | Tensor) -> Float[Tensor, "batch 3 H W"]:
         """PIL images or file paths -> normalised pixels (the checkpoint's size, mean and std); tensors are checked."""
         if isinstance(images, Tensor):
-            pixel_values = images
+            pixel_values = images[None] if images.ndim == 3 else images  # one image [3, H, W]
         else:
             if isinstance(images, (Image.Image, str, Path)):
                 images = [images]
@@ -206,6 +218,15 @@ class HookedLMM(HookedSAETransformer):
                 return int(candidate)
         return 0
 
+    def to_str_tokens(self, input, *args, **kwargs):
+        """As in TransformerLens; image placeholders (possibly outside the vocabulary) read as "<image>"."""
+        strs = super().to_str_tokens(input, *args, **kwargs)
+        if isinstance(input, Tensor) and input.ndim in (1, 2) and not (input.ndim == 2 and input.shape[0] > 1):
+            ids = input.reshape(-1).tolist()
+            marker = self.lmm_cfg.image_marker or "<image>"
+            strs = [marker if i == self.lmm_cfg.image_token_id else s for i, s in zip(ids, strs, strict=True)]
+        return strs
+
     # ------------------------------------------------------------------ forward
     def forward(self, input_ids=None, pixel_values: Tensor | None = None, attention_mask: Tensor | None = None,
                 return_type: str | None = "logits", *, visual_tokens: Tensor | None = None, input=None, **kwargs):
@@ -215,6 +236,8 @@ class HookedLMM(HookedSAETransformer):
         vision encoder (used by `generate`). Other keyword arguments go to `HookedTransformer.forward`."""
         if input_ids is None:
             input_ids = input
+        if kwargs.get("start_at_layer") is not None:  # input is a residual stream: no tokens to embed
+            return super().forward(input_ids, attention_mask=attention_mask, return_type=return_type, **kwargs)
         if isinstance(input_ids, (str, list)):
             input_ids = self.to_tokens(input_ids)
         if input_ids.ndim == 1:
@@ -258,12 +281,10 @@ class HookedLMM(HookedSAETransformer):
     @torch.no_grad()
     def generate(self, images_or_pixel_values, prompt: str | list[str] | None = None, max_new_tokens: int = 20,
                  num_beams: int = 1, use_kv_cache: bool = True, eos_token_id: int | None = -1,
-                 length_penalty: float = 1.0, **_unused: Any) -> GenerationOutput:
+                 length_penalty: float = 1.0) -> GenerationOutput:
         """Caption a batch of images: batched greedy decoding (or beam search) with the KV cache.
 
         `eos_token_id=-1` means the tokenizer's EOS; `None` never stops early."""
-        if _unused:
-            raise TypeError(f"generate() got unexpected arguments {sorted(_unused)}")
         inputs = self.build_inputs(images_or_pixel_values, prompt, max_new_tokens=max_new_tokens)
         return self.generate_from_inputs(**inputs, max_new_tokens=max_new_tokens, num_beams=num_beams,
                                          use_kv_cache=use_kv_cache, eos_token_id=eos_token_id,
@@ -293,7 +314,8 @@ class HookedLMM(HookedSAETransformer):
                 raise ValueError("beam search runs with the KV cache only; pass use_kv_cache=True")
             generated = beam_search(self, input_ids, attention_mask, visual, max_new_tokens, eos_token_id, pad,
                                     num_beams, length_penalty)
-        return finish_output(self, input_ids, attention_mask, pixel_values, generated, eos_token_id, pad)
+        return finish_output(self, input_ids, attention_mask, pixel_values, generated, eos_token_id, pad,
+                             max_new_tokens)
 
     # ------------------------------------------------------------------ connector IO
     def save_connector(self, path: str | Path) -> Path:

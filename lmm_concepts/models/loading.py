@@ -100,7 +100,7 @@ def hf_to_hooked(hf_model: nn.Module, tokenizer=None, *, dtype: torch.dtype | No
             if buf is not None:
                 module._buffers[name] = buf.to(device)
     _assign_blockwise(model, state, hf_model if release_hf else None, device, dtype)
-    model.cfg.device = device
+    model.cfg.device = str(device)
     return model
 
 
