@@ -45,6 +45,7 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
         "run_sweep",
         "layer ablation or K sweep: fit, ground and evaluate per point (resumable)",
     ),
+    "fit": ("lmm_concepts.dictionary.fit_cli", "FitConfig", "fit", "learn a concept dictionary (Semi-NMF or a baseline) and save it for sae-lens"),
 }
 
 
@@ -61,7 +62,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lmm-concepts", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=simple_parsing.ArgumentParser)
     for name, (_, _, _, help_) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_, description=help_)
+        # options accept --n-concepts as well as --n_concepts
+        p = sub.add_parser(
+            name,
+            help=help_,
+            description=help_,
+            add_option_string_dash_variants=simple_parsing.DashVariant.UNDERSCORE_AND_DASH,
+        )
         if name == command:
             cfg_cls, _ = _resolve(name)
             p.add_arguments(cfg_cls, dest="cfg")

@@ -8,7 +8,12 @@ from lmm_concepts.dictionary.pca import PCA
 from lmm_concepts.dictionary.planted import planted_dictionary
 from lmm_concepts.dictionary.random_dico import RandomDictionary
 from lmm_concepts.dictionary.sae import SAEDictionary
-from lmm_concepts.dictionary.saes import register_architectures
+from lmm_concepts.dictionary.saes import (
+    SemiNMFSAE,
+    SemiNMFTrainingSAE,
+    SemiNMFTrainingSAEConfig,
+    register_architectures,
+)
 from lmm_concepts.dictionary.semi_nmf import SemiNMF
 from lmm_concepts.dictionary.serialization import load_dictionary
 from lmm_concepts.dictionary.simple import Simple
@@ -21,6 +26,9 @@ __all__ = [
     "RandomDictionary",
     "SAEDictionary",
     "SemiNMF",
+    "SemiNMFSAE",
+    "SemiNMFTrainingSAE",
+    "SemiNMFTrainingSAEConfig",
     "Simple",
     "load_dictionary",
     "nonneg_lasso",

@@ -42,7 +42,9 @@ class ConceptDictionary(nn.Module, ABC):
 
     W_dec: Tensor | None
 
-    def __init__(self, n_concepts: int, *, device: str | torch.device | None = None, dtype: torch.dtype = torch.float32):
+    def __init__(
+        self, n_concepts: int, *, device: str | torch.device | None = None, dtype: torch.dtype = torch.float32
+    ):
         super().__init__()
         if not isinstance(n_concepts, int) or n_concepts < 1:
             raise ValueError(f"n_concepts must be a positive integer, got {n_concepts!r}")
@@ -63,7 +65,9 @@ class ConceptDictionary(nn.Module, ABC):
 
     def _check_fitted(self) -> None:
         if self.W_dec is None:
-            raise RuntimeError(f"{type(self).__name__} is not fitted yet: call .fit(Z) before encode/decode/to_sae")
+            raise RuntimeError(
+                f"{type(self).__name__} is not fitted yet: call .fit(Z) before encode/decode/to_sae"
+            )
 
     def _as_tensor(self, Z: ArrayLike, *, fitting: bool) -> Float[Tensor, "n d"]:
         """Z as a 2-D finite tensor on this learner's device and dtype, or a clear error."""

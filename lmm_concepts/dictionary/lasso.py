@@ -32,8 +32,9 @@ from torch import Tensor
 
 LassoMethod = Literal["auto", "cd", "fista"]
 
-#: below this many concepts the batched coordinate descent beats accelerated projected gradient (measured
-#: in benchmarks/bench_dictionary.py --lasso: CD's K Python steps per sweep cost less than FISTA's extra sweeps)
+#: up to this many concepts "auto" uses coordinate descent. Measured (5,000 x 768 planted data, 1 thread):
+#: K = 20, CD and FISTA both ~2 ms; K = 256, FISTA 63 ms, CD 103 ms (K Python steps per sweep). CD is also
+#: monotone (each step an exact coordinate minimisation), so warm starts never lose ground.
 CD_MAX_CONCEPTS = 64
 
 
@@ -95,17 +96,7 @@ def nonneg_lasso_gram(
         V = _lasso_fista(C, G, l1, V0, max_iter, tol)
     else:
         raise ValueError(f"method must be 'auto', 'cd' or 'fista', got {method!r}")
-    if V0 is not None:  # FISTA is not monotone: keep each sample's start where it was better
-        V0 = V0.to(V)
-        worse = _code_objective_rows(V, C, G, l1) > _code_objective_rows(V0, C, G, l1)
-        V = torch.where(worse[:, None], V0, V)
     return V
-
-
-def _code_objective_rows(V: Tensor, C: Tensor, G: Tensor, l1: float) -> Tensor:
-    """Per-sample ½vᵀGv − cᵀv + l1·Σv (the objective minus ½‖z‖²), in float64."""
-    V64 = V.double()
-    return ((0.5 * (V @ G).double() - C.double() + l1) * V64).sum(dim=1)
 
 
 def _lasso_cd(C: Tensor, G: Tensor, l1: float, V0: Tensor | None, max_iter: int, tol: float) -> Tensor:
@@ -151,10 +142,12 @@ def _lasso_fista(C: Tensor, G: Tensor, l1: float, V0: Tensor | None, max_iter: i
     Y = V.clone()
     t = torch.ones(n, 1, dtype=C.dtype, device=C.device)
     shift = C - l1  # gradient = Y·G − (C − l1)
+    start_rows = None
     for it in range(max_iter):
-        V_new = (
-            torch.addmm(shift, Y, G, alpha=-step, beta=step).add_(Y).clamp_(min=0)
-        )  # Y − step·(Y·G − C + l1)
+        YG = Y @ G
+        if it == 0 and V0 is not None:  # Y = V0 here: its objective comes free for the safeguard below
+            start_rows = _rows_objective(V, YG, shift)
+        V_new = (YG - shift).mul_(-step).add_(Y).clamp_(min=0)  # Y − step·(Y·G − C + l1), projected
         delta = V_new - V
         # restart where the momentum points uphill: (Y − V_new)·(V_new − V) > 0
         restart = ((Y - V_new) * delta).sum(dim=1, keepdim=True) > 0
@@ -166,7 +159,15 @@ def _lasso_fista(C: Tensor, G: Tensor, l1: float, V0: Tensor | None, max_iter: i
         if it % 5 == 4 or it == max_iter - 1:
             if delta.abs().max().item() <= tol * max(V.max().item(), 1e-30):
                 break
+    if start_rows is not None:  # FISTA is not monotone: keep each sample's start where it was better
+        worse = _rows_objective(V, V @ G, shift) > start_rows
+        V = torch.where(worse, V0.to(V), V)
     return V
+
+
+def _rows_objective(V: Tensor, VG: Tensor, shift: Tensor) -> Tensor:
+    """Per-sample ½vᵀGv − (c − l1)ᵀv, the objective minus ½‖z‖², as [n, 1] in float64."""
+    return ((0.5 * VG - shift) * V).sum(dim=1, keepdim=True, dtype=torch.float64)
 
 
 # ---------------------------------------------------------------------------------------------- dictionary
@@ -264,9 +265,8 @@ def init_svd(Z: Float[Tensor, "n d"], n_concepts: int, *, generator: torch.Gener
     k_svd = min(n_concepts, r)
     if 4 * (k_svd + 10) < r:
         U = _randomized_right_singular_vectors(Z, k_svd, generator=generator)
-    else:
-        _, _, Vh = torch.linalg.svd(Z if Z.dtype == torch.float64 else Z.double(), full_matrices=False)
-        U = Vh[:k_svd].to(Z)
+    else:  # small side: eigenvectors of the smaller Gram matrix (far cheaper than an SVD of Z)
+        U = _gram_right_singular_vectors(Z, k_svd)
     sign = torch.sign((Z @ U.T).mean(dim=0))
     sign[sign == 0] = 1
     U = U * sign[:, None]
@@ -275,8 +275,20 @@ def init_svd(Z: Float[Tensor, "n d"], n_concepts: int, *, generator: torch.Gener
     return U.contiguous()
 
 
+def _gram_right_singular_vectors(Z: Tensor, k: int) -> Tensor:
+    """Top-k right singular vectors [k, d] from the eigendecomposition of ZᵀZ [d, d] or ZZᵀ [n, n]."""
+    n, d = Z.shape
+    if d <= n:
+        evals, evecs = torch.linalg.eigh((Z.T @ Z).double())
+        return evecs.flip(1)[:, :k].T.to(Z)
+    evals, evecs = torch.linalg.eigh((Z @ Z.T).double())
+    P = evecs.flip(1)[:, :k]  # left singular vectors; right ones are Zᵀp / σ
+    U = (Z.double().T @ P).T
+    return (U / torch.linalg.vector_norm(U, dim=1, keepdim=True).clamp_min(1e-300)).to(Z)
+
+
 def _randomized_right_singular_vectors(
-    Z: Tensor, k: int, *, generator: torch.Generator | None, oversample: int = 10, n_power: int = 4
+    Z: Tensor, k: int, *, generator: torch.Generator | None, oversample: int = 10, n_power: int = 2
 ) -> Tensor:
     """Halko et al. (2011) randomised SVD with power iterations: the top-k right singular vectors [k, d]."""
     d = Z.shape[1]

@@ -72,11 +72,11 @@ class SAEDictionary(ConceptDictionary):
         n_concepts: int,
         *,
         kind: Kind = "standard",
-        l1_coefficient: float = 5.0,
+        l1_coefficient: float = 1.0,
         k: int = 8,
         training_samples: int = 100_000,
         batch_size: int = 256,
-        lr: float = 3e-3,
+        lr: float = 5e-3,
         seed: int = 0,
         device: str | torch.device | None = None,
         dtype: torch.dtype = torch.float32,
@@ -140,6 +140,9 @@ class SAEDictionary(ConceptDictionary):
             return self.sae.decode(V.to(self.W_dec))
 
     def _load_sae_state(self, sae) -> None:
+        with torch.no_grad():  # aligned copies of weights a file handed back: bitwise-stable BLAS results
+            for param in sae.parameters():
+                param.data = param.data.clone()
         self.sae = sae.eval()
         self.kind = sae.cfg.architecture()
         self.W_dec = sae.W_dec.detach().clone()

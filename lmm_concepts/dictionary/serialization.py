@@ -50,6 +50,7 @@ def save_sae(sae: SAE, path: str | os.PathLike) -> Path:
     old = None
     try:
         sae.save_model(tmp)
+        tmp.chmod(0o755)  # mkdtemp makes it private; a saved dictionary is an ordinary folder
         if path.exists():
             for entry in path.iterdir():
                 if not (tmp / entry.name).exists():

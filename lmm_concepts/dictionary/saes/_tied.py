@@ -26,6 +26,13 @@ class TiedEncoder:
             return
         super().__setattr__(name, value)
 
+    def process_state_dict_for_loading(self, state_dict: dict[str, Tensor]) -> None:
+        # safetensors hands back tensors at 8-byte-aligned offsets of its buffer; BLAS takes another path on
+        # them and rounds differently (codes off by ~1e-7 after the lasso's iterations). Fresh copies are
+        # aligned, so a loaded SAE encodes bit for bit as the one that was saved.
+        for key, value in state_dict.items():
+            state_dict[key] = value.clone()
+
     def fold_activation_whitening(
         self, mean: Tensor, whitening_matrix: Tensor, unwhitening_matrix: Tensor
     ) -> None:

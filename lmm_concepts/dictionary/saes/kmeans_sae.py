@@ -37,9 +37,14 @@ def check_activation(activation: str) -> None:
 
 
 def prototype_distances(x: Tensor, W_dec: Tensor) -> Tensor:
-    """Euclidean distances [..., d_sae] from each row of x [..., d_in] to each prototype (row of W_dec)."""
+    """Euclidean distances [..., d_sae] from each row of x [..., d_in] to each prototype (row of W_dec).
+
+    Computed from the differences, not as ‖x‖² − 2x·c + ‖c‖²: that GEMM shortcut loses the small distances
+    (a sample's distance to itself comes out ~1e-3 in float32), exactly where 1/(1 + distance) is largest.
+    """
     rows, lead = flat_rows(x)
-    return torch.cdist(rows, W_dec).reshape(*lead, W_dec.shape[0])
+    dist = torch.cdist(rows, W_dec.to(rows), compute_mode="donot_use_mm_for_euclid_dist")
+    return dist.reshape(*lead, W_dec.shape[0])
 
 
 def prototype_codes(x: Tensor, W_dec: Tensor, activation: str) -> Tensor:
