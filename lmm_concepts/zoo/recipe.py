@@ -1,6 +1,6 @@
 """The toy DePALM recipe (`lmm-concepts train-toy`): three stages, as in DePALM, on the synthetic world.
 
-1. **CLIP** — a tiny `open_clip.CLIP` with the world's word-level vocabulary. A short supervised warm-up teaches
+1. **CLIP** — a tiny `open_clip.CLIP` (ResNet image tower, see `zoo/vision.py`) with the world's word-level vocabulary. A short supervised warm-up teaches
    the image tower the attributes (one linear head per attribute on the image embedding), then both towers are
    trained contrastively on captions and on word-list captions ("a photo is described by the words red , circle ,
    ..."), the text CLIPScore uses.
@@ -42,25 +42,25 @@ class ClipConfig:
     """The tiny CLIP and how it is trained."""
 
     embed_dim: int = 64
-    """Joint embedding size."""
-    width: int = 64
-    """Image tower width (the connector's input size)."""
-    layers: int = 2
-    """Image tower depth."""
-    patch_size: int = 8
-    """ViT patch side in pixels."""
+    """Joint embedding size (also the width of the image tokens the connector reads)."""
+    width: int = 16
+    """Base width of the image tower (open_clip ModifiedResNet; the last stage has 32 x width channels)."""
+    blocks: int = 1
+    """Residual blocks per ResNet stage (4 stages)."""
     text_width: int = 64
     """Text tower width."""
     text_layers: int = 1
     """Text tower depth."""
     context_length: int = 24
     """Text tower context (tokens)."""
-    warmup_steps: int = 400
+    warmup_steps: int = 600
     """Supervised warm-up steps of the image tower (attribute heads)."""
     contrastive_steps: int = 400
     """Contrastive steps of both towers."""
     batch_size: int = 64
+    """Images per step."""
     lr: float = 2e-3
+    """Peak learning rate (AdamW, cosine decay)."""
 
 
 @dataclasses.dataclass
@@ -68,13 +68,21 @@ class LMConfig:
     """The tiny HookedTransformer language model and how it is trained."""
 
     d_model: int = 64
+    """Residual stream width."""
     n_layers: int = 2
+    """Transformer blocks."""
     n_heads: int = 4
+    """Attention heads per block."""
     d_mlp: int = 256
+    """MLP hidden width."""
     n_ctx: int = 32
-    steps: int = 600
+    """Context length (visual tokens + [BOS] + prompt + caption)."""
+    steps: int = 500
+    """Training steps."""
     batch_size: int = 64
+    """Documents per step."""
     lr: float = 2e-3
+    """Peak learning rate (AdamW, cosine decay)."""
 
 
 @dataclasses.dataclass
@@ -88,8 +96,11 @@ class ConnectorConfig:
     n_layers: int = 1
     """Cross-attention layers (attention connector)."""
     steps: int = 600
+    """Training steps."""
     batch_size: int = 64
+    """Captions per step."""
     lr: float = 2e-3
+    """Peak learning rate (AdamW, cosine decay)."""
 
 
 @dataclasses.dataclass
@@ -183,8 +194,7 @@ def build_clip(cfg: ClipConfig, image_size: int, vocab_size: int, pad_id: int, e
 
     return open_clip.CLIP(
         embed_dim=cfg.embed_dim,
-        vision_cfg=dict(layers=cfg.layers, width=cfg.width, head_width=32, patch_size=cfg.patch_size,
-                        image_size=image_size),
+        vision_cfg=dict(layers=(cfg.blocks,) * 4, width=cfg.width, head_width=32, image_size=image_size),
         text_cfg=dict(context_length=cfg.context_length, vocab_size=vocab_size, width=cfg.text_width,
                       heads=max(1, cfg.text_width // 32), layers=cfg.text_layers, pad_id=pad_id, eos_id=eos_id,
                       pool_type="eos"),
@@ -318,17 +328,17 @@ def lmm_config(cfg: TrainToyConfig, tokenizer):
     return LMMConfig(family="toy", n_visual_tokens=cfg.n_visual_tokens,
                      image_token_id=tokenizer.convert_tokens_to_ids("<image>"), prompt=cfg.prompt,
                      image_size=cfg.image_size, image_mean=(0.5, 0.5, 0.5), image_std=(0.5, 0.5, 0.5),
-                     vision={"name": "toy-clip", "feature_layer": -1, "ln_post": True})
+                     vision={"name": "toy-clip-resnet", "tokens": "attention-pool output"})
 
 
 def build_connector(cfg: TrainToyConfig) -> nn.Module:
     from lmm_concepts.models import AttentionResampler, PoolingResampler
 
     if cfg.connector.kind == "attention":
-        return AttentionResampler(cfg.clip.width, cfg.lm.d_model, cfg.n_visual_tokens, d_hidden=cfg.connector.d_hidden,
+        return AttentionResampler(cfg.clip.embed_dim, cfg.lm.d_model, cfg.n_visual_tokens, d_hidden=cfg.connector.d_hidden,
                                   n_heads=4, n_layers=cfg.connector.n_layers)
     if cfg.connector.kind == "pool":
-        return PoolingResampler(cfg.clip.width, cfg.lm.d_model, cfg.n_visual_tokens, pool="avg", proj="mlp",
+        return PoolingResampler(cfg.clip.embed_dim, cfg.lm.d_model, cfg.n_visual_tokens, pool="avg", proj="mlp",
                                 d_hidden=cfg.connector.d_hidden)
     raise ValueError(f"connector.kind must be 'attention' or 'pool', got {cfg.connector.kind!r}")
 
@@ -343,7 +353,7 @@ def train_connector(cfg: TrainToyConfig, data: WorldTensors, tokenizer, lmm, log
                     gen: torch.Generator):
     """Train `lmm.connector` for captioning; the vision tower and the LM stay frozen."""
     k = cfg.connector
-    lmm.requires_grad_(False)
+    lmm.eval().requires_grad_(False)  # the frozen ResNet's batch norm uses its running statistics
     connector = lmm.connector.train().requires_grad_(True)
     opt = torch.optim.AdamW(connector.parameters(), lr=k.lr, weight_decay=0.01)
     rng = np.random.default_rng(cfg.seed + 1)
@@ -371,8 +381,9 @@ def train_toy(cfg: TrainToyConfig) -> dict:
     """Run the whole recipe into `cfg.out`. A stage whose weights are already there (from an interrupted run
     with the same config) is loaded instead of retrained. Returns the caption-accuracy summary."""
     from lmm_concepts._io import read_json, write_json
-    from lmm_concepts.models import HookedLMM, OpenClipVision
+    from lmm_concepts.models import HookedLMM
     from lmm_concepts.zoo.toy import caption_accuracy, load_clip_part, load_lm_part, save_toy
+    from lmm_concepts.zoo.vision import ResNetClipVision
 
     out = Path(cfg.out)
     saved_cfg = out / "train_config.json"
@@ -416,7 +427,7 @@ def train_toy(cfg: TrainToyConfig) -> dict:
         save_toy(out, tokenizer, None, {}, lm, lm_meta)
 
     torch.manual_seed(cfg.seed + 2)
-    lmm = HookedLMM.from_parts(lm, OpenClipVision(clip.visual, apply_ln_post=True), build_connector(cfg),
+    lmm = HookedLMM.from_parts(lm, ResNetClipVision(clip.visual), build_connector(cfg),
                                lmm_config(cfg, tokenizer))
     if (out / "connector.safetensors").is_file():
         lmm.load_connector(out / "connector.safetensors")

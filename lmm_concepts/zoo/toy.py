@@ -122,8 +122,9 @@ def load_lm_part(folder: Path, tokenizer):
 def load_toy(path: str | Path | None = None, device: str | torch.device | None = None):
     """The toy DePALM as a `HookedLMM`, from the weights shipped in the package (or from `path`, a folder
     written by `lmm-concepts train-toy`). Offline, about a second."""
-    from lmm_concepts.models import HookedLMM, OpenClipVision
+    from lmm_concepts.models import HookedLMM
     from lmm_concepts.models.hooked_lmm import load_connector_file
+    from lmm_concepts.zoo.vision import ResNetClipVision
 
     folder = Path(path) if path is not None else SHIPPED
     if not folder.is_dir():
@@ -137,7 +138,7 @@ def load_toy(path: str | Path | None = None, device: str | torch.device | None =
         connector, lmm_cfg = load_connector_file(folder / "connector.safetensors")
     except (SafetensorError, OSError, ValueError) as e:
         raise ToyWeightsError(f"toy connector in {folder} is unreadable ({e}); {RETRAIN}") from None
-    model = HookedLMM.from_parts(lm, OpenClipVision(clip.visual, apply_ln_post=True), connector.float(), lmm_cfg)
+    model = HookedLMM.from_parts(lm, ResNetClipVision(clip.visual), connector.float(), lmm_cfg)
     model.eval().requires_grad_(False)
     if device is not None:
         model.to(device)
