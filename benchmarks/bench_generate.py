@@ -27,7 +27,7 @@ def build_model(d_model: int, layers: int, vocab: int = 2000) -> lc.HookedLMM:
     tk.pre_tokenizer = pre_tokenizers.Whitespace()
     tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
     cfg = GPT2Config(vocab_size=vocab, n_embd=d_model, n_layer=layers, n_head=d_model // 64, n_positions=256,
-                     n_ctx=256, architectures=["GPT2LMHeadModel"])
+                     n_ctx=256, bos_token_id=1, eos_token_id=2, pad_token_id=0, architectures=["GPT2LMHeadModel"])
     llm = GPT2LMHeadModel(cfg).eval()
     visual = open_clip.CLIP(64, open_clip.CLIPVisionCfg(layers=4, width=256, head_width=64, patch_size=16, image_size=96),
                             open_clip.CLIPTextCfg(context_length=8, vocab_size=64, width=32, heads=2, layers=1)).visual

@@ -174,6 +174,16 @@ def test_semi_nmf_sae_folds_an_input_scale(training):
         sae.fold_W_dec_norm()
 
 
+@pytest.mark.parametrize("name", ["pca", "kmeans", "simple"])
+def test_tied_prototype_and_pca_saes_refuse_to_fold_a_scale(fitted, name):
+    sae = fitted[name].to_sae()
+    with pytest.raises(NotImplementedError):
+        sae.fold_activation_norm_scaling_factor(2.0)
+    with pytest.raises(NotImplementedError, match="cannot be folded"):
+        sae.fold_W_dec_norm()
+    assert torch.equal(sae.W_dec.detach(), fitted[name].W_dec)  # refused without touching the weights
+
+
 @pytest.mark.parametrize("name", ["semi_nmf", "pca", "kmeans"])
 def test_export_and_load_on_the_test_device(name, device, tmp_path):
     """`LMM_CONCEPTS_TEST_DEVICE=cuda pytest` checks the export path on a GPU."""

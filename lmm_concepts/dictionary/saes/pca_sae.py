@@ -54,3 +54,8 @@ class PCASAE(TiedEncoder, SAE[PCASAEConfig]):
         raise NotImplementedError(
             "the encoder of a PCA SAE is tied to W_dec: its norms cannot be folded into it"
         )
+
+    @override
+    def fold_activation_norm_scaling_factor(self, scaling_factor: float) -> None:
+        # sae-lens's version scales W_enc and W_dec in opposite directions, which a tied encoder cannot do
+        raise NotImplementedError("a PCA SAE's encoder is tied to its orthonormal W_dec: fit PCA on raw inputs")
