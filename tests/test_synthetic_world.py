@@ -57,7 +57,7 @@ def test_samples_are_well_formed(world):
     items = list(world)
     assert len(items) == len(world) == 150
     assert items[0].id == "train-00000" and items[-1].id == "test-00029"
-    for _sample_id, image, captions, attributes in items[:40]:
+    for _id, image, captions, attributes in items[:40]:
         assert image.size == (48, 48) and image.mode == "RGB"
         assert set(attributes) == set(ATTRIBUTES)
         json.dumps(attributes)  # JSON-serialisable

@@ -53,7 +53,7 @@ class ClipConfig:
     """Text tower depth."""
     context_length: int = 24
     """Text tower context (tokens)."""
-    warmup_steps: int = 600
+    warmup_steps: int = 1000
     """Supervised warm-up steps of the image tower (attribute heads)."""
     contrastive_steps: int = 400
     """Contrastive steps of both towers."""
@@ -179,6 +179,7 @@ def keyword_slots(attributes: dict, n_slots: int, rng: np.random.Generator) -> l
 def _log(log: list[dict], stage: str, step: int, loss: float, t0: float, every: int, total: int) -> None:
     if step % every == 0 or step == total - 1:
         log.append({"stage": stage, "step": step, "loss": round(loss, 5), "seconds": round(time.time() - t0, 1)})
+    if step % (5 * every) == 0 or step == total - 1:
         print(f"[{stage}] step {step + 1}/{total} loss {loss:.4f} ({time.time() - t0:.0f}s)", flush=True)
 
 
@@ -224,7 +225,7 @@ def train_clip(cfg: TrainToyConfig, data: WorldTensors, tokenizer, log: list[dic
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        _log(log, "clip-warmup", step, loss.item(), t0, 50, c.warmup_steps)
+        _log(log, "clip-warmup", step, loss.item(), t0, 10, c.warmup_steps)
 
     opt = torch.optim.AdamW([*clip.parameters(), *heads.parameters()], lr=c.lr, weight_decay=0.01)
     for step in range(c.contrastive_steps):
@@ -247,7 +248,7 @@ def train_clip(cfg: TrainToyConfig, data: WorldTensors, tokenizer, log: list[dic
         opt.step()
         with torch.no_grad():
             clip.logit_scale.clamp_(0, math.log(100))
-        _log(log, "clip-contrastive", step, contrastive.item(), t0, 50, c.contrastive_steps)
+        _log(log, "clip-contrastive", step, contrastive.item(), t0, 10, c.contrastive_steps)
     return clip.eval().requires_grad_(False)
 
 
@@ -317,7 +318,7 @@ def train_lm(cfg: TrainToyConfig, data: WorldTensors, tokenizer, log: list[dict]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        _log(log, "lm", step, loss.item(), t0, 50, m.steps)
+        _log(log, "lm", step, loss.item(), t0, 10, m.steps)
     return lm.eval().requires_grad_(False)
 
 
@@ -371,7 +372,7 @@ def train_connector(cfg: TrainToyConfig, data: WorldTensors, tokenizer, lmm, log
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        _log(log, "connector", step, loss.item(), t0, 50, k.steps)
+        _log(log, "connector", step, loss.item(), t0, 10, k.steps)
     connector.eval().requires_grad_(False)
     return lmm
 

@@ -52,7 +52,7 @@ def _read_weights(folder: Path, name: str) -> dict[str, Tensor]:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise ToyWeightsError(f"toy model file {path} is corrupt ({e}); {RETRAIN}") from None
-    return {k: v.float() for k, v in state.items()}
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
 def _load_into(module: nn.Module, state: dict[str, Tensor], source: Path) -> None:
@@ -219,3 +219,22 @@ def caption_accuracy(model, world: SyntheticWorld | WorldSplit, n: int | None = 
         return out
 
     return CaptionAccuracy(summary(hits[False]), summary(hits[True]), examples)
+
+
+def export_toy(src: str | Path, dst: str | Path = SHIPPED, dtype: torch.dtype = torch.float16) -> dict[str, int]:
+    """Copy a trained toy folder's files into `dst` (default: the package's shipped folder), floating-point
+    weights cast to `dtype` (float16 halves the size; `load_toy` casts back to float32). Returns file sizes."""
+    import shutil
+
+    src, dst = Path(src), Path(dst)
+    for name in FILES:
+        _checked(src, name)
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in FILES:
+        if name.endswith(".safetensors"):
+            state = load_file(str(src / name))
+            write_safetensors(dst / name, {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()},
+                              metadata={"format": "pt"})
+        else:
+            shutil.copyfile(src / name, dst / name)
+    return {name: (dst / name).stat().st_size for name in FILES}
