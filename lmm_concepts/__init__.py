@@ -10,8 +10,11 @@ from lmm_concepts.data import (
     HFDiskCaptions,
     IterableCaptions,
     JsonlCaptions,
+    SyntheticWorld,
+    attribute_words,
+    parse_caption,
+    shape_nouns,
 )
-from lmm_concepts.data.synthetic import SyntheticWorld, attribute_words, parse_caption, shape_nouns
 from lmm_concepts.dictionary import (
     NMF,
     PCA,

@@ -52,6 +52,9 @@ def test_faithfulness_bad_input(setup):
     expl = lc.ground(model, HandDictionary(U), store, n_words=4)
     with pytest.raises(ValueError, match="empty"):
         faithfulness(model, expl, {"input": tokens[:0]}, torch.zeros(0, dtype=torch.long))
+    other = lc.Explanations(**{**expl.__dict__, "W_dec": torch.randn(3, 8)})
+    with pytest.raises(ValueError, match="d_model is 16"):
+        faithfulness(model, other, {"input": tokens}, torch.full((12,), 5))
     with pytest.raises(ValueError, match="no concept could be scored"):
         faithfulness(model, expl, {"input": tokens}, torch.full((12,), 5), codes=torch.zeros(12, 3))
 

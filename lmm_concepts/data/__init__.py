@@ -3,7 +3,13 @@
 from lmm_concepts.data.base import CaptionDataset, IterableCaptions, Sample, as_dataset, iter_batches
 from lmm_concepts.data.coco import CocoKarpathy
 from lmm_concepts.data.hf import HFDiskCaptions
-from lmm_concepts.data.synthetic import SyntheticWorld, WorldSample, parse_caption, shape_nouns
+from lmm_concepts.data.synthetic import (
+    SyntheticWorld,
+    WorldSample,
+    attribute_words,
+    parse_caption,
+    shape_nouns,
+)
 from lmm_concepts.data.table import CsvCaptions, JsonlCaptions
 
 __all__ = [
@@ -17,6 +23,7 @@ __all__ = [
     "SyntheticWorld",
     "WorldSample",
     "as_dataset",
+    "attribute_words",
     "iter_batches",
     "parse_caption",
     "shape_nouns",

@@ -184,7 +184,7 @@ def explain(explanations: Explanations, sample, r: int = 3, *, store=None, dicti
         ids = list(store.sample_ids)
         if sample not in ids:
             raise KeyError(f"sample id {sample!r} is not in the store ({len(ids)} samples)")
-        row = ids.index(sample)
+        row = ids.index(sample)  # one look-up: a linear scan is fine
         z = store_matrix(store, pick_layer(store, explanations.layer))[row : row + 1]
         sample_id = sample
         image_path = meta_get(store, row, "image_path")

@@ -6,7 +6,9 @@ Rows (methods) × columns (metrics) in `EvaluationResults.scores`:
     noise_images   the concepts' texts scored against uniform-noise images instead of the test images (CLIPScore)
     gt_captions    upper bound: CLIPScore of the image with its own captions; BERTScore of each caption against
                    the image's other captions (needs ≥ 2 captions)
-Columns: clipscore_top1, clipscore_top{r}, bertscore_top1, bertscore_top{r} (means over test samples).
+Columns: clipscore_top1, clipscore_top{r}, bertscore_top1, bertscore_top{r} (means over test samples). CLIPScore's
+text is "A photo is described by the words w1, w2, …"; BERTScore's candidate is the words joined by spaces, scored
+against the image's captions (best over them). A concept with no words scores 0 on BERTScore.
 Also: overlap (between concepts' word sets), mas_words (CLIPScore of each concept's most activating test images
 with its words, against random words), quality (reconstruction / sparsity on the test set), faithfulness.
 

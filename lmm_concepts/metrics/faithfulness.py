@@ -54,9 +54,22 @@ def _rows(inputs: Mapping[str, Tensor], idx: Tensor) -> dict[str, Tensor]:
     return {k: (v[idx.to(v.device)] if isinstance(v, Tensor) and v.ndim > 0 else v) for k, v in inputs.items()}
 
 
-def _run(model, inputs, hooks) -> Tensor:
-    logits = model.run_with_hooks(**inputs, fwd_hooks=hooks, return_type="logits")
-    return logits
+SEQUENCE_KEYS = ("input", "input_ids", "tokens", "attention_mask")
+FINAL = "ln_final.hook_normalized"
+
+
+def _logprobs_at(model, inputs: Mapping[str, Tensor], hooks, positions: Tensor) -> Tensor:
+    """Next-token log-probs [batch, d_vocab] at each row's position, under `hooks`.
+
+    Sequences are cut after the last needed position (a causal model's earlier positions do not see later ones)
+    and only those rows are unembedded, not every position of every sequence.
+    """
+    end = int(positions.max()) + 1
+    cut = {k: (v[:, :end] if k in SEQUENCE_KEYS and isinstance(v, Tensor) and v.ndim == 2 else v)
+           for k, v in inputs.items()}
+    cache: dict[str, Tensor] = {}
+    model.run_with_hooks(**cut, fwd_hooks=[*hooks, (FINAL, capture_hook(cache, positions))], return_type=None)
+    return model.unembed(cache[FINAL][:, None, :])[:, 0].float().log_softmax(-1).cpu()
 
 
 def _word_logprob(logprobs: Float[Tensor, "n d_vocab"], word_token_ids: list[list[int]]) -> Float[Tensor, "n n_words"]:
@@ -92,15 +105,19 @@ def faithfulness(
     if n == 0:
         raise ValueError("faithfulness needs at least one sample; the test set is empty")
     W_dec = explanations.W_dec
+    if W_dec.shape[1] != model.cfg.d_model:
+        raise ValueError(
+            f"the explanations' concept vectors have d={W_dec.shape[1]} but the model's d_model is "
+            f"{model.cfg.d_model}: they were grounded on another model"
+        )
     positions = positions.long()
     # clean pass: activations at the hook and log-probs at each sample's token
     captured, clean_lp = [], []
     for s in range(0, n, batch_size):
         idx = torch.arange(s, min(s + batch_size, n))
         cache: dict[str, Tensor] = {}
-        logits = _run(model, _rows(inputs, idx), [(hook_name, capture_hook(cache, positions[idx]))])
-        rows = torch.arange(len(idx), device=logits.device)
-        clean_lp.append(logits[rows, positions[idx].to(logits.device)].float().log_softmax(-1).cpu())
+        hooks = [(hook_name, capture_hook(cache, positions[idx]))]
+        clean_lp.append(_logprobs_at(model, _rows(inputs, idx), hooks, positions[idx]))
         captured.append(cache[hook_name].float().cpu())
     Z, clean_lp = torch.cat(captured), torch.cat(clean_lp)
     if codes is None:
@@ -133,9 +150,7 @@ def faithfulness(
             for s in range(0, len(active), batch_size):
                 idx = active[s : s + batch_size]
                 hook = remove_component_hook(delta[s : s + batch_size], positions[idx])
-                logits = _run(model, _rows(inputs, idx), [(hook_name, hook)])
-                rows = torch.arange(len(idx), device=logits.device)
-                lp.append(logits[rows, positions[idx].to(logits.device)].float().log_softmax(-1).cpu())
+                lp.append(_logprobs_at(model, _rows(inputs, idx), [(hook_name, hook)], positions[idx]))
             drops.append((base - _word_logprob(torch.cat(lp), word_ids)).mean().item())
         rand = torch.tensor(drops[1:]) if n_random else torch.zeros(1)
         results.append(

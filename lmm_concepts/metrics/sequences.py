@@ -36,7 +36,11 @@ def store_sequences(model, store, ids: list | None = None, batch_size: int = 8) 
     ids = all_ids if ids is None else list(ids)
     if not ids:
         raise ValueError("the store holds no sample: nothing to rerun")
-    rows = {s: all_ids.index(s) for s in ids}
+    index = {s: i for i, s in enumerate(all_ids)}
+    missing = [s for s in ids if s not in index]
+    if missing:
+        raise KeyError(f"sample ids {missing[:5]} are not in the store ({len(all_ids)} samples)")
+    rows = {s: index[s] for s in ids}
     prompt = manifest_get(store, "prompt")
     max_new = manifest_get(store, "max_new_tokens", 20)
     pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
