@@ -38,6 +38,9 @@ def test_demo_end_to_end(tmp_path, browser, capsys):  # noqa: F811
     assert len(results["sweep"]["layers"]) == 3 and set(results["sweep"]["series"]) == {
         "recovery AUROC", "CLIPScore top-1", "overlap"}
 
+    assert all((out / "evaluation" / m / "results.json").is_file() for m in METHODS)
+    assert all((out / "explanations" / m / "explanations.json").is_file() for m in METHODS)
+
     # the paper's claims are stated plainly, whichever way they go
     assert len(results["findings"]) == 3
     assert all(f["holds"] in (True, False) for f in results["findings"])

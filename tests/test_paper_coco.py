@@ -38,5 +38,6 @@ def test_paper_coco_runs_from_its_config_on_a_tiny_standin(tmp_path, monkeypatch
         for key in ("overlap", "clipscore_top1", "clipscore_top3", "bertscore_top1", "bertscore_top3"):
             assert isinstance(m[key], float), key
     assert results["n_train"] >= 20 and results["settings"]["n_concepts"] == 20
+    assert all(Path(f"out/evaluation/{m}/results.safetensors").is_file() for m in results["methods"])
     html = Path("out/report.html").read_text()
     assert "data:image/png;base64," in html and "BERTScore top-1" in html

@@ -155,6 +155,7 @@ def main(cfg: PaperCocoConfig) -> dict:
         expl = lc.ground(model, dico, train, n_words=cfg.n_words, n_images=cfg.n_images, layer=layer)
         expl.save(out / "explanations" / name)
         scores = evaluate(expl, test, clip=clip, bert=bert, metrics=metrics, r=3, seed=cfg.seed)
+        scores.save(out / "evaluation" / name)  # the table, plus per-image scores (results.safetensors)
         row = scores.scores.get("concepts", {})
         results["methods"][name] = {"overlap": scores.overlap, **{k: v for k, v in row.items()},
                                     "baselines": {k: v for k, v in scores.scores.items() if k != "concepts"}}

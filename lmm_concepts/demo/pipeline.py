@@ -172,6 +172,7 @@ def evaluate_methods(state: DemoState) -> None:
         scores = evaluate(state.explanations[method], state.stores["test"], clip=state.clip,
                           metrics=["overlap", "clipscore"], baselines=("random_words", "gt_captions"), r=3,
                           seed=state.cfg.seed)
+        scores.save(state.folder / "evaluation" / method)  # the table, plus per-image scores
         methods.setdefault(method, {}).update(_metric_values(scores))
 
 
