@@ -32,6 +32,8 @@ from lmm_concepts.dictionary import (
     planted_dictionary,
     register_architectures,
 )
+from lmm_concepts.dictionary.distributed import RankFailure, init_distributed
+from lmm_concepts.dictionary.online import OnlineSemiNMF
 from lmm_concepts.extraction import RepresentationStore, extract
 from lmm_concepts.grounding import ConceptExplanation, Explanations, SampleExplanation, explain, ground
 from lmm_concepts.metrics import (
@@ -80,6 +82,7 @@ __all__ = [
     "ground",
     "HFDiskCaptions",
     "HookedLMM",
+    "init_distributed",
     "IterableCaptions",
     "JsonlCaptions",
     "k_sweep",
@@ -91,12 +94,14 @@ __all__ = [
     "load_toy",
     "load_toy_clip",
     "NMF",
+    "OnlineSemiNMF",
     "nonneg_lasso",
     "parse_caption",
     "PCA",
     "planted_dictionary",
     "PoolingResampler",
     "RandomDictionary",
+    "RankFailure",
     "RepresentationStore",
     "SAEDictionary",
     "SampleExplanation",

@@ -22,3 +22,17 @@ def test_unknown_command_is_named():
 
     with pytest.raises(SystemExit, match="unknown command 'nope'"):
         main(["nope"])
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path):
+    import os
+
+    from lmm_concepts._io import write_json
+
+    mask = os.umask(0o022)
+    try:
+        path = write_json(tmp_path / "a.json", {"x": 1})
+    finally:
+        os.umask(mask)
+    assert (path.stat().st_mode & 0o777) == 0o644
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

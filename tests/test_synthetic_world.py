@@ -142,3 +142,16 @@ def test_bad_arguments_are_named():
         SyntheticWorld(n_train=1, n_test=1).split("val")
     with pytest.raises(IndexError):
         SyntheticWorld(n_train=2, n_test=1).train[2]
+
+
+def test_written_world_reads_back_as_a_jsonl_dataset_with_attributes(tmp_path):
+    from lmm_concepts.data import JsonlCaptions
+
+    world = SyntheticWorld(seed=1, n_train=3, n_test=2, image_size=32)
+    paths = world.write(tmp_path)
+    ds = JsonlCaptions(paths["test"])
+    assert len(ds) == 2
+    sample_id, image_path, captions, extras = ds.raw(1)
+    assert sample_id == world.test[1].id and captions == world.test[1].captions
+    assert extras["attributes"] == world.test[1].attributes
+    assert image_path.endswith(f"{world.test[1].id}.png")

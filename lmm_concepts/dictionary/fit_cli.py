@@ -2,6 +2,11 @@
 
     lmm-concepts fit runs/dog --layer final --method semi_nmf --n-concepts 20 --out runs/dog/dico
 
+`--method semi_nmf_online` streams the representations from disk (`OnlineSemiNMF`: memory independent of n,
+checkpointed, resumed by rerunning the same command) and is data-parallel under torchrun:
+
+    torchrun --nproc-per-node 4 -m lmm_concepts fit runs/dog --layer final --method semi_nmf_online --out ...
+
 The input is an extraction's `RepresentationStore` folder (one layer chosen with --layer) or a plain matrix
 file [n, d] (`.safetensors`, `.npy`). The output folder holds the dictionary as sae-lens `cfg.json` +
 `sae_weights.safetensors` (load it with `lmm_concepts.load_dictionary` or `sae_lens.SAE.load_from_disk`) and
@@ -26,7 +31,7 @@ from torch import Tensor
 from lmm_concepts._io import read_json, write_json
 from lmm_concepts.dictionary.base import ConceptDictionary
 
-Method = Literal["semi_nmf", "pca", "kmeans", "simple", "nmf", "sae", "random"]
+Method = Literal["semi_nmf", "semi_nmf_online", "pca", "kmeans", "simple", "nmf", "sae", "random"]
 CONFIG_FILE = "fit_config.json"
 
 
@@ -41,7 +46,8 @@ class FitConfig:
     n_concepts: int = 20
     """number of concepts K"""
     method: Method = "semi_nmf"
-    """learner: semi_nmf (the paper's method), pca, kmeans, simple, nmf, sae (sae-lens SAETrainer), random"""
+    """learner: semi_nmf (the paper's method), semi_nmf_online (the same, streamed from disk; data-parallel under
+    torchrun), pca, kmeans, simple, nmf, sae (sae-lens SAETrainer), random"""
     layer: str | None = None
     """layer to read from a store ("final", an index, or a hook name); in a .safetensors file, the tensor's key"""
     l1: float = 1.0
@@ -64,6 +70,12 @@ class FitConfig:
     """hook the exported SAE attaches to (default: the store's hook name for --layer)"""
     overwrite: bool = False
     """fit again even when --out already holds a dictionary fitted with these options"""
+    batch_size: int = 4096
+    """semi_nmf_online: rows per mini-batch (split over the torchrun ranks)"""
+    epochs: int = 10
+    """semi_nmf_online: passes over the data at most"""
+    checkpoint: str | None = None
+    """semi_nmf_online: statistics checkpoint for resuming (default: <out>.checkpoint.safetensors)"""
 
 
 #: method -> learner factory from the config (one table instead of an if-chain)
@@ -75,6 +87,15 @@ def _learners() -> dict[str, Callable[[FitConfig, torch.dtype], ConceptDictionar
 
     return {
         "semi_nmf": lambda c, t: lc.SemiNMF(c.n_concepts, l1=c.l1, seed=c.seed, **common(c, t)),
+        "semi_nmf_online": lambda c, t: lc.OnlineSemiNMF(
+            c.n_concepts,
+            l1=c.l1,
+            seed=c.seed,
+            batch_size=c.batch_size,
+            max_epochs=c.epochs,
+            checkpoint=c.checkpoint or f"{Path(c.out)}.checkpoint.safetensors",
+            **common(c, t),
+        ),
         "pca": lambda c, t: lc.PCA(c.n_concepts, seed=c.seed, **common(c, t)),
         "kmeans": lambda c, t: lc.KMeans(
             c.n_concepts, activation=c.kmeans_activation, seed=c.seed, **common(c, t)
@@ -144,6 +165,23 @@ def load_representations(store: str | Path, layer: str | None) -> tuple[Tensor, 
     return reader(path, layer), None
 
 
+def streamed_representations(store: str | Path, layer: str | None):
+    """What `OnlineSemiNMF.fit` reads without loading it whole (store folder, mmapped .npy, safetensors slices),
+    and the hook name it came from."""
+    from lmm_concepts.dictionary.streaming import SafetensorsRows, StoreRows
+
+    path = Path(store)
+    if path.is_dir():
+        key: int | str | None = int(layer) if layer and re.fullmatch(r"-?\d+", layer) else layer
+        rows = StoreRows(_open_store(path), key)
+        return rows, rows.hook
+    if path.suffix == ".npy":
+        return np.load(path, mmap_mode="r", allow_pickle=False), None
+    if path.suffix == ".safetensors":
+        return SafetensorsRows([path], key=layer), None
+    return load_representations(store, layer)
+
+
 def _already_done(cfg: FitConfig, out: Path) -> bool:
     return (
         not cfg.overwrite
@@ -164,10 +202,22 @@ def fit(cfg: FitConfig) -> ConceptDictionary:
     learners = _learners()
     if cfg.method not in learners:
         raise ValueError(f"--method must be one of {sorted(learners)}, got {cfg.method!r}")
-    Z, hook = load_representations(cfg.store, cfg.layer)
+    from lmm_concepts.dictionary.distributed import init_distributed
+
+    comm = init_distributed()  # joins torchrun's process group when launched by torchrun; else single-process
+    if comm.active and cfg.method != "semi_nmf_online":
+        raise ValueError(
+            f"--method {cfg.method} is not data-parallel: run it without torchrun, or use --method semi_nmf_online"
+        )
+    if cfg.method == "semi_nmf_online":
+        Z, hook = streamed_representations(cfg.store, cfg.layer)
+    else:
+        Z, hook = load_representations(cfg.store, cfg.layer)
     dtype = getattr(torch, cfg.dtype)
     learner = learners[cfg.method](cfg, dtype).fit(Z)
-    learner.save(out, hook_name=cfg.hook_name or hook)
-    write_json(out / CONFIG_FILE, dataclasses.asdict(cfg))  # written last: its presence marks a finished fit
-    print(f"fitted {cfg.method} with {cfg.n_concepts} concepts on Z {tuple(Z.shape)}; saved to {out}")
+    if comm.rank == 0:  # every rank holds the same dictionary: one writes it
+        learner.save(out, hook_name=cfg.hook_name or hook)
+        write_json(out / CONFIG_FILE, dataclasses.asdict(cfg))  # written last: its presence marks a finished fit
+        shape = (getattr(Z, "n_rows", None) or Z.shape[0], learner.d_in)
+        print(f"fitted {cfg.method} with {cfg.n_concepts} concepts on Z {shape}; saved to {out}")
     return learner

@@ -266,9 +266,14 @@ def extract(
         "dataset": dataset_identity(data),
         "library_version": _version(),
     }
-    writer = StoreWriter(out, manifest, overwrite=overwrite)
+    # under torchrun (a process group of several ranks) batch i goes to rank i % world; see distributed.py
+    from lmm_concepts.extraction import distributed
+
+    _, world = distributed.rank_and_world()
+    writer = distributed.open_writer(lambda may: StoreWriter(out, manifest, overwrite=overwrite and may), out)
     if not writer.complete:
-        _run(model, data, writer, forms, hooks, position, prompt, max_new_tokens, batch_size, num_workers, progress)
+        run = _run if world == 1 else distributed.run_ranks
+        run(model, data, writer, forms, hooks, position, prompt, max_new_tokens, batch_size, num_workers, progress)
     return RepresentationStore.open(out)
 
 

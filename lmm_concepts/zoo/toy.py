@@ -237,4 +237,5 @@ def export_toy(src: str | Path, dst: str | Path = SHIPPED, dtype: torch.dtype = 
                               metadata={"format": "pt"})
         else:
             shutil.copyfile(src / name, dst / name)
+        (dst / name).chmod(0o644)  # package data: readable by every user (atomic writes create 0600 files)
     return {name: (dst / name).stat().st_size for name in FILES}
