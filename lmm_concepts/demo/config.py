@@ -1,0 +1,49 @@
+"""The demo's options (also its `--help` and the `settings` saved in results.json)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+METHODS: tuple[str, ...] = ("semi_nmf", "pca", "kmeans", "simple", "sae", "random")
+
+
+@dataclass
+class DemoConfig:
+    """Run the whole method on the embedded toy model and write report.html + results.json."""
+
+    out: str
+    """output folder (refused if it exists, unless --overwrite)"""
+    word: str = "circle"
+    """target word: a shape noun of the synthetic world (plurals are matched too)"""
+    overwrite: bool = False
+    """replace an existing output folder"""
+    toy: str = ""
+    """a folder written by `lmm-concepts train-toy` ("" uses the weights shipped in the package)"""
+    n_train: int = 1500
+    """training images drawn from the world (about a fifth hold the word)"""
+    n_test: int = 750
+    """test images drawn from the world"""
+    n_concepts: int = 20
+    """K, concepts per method (the paper's COCO setting)"""
+    l1: float = 1.0
+    """Semi-NMF sparsity l1 (= scikit-learn's alpha, the reference code's 1.0; the paper's lambda is 2*l1)"""
+    layer: str = "final"
+    """layer the methods are compared at: "final" (after the final norm, as the reference code) or a block index"""
+    sweep: bool = True
+    """also run Semi-NMF at every layer (the paper's layer ablation)"""
+    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    """methods to compare"""
+    sae_training_samples: int = 30_000
+    """samples the SAE baseline sees in training (sae-lens SAETrainer; epochs x kept samples)"""
+    n_words: int = 15
+    """grounded words per concept"""
+    n_images: int = 5
+    """most activating samples shown per concept"""
+    n_show: int = 12
+    """test images shown with their top-3 concepts"""
+    batch_size: int = 64
+    """images per captioning batch"""
+    seed: int = 0
+    """seed of the world and of every learner"""
+    device: str = "cpu"
+    """torch device ("cpu", "cuda", ...)"""

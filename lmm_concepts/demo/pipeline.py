@@ -1,0 +1,333 @@
+"""`lmm-concepts demo`: the whole method on the embedded toy model, as a pipeline of named stages.
+
+    check inputs -> load toy model -> draw the world -> extract (train, test) -> fit every method
+    -> ground -> evaluate (overlap, CLIPScore) -> ground-truth recovery -> layer sweep -> findings -> report
+
+Each stage is a function of the `DemoState` built so far, so stages can be run, tested and replaced one by one.
+Everything the stages compute lands in `<out>/results.json` (numbers) and `<out>/panels.json` (words, images),
+rendered into `<out>/report.html`. Extraction stores live in `<out>/reps/` and resume if interrupted.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from lmm_concepts.demo.config import METHODS, DemoConfig  # noqa: F401  (DemoConfig: the CLI table names it here)
+from lmm_concepts.demo.findings import paper_findings
+from lmm_concepts.metrics.recovery import RecoveryResult, concept_recovery
+
+
+class DemoInputError(ValueError):
+    """A demo option the demo cannot run with; the message says how to fix it."""
+
+
+@dataclass
+class DemoState:
+    """What the stages have produced so far."""
+
+    cfg: DemoConfig
+    folder: Path
+    word: str = ""
+    model: Any = None
+    clip: Any = None
+    world_files: dict[str, Path] = field(default_factory=dict)
+    stores: dict[str, Any] = field(default_factory=dict)  # split -> RepresentationStore
+    dictionaries: dict[str, Any] = field(default_factory=dict)  # method -> ConceptDictionary
+    explanations: dict[str, Any] = field(default_factory=dict)  # method -> Explanations
+    codes: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)  # method -> split -> V
+    recovery: dict[str, RecoveryResult] = field(default_factory=dict)
+    results: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------------------ stages
+def check_inputs(state: DemoState) -> None:
+    """Refuse bad options before anything slow runs: unknown word or method, an existing output folder."""
+    from lmm_concepts.data.synthetic import shape_nouns
+
+    cfg = state.cfg
+    nouns = shape_nouns()
+    word = cfg.word.strip().lower()
+    if word not in nouns:
+        raise DemoInputError(
+            f"--word {cfg.word!r} is not a shape noun of the synthetic world; choose one of: "
+            f"{', '.join(sorted(set(nouns.values())))} (plurals are matched automatically)"
+        )
+    state.word = nouns[word]
+    unknown = [m for m in cfg.methods if m not in METHODS]
+    if unknown or not cfg.methods:
+        raise DemoInputError(f"unknown method(s) {unknown}; choose among {', '.join(METHODS)}")
+    if state.folder.exists() and any(state.folder.iterdir()):
+        if not cfg.overwrite:
+            raise DemoInputError(
+                f"output folder {state.folder} already exists and is not empty; pass --overwrite to replace it "
+                "or choose another --out"
+            )
+        if not (state.folder / "results.json").exists() and not (state.folder / "reps").exists():
+            raise DemoInputError(
+                f"refusing to overwrite {state.folder}: it does not look like a demo folder (no results.json or "
+                "reps/); choose another --out"
+            )
+        shutil.rmtree(state.folder)
+    state.folder.mkdir(parents=True, exist_ok=True)
+
+
+def load_models(state: DemoState) -> None:
+    """The shipped toy DePALM and toy CLIP (a clear error tells how to retrain if the weights are missing)."""
+    from lmm_concepts.zoo import load_toy, load_toy_clip
+
+    path = state.cfg.toy or None
+    state.model = load_toy(path, device=state.cfg.device)
+    state.clip = load_toy_clip(path, device=state.cfg.device)
+
+
+def draw_world(state: DemoState) -> None:
+    """Render the world's train and test splits as PNGs + JSONL (deterministic by seed)."""
+    from lmm_concepts.data.synthetic import SyntheticWorld
+
+    cfg = state.cfg
+    world = SyntheticWorld(seed=cfg.seed, n_train=cfg.n_train, n_test=cfg.n_test)
+    state.world_files = world.write(state.folder / "world")
+
+
+def extract_splits(state: DemoState) -> None:
+    """Caption each split and keep the representations at the target word (plurals matched)."""
+    from lmm_concepts import extract
+    from lmm_concepts.data import JsonlCaptions
+
+    layer = layer_key(state.cfg.layer)
+    layers = sweep_layers(state.model) if state.cfg.sweep else [layer]
+    if layer not in layers:
+        layers.append(layer)
+    for split, path in state.world_files.items():
+        state.stores[split] = extract(
+            state.model, JsonlCaptions(path), token=state.word, layers=layers, out=state.folder / "reps" / split,
+            plural=True, batch_size=state.cfg.batch_size,
+        )
+
+
+def layer_key(layer: str) -> str | int:
+    """A layer option as extraction takes it: a block index (int) or a name such as "final"."""
+    return int(layer) if layer.lstrip("-").isdigit() else layer
+
+
+def sweep_layers(model) -> list[str | int]:
+    """Every block's residual output plus the final norm's output."""
+    return [*range(model.cfg.n_layers), "final"]
+
+
+def make_dictionary(method: str, cfg: DemoConfig):
+    """A fresh, unfitted learner for `method` (the table of the demo's methods)."""
+    import lmm_concepts as lc
+
+    k, seed = cfg.n_concepts, cfg.seed
+    factories: dict[str, Callable[[], Any]] = {
+        "semi_nmf": lambda: lc.SemiNMF(k, l1=cfg.l1, seed=seed, device=cfg.device),
+        "pca": lambda: lc.PCA(k, seed=seed, device=cfg.device),
+        "kmeans": lambda: lc.KMeans(k, seed=seed, device=cfg.device),
+        "simple": lambda: lc.Simple(k, device=cfg.device),
+        "sae": lambda: lc.SAEDictionary(k, seed=seed, training_samples=cfg.sae_training_samples, device=cfg.device),
+        # random unit directions coded by the same non-negative lasso (same l1) as Semi-NMF
+        "random": lambda: lc.RandomDictionary(k, l1=cfg.l1, seed=seed, device=cfg.device),
+    }
+    return factories[method]()
+
+
+def fit_methods(state: DemoState) -> None:
+    """Fit every method on the train representations at the compared layer; encode both splits."""
+    train = state.stores["train"].layer(layer_key(state.cfg.layer))
+    test = state.stores["test"].layer(layer_key(state.cfg.layer))
+    for method in tqdm(state.cfg.methods, desc="fit", leave=False):
+        dico = make_dictionary(method, state.cfg).fit(train)
+        state.dictionaries[method] = dico
+        state.codes[method] = {"train": dico.encode(train).cpu(), "test": dico.encode(test).cpu()}
+
+
+def ground_methods(state: DemoState) -> None:
+    """Words (logit lens) and most activating samples of every concept of every method."""
+    from lmm_concepts import ground
+
+    for method in tqdm(state.cfg.methods, desc="ground", leave=False):
+        expl = ground(state.model, state.dictionaries[method], state.stores["train"], n_words=state.cfg.n_words,
+                      n_images=state.cfg.n_images, layer=layer_key(state.cfg.layer))
+        expl.save(state.folder / "explanations" / method)
+        state.explanations[method] = expl
+
+
+def evaluate_methods(state: DemoState) -> None:
+    """The paper's metrics on the test split: overlap and CLIPScore of the top-1 / top-3 concepts."""
+    from lmm_concepts.metrics import evaluate
+
+    methods = state.results.setdefault("methods", {})
+    for method in tqdm(state.cfg.methods, desc="evaluate", leave=False):
+        scores = evaluate(state.explanations[method], state.stores["test"], clip=state.clip,
+                          metrics=["overlap", "clipscore"], baselines=("random_words", "gt_captions"), r=3,
+                          seed=state.cfg.seed)
+        scores.save(state.folder / "evaluation" / method)  # the table, plus per-image scores
+        methods.setdefault(method, {}).update(_metric_values(scores))
+
+
+def _metric_values(scores) -> dict[str, Any]:
+    """The headline numbers of an `EvaluationResults`, plus its baselines' CLIPScores for context."""
+    concepts = scores.scores.get("concepts", {})
+    out: dict[str, Any] = {"overlap": scores.overlap, "clipscore_top1": concepts.get("clipscore_top1"),
+                           "clipscore_top3": concepts.get(f"clipscore_top{scores.r}")}
+    out["baselines"] = {row: {k: v for k, v in cols.items() if k.startswith("clipscore")}
+                        for row, cols in scores.scores.items() if row != "concepts"}
+    return out
+
+
+def value_word(attribute: str, value: str) -> str | None:
+    """The caption word of an attribute value; counts of one have none ("a")."""
+    if attribute == "count":
+        return {"2": "two", "3": "three"}.get(value)
+    return value
+
+
+def recover(state: DemoState) -> None:
+    """Ground-truth recovery: the concept chosen on train for each attribute value, its AUROC on test."""
+    attrs = {split: [row.get("attributes", {}) for row in store.metadata] for split, store in state.stores.items()}
+    methods = state.results.setdefault("methods", {})
+    for method in state.cfg.methods:
+        words = state.explanations[method].words() if method in state.explanations else None
+        rec = concept_recovery(
+            state.codes[method]["train"], attrs["train"], state.codes[method]["test"], attrs["test"],
+            signed=bool(getattr(state.dictionaries[method], "signed_codes", False)),
+            concept_words=words, value_word=value_word,
+        )
+        state.recovery[method] = rec
+        methods.setdefault(method, {}).update(
+            recovery_auroc=rec.mean_test_auroc, word_hit_rate=rec.word_hit_rate,
+            recovery_by_attribute=rec.by_attribute(), recovery=rec.to_dict(),
+        )
+
+
+def layer_sweep(state: DemoState) -> None:
+    """The paper's layer ablation: Semi-NMF fitted, grounded and scored at every extracted layer."""
+    from lmm_concepts import ground
+    from lmm_concepts.metrics import evaluate
+
+    cfg = state.cfg
+    if not cfg.sweep:
+        return
+    train, test = state.stores["train"], state.stores["test"]
+    attrs = {s: [row.get("attributes", {}) for row in st.metadata] for s, st in state.stores.items()}
+    series: dict[str, list[float | None]] = {"recovery AUROC": [], "CLIPScore top-1": [], "overlap": []}
+    layers = list(train.layers)
+    main_hook = train.hook_name(layer_key(cfg.layer))
+    for layer in tqdm(layers, desc="layer sweep", leave=False):
+        main = state.results.get("methods", {}).get("semi_nmf", {})
+        if layer == main_hook and main.get("recovery_auroc") is not None:  # the compared layer: already done
+            values = (main["recovery_auroc"], main.get("clipscore_top1"), main.get("overlap"))
+        else:
+            dico = make_dictionary("semi_nmf", cfg).fit(train.layer(layer))
+            expl = ground(state.model, dico, train, n_words=cfg.n_words, n_images=cfg.n_images, layer=layer)
+            scores = _metric_values(evaluate(expl, test, clip=state.clip, metrics=["overlap", "clipscore"],
+                                             baselines=()))
+            rec = concept_recovery(dico.encode(train.layer(layer)), attrs["train"], dico.encode(test.layer(layer)),
+                                   attrs["test"], concept_words=expl.words(), value_word=value_word)
+            values = (rec.mean_test_auroc, scores["clipscore_top1"], scores["overlap"])
+        for name, value in zip(series, values, strict=True):
+            series[name].append(value)
+    state.results["sweep"] = {"method": "semi_nmf", "layers": [_short_layer(x) for x in layers], "series": series,
+                              "y_label": "score", "note": f"Semi-NMF with K={cfg.n_concepts} fitted at each layer"}
+
+
+def _short_layer(hook_name: str) -> str:
+    """"blocks.3.hook_resid_post" -> "3", "ln_final.hook_normalized" -> "final" (plot labels)."""
+    if hook_name.startswith("blocks.") and hook_name.endswith(".hook_resid_post"):
+        return hook_name.split(".")[1]
+    return "final" if hook_name == "ln_final.hook_normalized" else hook_name
+
+
+def conclude(state: DemoState) -> None:
+    """The paper's qualitative claims, checked against the numbers (see `findings.py`)."""
+    cfg = state.cfg
+    state.results.update(
+        word=state.word,
+        layer=cfg.layer,
+        model="toy DePALM (lmm_concepts.zoo)",
+        n_train=len(state.stores["train"]),
+        n_test=len(state.stores["test"]),
+        funnel={split: [[k.replace("_", " "), int(v)] for k, v in store.funnel.items()]
+                for split, store in state.stores.items()},
+        findings=paper_findings(state.results.get("methods", {})),
+        settings=asdict(cfg),
+    )
+
+
+def write_outputs(state: DemoState) -> None:
+    """results.json, panels.json and the self-contained report.html."""
+    from lmm_concepts.report import write_report
+    from lmm_concepts.report.build import build_panels
+
+    state.results["timings_s"] = {k: round(v, 2) for k, v in state.timings.items()}
+    panels = build_panels(state)
+    write_report(state.folder, state.results, panels)
+
+
+STAGES: list[tuple[str, Callable[[DemoState], None]]] = [
+    ("check inputs", check_inputs),
+    ("load toy model", load_models),
+    ("draw world", draw_world),
+    ("extract", extract_splits),
+    ("fit", fit_methods),
+    ("ground", ground_methods),
+    ("evaluate", evaluate_methods),
+    ("recovery", recover),
+    ("layer sweep", layer_sweep),
+    ("findings", conclude),
+    ("report", write_outputs),
+]
+
+
+def run_demo(cfg: DemoConfig, stages: list[tuple[str, Callable[[DemoState], None]]] | None = None) -> DemoState:
+    """Run the stages in order, with a progress bar over them; returns the final state."""
+    state = DemoState(cfg=cfg, folder=Path(cfg.out))
+    stages = STAGES if stages is None else stages
+    bar = tqdm(stages, desc="demo", unit="stage")
+    for name, stage in bar:
+        bar.set_postfix_str(name)
+        t0 = time.perf_counter()
+        stage(state)
+        state.timings[name] = time.perf_counter() - t0
+    bar.close()
+    return state
+
+
+def demo_command(cfg: DemoConfig) -> None:
+    """Entry point of `lmm-concepts demo`: run, then print the headline table and the findings."""
+    from lmm_concepts.zoo import ToyWeightsError
+
+    try:
+        state = run_demo(cfg)
+    except (DemoInputError, ToyWeightsError) as exc:
+        raise SystemExit(f"lmm-concepts demo: {exc}") from None
+    print(summary_text(state.results))
+    print(f"\nwrote {state.folder / 'report.html'} and {state.folder / 'results.json'}")
+
+
+def summary_text(results: dict[str, Any]) -> str:
+    """The metrics table and the findings as plain text."""
+    cols = ["recovery_auroc", "overlap", "clipscore_top1", "clipscore_top3"]
+    lines = [f"word {results.get('word')!r}, layer {results.get('layer')}, "
+             f"{results.get('n_train')} train / {results.get('n_test')} test samples kept", "",
+             f"{'method':<10}" + "".join(f"{c:>16}" for c in cols)]
+    for name, m in results.get("methods", {}).items():
+        cells = "".join(f"{m.get(c):>16.3f}" if isinstance(m.get(c), (int, float)) and np.isfinite(m.get(c))
+                        else f"{'-':>16}" for c in cols)
+        lines.append(f"{name:<10}{cells}")
+    lines.append("")
+    for f in results.get("findings", []):
+        verdict = {True: "HOLDS", False: "DOES NOT HOLD", None: "NOT MEASURED"}[f["holds"]]
+        lines.append(f"[{verdict}] {f['claim']}: {f['detail']}")
+    return "\n".join(lines)

@@ -1,0 +1,177 @@
+"""Render `results.json` + `panels.json` into one self-contained HTML page.
+
+Templates ship as package data (`report/templates/`) and are rendered by Jinja2 with autoescaping on, so
+every string that came from a tokenizer or a dataset (words, captions, ids, attribute values) is
+HTML-escaped. Images are inlined as base64 PNG and plots as inline SVG: the page loads nothing from anywhere.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from markupsafe import Markup
+
+from lmm_concepts._io import read_json, write_json, write_text
+from lmm_concepts.report import svg
+from lmm_concepts.report.panels import MethodPanels, Panels
+
+METHOD_LABELS = {
+    "semi_nmf": "Semi-NMF",
+    "pca": "PCA",
+    "kmeans": "KMeans",
+    "simple": "Simple",
+    "sae": "SAE",
+    "random": "Random dictionary",
+}
+
+#: (key in results["methods"][name], column label, tooltip, higher is better)
+METRIC_COLUMNS = [
+    ("recovery_auroc", "recovery AUROC ↑", "mean held-out AUROC of the best train concept per attribute value", True),
+    ("word_hit_rate", "words name the value ↑", "fraction of values whose chosen concept's words contain the value's word", True),
+    ("overlap", "overlap ↓", "mean over concept pairs of |T_i ∩ T_j| / |T_i|", False),
+    ("clipscore_top1", "CLIPScore top-1 ↑", "2.5·max(cos(image, words of top concept), 0), test mean", True),
+    ("clipscore_top3", "CLIPScore top-3 ↑", "mean over the top-3 concepts", True),
+    ("bertscore_top1", "BERTScore top-1 ↑", "BERTScore F1 of the top concept's words against the image's captions", True),
+    ("bertscore_top3", "BERTScore top-3 ↑", "mean over the top-3 concepts", True),
+]
+
+
+def _fmt(x: Any) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, float):
+        return "–" if not math.isfinite(x) else f"{x:.3f}"
+    return str(x)
+
+
+class _MethodView:
+    """What the template needs for one method: metrics, concepts with their SVGs, test images."""
+
+    def __init__(self, key: str, metrics: dict[str, Any], panels: MethodPanels | None):
+        self.key = key
+        self.label = METHOD_LABELS.get(key, key)
+        self.metrics = metrics
+        self.concepts = []
+        self._words: dict[int, str] = {}
+        self.images = panels.images if panels else []
+        for c in panels.concepts if panels else []:
+            self._words[c.index] = ", ".join(w.word for w in c.words[:5]) or "(no words)"
+            self.concepts.append(
+                {
+                    "index": c.index,
+                    "words": c.words,
+                    "recovers": c.recovers,
+                    "mas_pairs": list(zip(c.mas, c.mas_activations or [math.nan] * len(c.mas), strict=True)),
+                    "hist_svg": svg.histogram(c.hist_edges, c.hist_counts) if c.hist_counts else "",
+                    "frac_active": c.frac_active,
+                }
+            )
+
+    def words_of(self, k: int) -> str:
+        return self._words.get(k, "")
+
+
+def _template_env():
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("lmm_concepts.report", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def _asset(name: str) -> str:
+    return resources.files("lmm_concepts.report").joinpath("templates", name).read_text(encoding="utf-8")
+
+
+def render_html(results: dict[str, Any], panels: Panels, title: str | None = None) -> str:
+    """The report page as a string (see the module docstring)."""
+    from lmm_concepts import __version__
+
+    by_name = {m.name: m for m in panels.methods}
+    methods = [_MethodView(k, v, by_name.get(k)) for k, v in results.get("methods", {}).items()]
+    best = {}
+    for key, _, _, higher in METRIC_COLUMNS:
+        vals = [(m.metrics.get(key), m.key) for m in methods if isinstance(m.metrics.get(key), (int, float))]
+        vals = [(v, k) for v, k in vals if math.isfinite(v)]
+        if vals:
+            best[key] = (max if higher else min)(vals)[1]
+    present = {k for m in methods for k, v in m.metrics.items() if v is not None}
+    columns = [{"key": k, "label": lab, "help": h} for k, lab, h, _ in METRIC_COLUMNS if k in present]
+
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for i, m in enumerate(methods):
+        for v in (m.metrics.get("recovery") or {}).get("values", []):
+            row = rows.setdefault(
+                (v["attribute"], v["value"]),
+                {"attribute": v["attribute"], "value": v["value"], "n_train": v["n_train_positive"],
+                 "n_test": v["n_test_positive"], "cells": [{"auroc": None, "concept": None, "sign": 1, "word": False, "title": ""}
+                                                             for _ in methods]},
+            )
+            row["cells"][i] = {"auroc": v["test_auroc"], "concept": v["concept"], "sign": v["sign"],
+                               "word": bool(v.get("word_in_grounding")), "title": v.get("note", "")}
+    recovery_rows = [rows[k] for k in sorted(rows)]
+
+    sweep = results.get("sweep") or {}
+    sweep_svg = (svg.line_plot([str(x) for x in sweep["layers"]], sweep["series"], y_label=sweep.get("y_label", ""))
+                 if sweep.get("layers") and sweep.get("series") else "")
+    funnels = [(split, svg.bars([(str(lab), float(n)) for lab, n in stages]))
+               for split, stages in (results.get("funnel") or {}).items() if stages]
+
+    template = _template_env().get_template("report.html.j2")
+    return template.render(
+        title=title or f"lmm-concepts report: {results.get('word', '')}",
+        results=_Attr(results),
+        methods=methods,
+        metric_columns=columns,
+        best=best,
+        recovery_rows=recovery_rows,
+        sweep_svg=sweep_svg,
+        funnels=funnels,
+        images=panels.images,
+        fmt=_fmt,
+        version=__version__,
+        css=Markup(_asset("report.css")),
+        js=Markup(_asset("report.js")),
+    )
+
+
+class _Attr(dict):
+    """A dict whose keys also read as attributes in templates, with absent keys as None."""
+
+    def __getattr__(self, name: str) -> Any:
+        value = self.get(name)
+        if isinstance(value, dict):
+            return _Attr(value)
+        if isinstance(value, list):
+            return [_Attr(v) if isinstance(v, dict) else v for v in value]
+        return value
+
+
+def write_report(folder: str | os.PathLike, results: dict[str, Any], panels: Panels) -> Path:
+    """Save `results.json`, `panels.json` and `report.html` into `folder`; returns the HTML's path."""
+    folder = Path(folder)
+    write_json(folder / "results.json", results)
+    write_json(folder / "panels.json", panels.to_dict(), indent=None)
+    return write_text(folder / "report.html", render_html(results, panels))
+
+
+def rerender(folder: str | os.PathLike) -> Path:
+    """Render `folder/report.html` again from the saved `results.json` and `panels.json`."""
+    folder = Path(folder)
+    results_path = folder / "results.json"
+    if not results_path.is_file():
+        raise FileNotFoundError(
+            f"{results_path} not found: point `lmm-concepts report` at a folder written by `lmm-concepts demo` "
+            "(or by lmm_concepts.report.write_report)"
+        )
+    panels_path = folder / "panels.json"
+    panels = Panels.from_dict(read_json(panels_path)) if panels_path.is_file() else Panels()
+    return write_text(folder / "report.html", render_html(read_json(results_path), panels))

@@ -1,0 +1,58 @@
+"""`lmm-concepts demo`: bad input refused before anything slow runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from lmm_concepts.cli import main
+from lmm_concepts.demo import DemoConfig, DemoInputError, run_demo
+from lmm_concepts.demo.pipeline import check_inputs
+
+
+def _check(**kw):
+    return run_demo(DemoConfig(**kw), stages=[("check inputs", check_inputs)])
+
+
+def test_word_must_be_a_shape_noun(tmp_path):
+    with pytest.raises(DemoInputError, match="not a shape noun") as err:
+        _check(out=str(tmp_path / "o"), word="dog")
+    for noun in ["circle", "square", "triangle", "star", "cross"]:
+        assert noun in str(err.value)
+    assert _check(out=str(tmp_path / "o"), word="Circles").word == "circle"  # plural and case accepted
+    with pytest.raises(SystemExit, match="not a shape noun"):
+        main(["demo", "--out", str(tmp_path / "p"), "--word", "dog"])
+
+
+def test_existing_output_folder_is_refused_unless_overwrite(tmp_path):
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "results.json").write_text("{}")
+    with pytest.raises(DemoInputError, match="--overwrite"):
+        _check(out=str(out))
+    assert (out / "results.json").exists()  # nothing lost
+    _check(out=str(out), overwrite=True)
+    assert out.is_dir() and not any(out.iterdir())
+    # --overwrite never wipes a folder that isn't a demo's
+    other = tmp_path / "thesis"
+    other.mkdir()
+    (other / "chapter1.tex").write_text("precious")
+    with pytest.raises(DemoInputError, match="does not look like a demo folder"):
+        _check(out=str(other), overwrite=True)
+    assert (other / "chapter1.tex").read_text() == "precious"
+
+
+def test_unknown_method_is_named(tmp_path):
+    with pytest.raises(DemoInputError, match="nmf2"):
+        _check(out=str(tmp_path / "o"), methods=["semi_nmf", "nmf2"])
+
+
+def test_missing_or_corrupt_weights_say_how_to_retrain(tmp_path):
+    with pytest.raises(SystemExit, match="train-toy"):
+        main(["demo", "--out", str(tmp_path / "o"), "--toy", str(tmp_path / "no-such-toy")])
+    corrupt = tmp_path / "corrupt-toy"
+    corrupt.mkdir()
+    for name in ["tokenizer.json", "clip.json", "clip.safetensors", "lm.json", "lm.safetensors",
+                 "connector.json", "connector.safetensors"]:
+        (corrupt / name).write_bytes(b"\x00garbage")
+    with pytest.raises(SystemExit, match="train-toy"):
+        main(["demo", "--out", str(tmp_path / "p"), "--toy", str(corrupt)])

@@ -1,0 +1,56 @@
+"""`lmm-concepts demo` end to end on the shipped toy model, at small settings (the CI run of the README's main job)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import pytest
+
+from lmm_concepts.cli import main
+from lmm_concepts.demo import METHODS
+from tests.test_report import browser, check_page_in_browser  # noqa: F401  (browser is a fixture)
+
+SMALL = ["--n_train", "300", "--n_test", "150", "--n_concepts", "8", "--sae_training_samples", "3000",
+         "--n_show", "4", "--batch_size", "64"]
+
+
+def test_demo_end_to_end(tmp_path, browser, capsys):  # noqa: F811
+    out = tmp_path / "demo"
+    main(["demo", "--out", str(out), *SMALL])
+    printed = capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+
+    # every method side by side, with the four headline numbers
+    assert list(results["methods"]) == list(METHODS)
+    for name, m in results["methods"].items():
+        for key in ("recovery_auroc", "overlap", "clipscore_top1", "clipscore_top3"):
+            assert isinstance(m[key], float) and math.isfinite(m[key]), (name, key, m[key])
+        assert 0.0 <= m["recovery_auroc"] <= 1.0 and 0.0 <= m["overlap"] <= 1.0
+        values = m["recovery"]["values"]
+        assert {v["attribute"] for v in values} >= {"color", "size", "position", "background", "count"}
+        scored = [v["test_auroc"] for v in values if v["test_auroc"] is not None]
+        assert m["recovery_auroc"] == pytest.approx(sum(scored) / len(scored))
+    assert results["layer"] == "final" and results["word"] == "circle"
+    assert results["n_train"] > 8 and results["n_test"] > 0
+    assert [k for k, _ in results["funnel"]["train"]][0] == "images"
+    assert len(results["sweep"]["layers"]) == 3 and set(results["sweep"]["series"]) == {
+        "recovery AUROC", "CLIPScore top-1", "overlap"}
+
+    assert all((out / "evaluation" / m / "results.json").is_file() for m in METHODS)
+    assert all((out / "explanations" / m / "explanations.json").is_file() for m in METHODS)
+
+    # the paper's claims are stated plainly, whichever way they go
+    assert len(results["findings"]) == 3
+    assert all(f["holds"] in (True, False) for f in results["findings"])
+    assert printed.count("HOLD") == 3 and "recovery_auroc" in printed
+
+    # the report: self-contained, renders in Chromium with its grids; re-rendered from the saved results
+    html = (out / "report.html").read_text()
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:|//)""", html)
+    state = check_page_in_browser(browser, out / "report.html")
+    assert state["n_concepts"] == 8 * len(METHODS)
+    (out / "report.html").unlink()
+    main(["report", str(out)])
+    assert (out / "report.html").read_text() == html
