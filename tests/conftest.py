@@ -42,3 +42,13 @@ def _seed():
 def device() -> str:
     """`LMM_CONCEPTS_TEST_DEVICE=cuda pytest` runs the device-aware tests on a GPU."""
     return os.environ.get("LMM_CONCEPTS_TEST_DEVICE", "cpu")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny problems run on one torch thread: on a busy 2-core machine, 2-thread GEMMs on small matrices stall in
+    spin-waits (measured 30x slower). Use with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -7,13 +7,7 @@ import torch
 from _dist_workers import dying_worker, fit_worker, run_ranks, single_fit
 from safetensors.torch import load_file
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_two_gloo_ranks_fit_the_single_process_dictionary(tmp_path):

@@ -19,14 +19,7 @@ from lmm_concepts.dictionary.lasso import (
 )
 from lmm_concepts.dictionary.planted import planted_dictionary
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """On the shared 2-core machine, torch's 2-thread GEMMs on tiny matrices stall in spin-waits (30x slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -18,13 +18,7 @@ L1 = 0.1
 FAST = dict(batch_size=250, block_rows=50, init_rows=500, lasso_max_iter=200)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These problems are tiny: one thread avoids thread-pool overhead on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
