@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import threading
 import time
 import warnings
 from collections import Counter
@@ -28,6 +27,7 @@ import torch
 from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 
 import lmm_concepts as lc
+from lmm_concepts._memory import peak_rss_anon_mb
 from tests._extract_models import noise_images, tiny_lmm
 
 warnings.filterwarnings("ignore")
@@ -59,30 +59,6 @@ def paper_style(model, images, word: str, hooks: list[str], max_new_tokens: int)
             j = generated.index(first_sub_token)
             kept[n] = {h: steps[j][h][0, -1] for h in hooks}
     return kept
-
-
-def rss_anon_peak(fn) -> float:
-    def rss() -> float:
-        for line in open("/proc/self/status"):
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
-
-    peak, done = [rss()], threading.Event()
-
-    def sample():
-        while not done.is_set():
-            peak.append(rss())
-            time.sleep(0.001)
-
-    t = threading.Thread(target=sample)
-    t.start()
-    try:
-        fn()
-    finally:
-        done.set()
-        t.join()
-    return max(peak)
 
 
 def main() -> None:
@@ -129,8 +105,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         run(a.batch_size, f"{tmp}/warm")
-        small = rss_anon_peak(lambda: run(a.images, f"{tmp}/small"))
-        large = rss_anon_peak(lambda: run(10 * a.images, f"{tmp}/large"))
+        small = peak_rss_anon_mb(lambda: run(a.images, f"{tmp}/small"))
+        large = peak_rss_anon_mb(lambda: run(10 * a.images, f"{tmp}/large"))
     print(f"peak RssAnon: {small:.1f} MiB for {a.images} images, {large:.1f} MiB for {10 * a.images} "
           f"(+{large - small:.1f} MiB)")
 

@@ -23,38 +23,10 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import torch
-
-
-def rss_anon_kb() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1])
-    return -1
-
-
-class PeakRssAnon:
-    """Samples this process's RssAnon in a thread; `.peak_mb` after `stop()`."""
-
-    def __init__(self, every: float = 0.1):
-        self.peak_kb, self._every, self._stop = rss_anon_kb(), every, threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self):
-        while not self._stop.wait(self._every):
-            self.peak_kb = max(self.peak_kb, rss_anon_kb())
-
-    def stop(self) -> float:
-        self._stop.set()
-        self._thread.join()
-        self.peak_kb = max(self.peak_kb, rss_anon_kb())
-        return self.peak_kb / 1024
 
 
 # ---------------------------------------------------------------------------------------------- the store
@@ -102,13 +74,16 @@ def worker(args) -> None:
     from lmm_concepts.dictionary.online import OnlineSemiNMF
 
     comm = init_distributed(backend="gloo")
-    monitor = PeakRssAnon()
-    model = OnlineSemiNMF(args.k, l1=args.l1, batch_size=args.batch_size, max_epochs=args.epochs, tol=0.0,
-                          init_rows=args.init_rows, lasso_max_iter=args.lasso_max_iter, lasso_tol=args.lasso_tol)
-    start = time.perf_counter()
-    model.fit(args.store, layer="planted")
-    seconds = time.perf_counter() - start
-    peak = monitor.stop()
+    from lmm_concepts._memory import PeakRssAnon
+
+    with PeakRssAnon(every=0.1) as monitor:
+        model = OnlineSemiNMF(args.k, l1=args.l1, batch_size=args.batch_size, max_epochs=args.epochs, tol=0.0,
+                              init_rows=args.init_rows, lasso_max_iter=args.lasso_max_iter,
+                              lasso_tol=args.lasso_tol)
+        start = time.perf_counter()
+        model.fit(args.store, layer="planted")
+        seconds = time.perf_counter() - start
+    peak = monitor.peak_mb
     meta = json.loads((args.store / "manifest.json").read_text())["planted"]
     truth = atoms(meta["K"], meta["d"], meta["seed"])
     recovery = (truth @ model.W_dec.float().T).abs().max(dim=1).values.mean().item()

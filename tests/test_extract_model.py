@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 import torch
 
 import lmm_concepts as lc
+from lmm_concepts._memory import peak_rss_anon_mb
 from lmm_concepts.cli import main as cli_main
 from tests._extract_models import noise_images, tiny_lmm
 
@@ -89,32 +89,6 @@ def test_only_generated_tokens_are_searched(model, world, tmp_path):
     assert all(word not in r["detail"].split() for r in store.rejections)  # word in the prompt only: rejected
 
 
-def _peak_rss_anon_mb(fn) -> float:
-    """Peak RssAnon (anonymous memory, not file-backed pages) while `fn` runs, sampled every millisecond."""
-
-    def rss() -> float:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1]) / 1024
-        raise RuntimeError("no RssAnon in /proc/self/status")
-
-    peak, done = [rss()], threading.Event()
-
-    def sample():
-        while not done.is_set():
-            peak.append(rss())
-            time.sleep(0.001)
-
-    t = threading.Thread(target=sample)
-    t.start()
-    try:
-        fn()
-    finally:
-        done.set()
-        t.join()
-    return max(peak)
-
-
 def test_peak_memory_does_not_grow_with_the_dataset(model, tmp_path):
     # every caption holds the word, so every image is captioned; half of them are kept
     images = noise_images(12)
@@ -125,8 +99,8 @@ def test_peak_memory_does_not_grow_with_the_dataset(model, tmp_path):
         lc.extract(model, items, word, [0, "final"], tmp_path / out, batch_size=12, max_new_tokens=3, progress=False)
 
     run(12, "warm")  # first-call allocations (thread pools, caches) out of the way
-    small = _peak_rss_anon_mb(lambda: run(24, "small"))
-    large = _peak_rss_anon_mb(lambda: run(240, "large"))
+    small = peak_rss_anon_mb(lambda: run(24, "small"))
+    large = peak_rss_anon_mb(lambda: run(240, "large"))
     print(f"peak RssAnon: {small:.1f} MiB (24 images), {large:.1f} MiB (240 images)")
     assert large - small < 8, f"peak RssAnon {small:.1f} MiB for 24 images, {large:.1f} MiB for 240"
 

@@ -10,6 +10,7 @@ import torch
 from safetensors import safe_open
 
 import lmm_concepts as lc
+from lmm_concepts._memory import rss_anon_mb
 from lmm_concepts.extraction.store import committed_batches
 from tests._extract_fixtures import ScriptedLMM, coded_image
 
@@ -153,13 +154,6 @@ def test_bad_inputs(model, tmp_path):
     assert store.layers == ["blocks.0.hook_resid_post"]
 
 
-def _rss_anon_mb() -> float:
-    for line in open("/proc/self/status"):
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no RssAnon")
-
-
 def test_layer_files_are_streamed_in_and_memory_mapped_out(tmp_path):
     from safetensors.torch import load_file
 
@@ -168,11 +162,11 @@ def test_layer_files_are_streamed_in_and_memory_mapped_out(tmp_path):
     chunks = [torch.full((1000, 1024), float(k)) for k in range(8)]  # 8 × 4 MiB
     write_streamed(tmp_path / "z.safetensors", iter(chunks), 8000, 1024, torch.float32, {"hook_name": "x"})
     del chunks
-    before = _rss_anon_mb()
+    before = rss_anon_mb()
     Z = read_mmap(tmp_path / "z.safetensors")
     assert Z.shape == (8000, 1024) and float(Z[::1000, 0].sum()) == sum(range(8))
     assert float(Z.sum()) == 1000 * 1024 * sum(range(8))  # every page read, none copied into anonymous memory
-    assert _rss_anon_mb() - before < 8
+    assert rss_anon_mb() - before < 8
     assert torch.equal(load_file(str(tmp_path / "z.safetensors"))["activations"], Z)  # a valid safetensors file
     Z[0, 0] = -1.0  # copy-on-write: the caller may write, the file keeps its value
     assert float(read_mmap(tmp_path / "z.safetensors")[0, 0]) == 0.0
