@@ -32,7 +32,7 @@ def _perturbed(W, seed=2, eps=0.1):
     return Wp / Wp.norm(dim=1, keepdim=True)
 
 
-@pytest.mark.parametrize("method", ["cd", "fista"])
+@pytest.mark.parametrize("method", ["cd", "fista", "active_set"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_nonneg_lasso_matches_sklearn_lasso_cd(planted, method, dtype, device):
     Z, W, _ = planted
@@ -53,7 +53,7 @@ def test_nonneg_lasso_zero_data_gives_zero_codes(planted):
     assert torch.equal(V, torch.zeros(7, W.shape[0], dtype=W.dtype))
 
 
-@pytest.mark.parametrize("method", ["cd", "fista"])
+@pytest.mark.parametrize("method", ["cd", "fista", "active_set"])
 def test_warm_start_never_worse_than_its_start(planted, method):
     Z, W, V_true = planted
     W = _perturbed(W)
@@ -61,6 +61,31 @@ def test_warm_start_never_worse_than_its_start(planted, method):
     G, C = W @ W.T, Z @ W.T
     rows = lambda V: (0.5 * (V @ G) - C + 0.2).mul(V).sum(1)  # noqa: E731
     assert (rows(V) <= rows(V_true) + 1e-9).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_active_set_matches_fista_at_k256(dtype, device):
+    # the regime "auto" sends to the active-set solver: K = 256, sparse codes
+    Z, W, _ = planted_dictionary(200, 96, 256, 8, noise=0.05, seed=3, dtype=dtype)
+    Z, W = Z.to(device), W.to(device)
+    V = nonneg_lasso(Z, W, 0.2, method="active_set", tol=1e-6)
+    ref = nonneg_lasso(Z, W, 0.2, method="fista", tol=1e-7, max_iter=5000)
+    assert (V >= 0).all() and V.dtype == dtype
+    ours, theirs = (
+        objective(Z.double(), V.double(), W.double(), 0.2),
+        objective(Z.double(), ref.double(), W.double(), 0.2),
+    )
+    assert ours <= theirs * (1 + (1e-5 if dtype == torch.float32 else 1e-9))
+    assert torch.equal(nonneg_lasso(Z, W, 0.2, tol=1e-6), V)  # "auto" picks it for a cold start at K > 64
+
+
+def test_active_set_falls_back_when_the_gram_matrix_is_singular(planted):
+    Z, W, _ = planted
+    W2 = torch.cat([W, W])  # every atom twice: the working-set systems are singular
+    V = nonneg_lasso(Z, W2, 0.2, method="active_set", tol=1e-6)
+    ref = nonneg_lasso(Z, W, 0.2, method="cd", tol=1e-6)
+    assert (V >= 0).all()
+    assert objective(Z, V, W2, 0.2) <= objective(Z, ref, W, 0.2) * (1 + 1e-6)
 
 
 def test_nonneg_lasso_rejects_bad_arguments(planted):

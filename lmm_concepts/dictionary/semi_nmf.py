@@ -61,7 +61,7 @@ class SemiNMF(ConceptDictionary):
         code_iter: most inner sweeps of the code solver per iteration (warm-started, so a few suffice);
             default 10 for K <= 64, else 3.
         dict_sweeps: block-coordinate sweeps over the atoms per dictionary step; default 5 for K <= 64, else 1.
-        lasso_method: "auto", "cd" or "fista" (see `lasso.nonneg_lasso`).
+        lasso_method: "auto", "cd", "fista" or "active_set" (see `lasso.nonneg_lasso`).
         n_reseed: at most this many times, when the objective stalls, move the least-used atom to the residual
             of the worst-reconstructed sample and keep the move only if the objective drops (escapes local
             minima where two atoms share one concept and another concept is missed).
