@@ -192,10 +192,12 @@ def _lasso_active_set(
     grad = V @ G - shift if V0 is not None else -shift
     gtol = tol * max(shift.abs().max().item(), 1e-30)
     eye = None
+    singular = converged = False
     for _ in range(max_iter):
         viol = (V <= 0) & (grad < -gtol)
         rows = viol.any(dim=1).nonzero().flatten()
-        if rows.numel() == 0:
+        converged = rows.numel() == 0
+        if converged:
             break
         Vr, gr, vr, sr = V[rows], grad[rows], viol[rows], shift[rows]
         active = Vr > 0
@@ -209,29 +211,34 @@ def _lasso_active_set(
         m = idx.shape[1]
         if eye is None or eye.shape[0] != m:
             eye = torch.eye(m, dtype=C.dtype, device=C.device)
-        Gs = G[idx[:, :, None], idx[:, None, :]]
+        Gs = G.flatten().take(idx[:, :, None] * K + idx[:, None, :])  # G_SS per sample, [n, m, m]
         cs = sr.gather(1, idx)
-        singular = False
+        # solve, drop the negative codes, solve again: only the samples that had a negative code go round again
+        v = torch.zeros_like(cs)
+        sub = None  # rows of this round still solving (None: all)
         for _ in range(m + 1):
             w = mask.to(C.dtype)
             A = Gs * (w[:, :, None] * w[:, None, :]) + eye * (1 - w)[:, :, None]
             L, info = torch.linalg.cholesky_ex(A)
-            if bool((info != 0).any()):
-                singular = True
+            singular = bool((info != 0).any())
+            if singular:
                 break
-            v = torch.cholesky_solve((cs * w).unsqueeze(-1), L).squeeze(-1)
-            neg = (v < 0) & mask
-            if not bool(neg.any()):
+            vs = torch.cholesky_solve((cs * w).unsqueeze(-1), L).squeeze(-1).mul_(w)
+            neg = (vs < 0) & mask
+            again = neg.any(dim=1)
+            _write_rows(v, sub, vs)
+            if not bool(again.any()):
                 break
-            mask = mask & ~neg
+            sub = again.nonzero().flatten() if sub is None else sub[again]
+            Gs, cs, mask = Gs[again], cs[again], mask[again] & ~neg[again]
         if singular:
-            return _lasso_fista(C, G, l1, V, max_iter, tol)
-        Vr = torch.zeros_like(Vr).scatter_add_(1, idx, (v * mask).clamp_(min=0))
+            break
+        Vr = torch.zeros_like(Vr).scatter_add_(1, idx, v.clamp_(min=0))
         V[rows] = Vr
         grad[rows] = Vr @ G - sr
-    else:
-        if bool(((V <= 0) & (grad < -gtol)).any()):
-            V = _lasso_fista(C, G, l1, V, max_iter, tol)
+    if singular or (not converged and bool(((V <= 0) & (grad < -gtol)).any())):
+        # out of rounds or a singular working set (e.g. repeated atoms): FISTA finishes from the codes reached
+        V = _lasso_fista(C, G, l1, V, max_iter, tol)
     if V0 is not None:  # like FISTA: never worse than the start, sample by sample
         V0c = V0.to(C)
         worse = _rows_objective(V, V @ G, shift) > _rows_objective(V0c, V0c @ G, shift)
