@@ -79,6 +79,15 @@ def test_active_set_matches_fista_at_k256(dtype, device):
     assert torch.equal(nonneg_lasso(Z, W, 0.2, tol=1e-6), V)  # "auto" picks it for a cold start at K > 64
 
 
+def test_active_set_hands_dense_codes_over_to_fista():
+    # a small penalty gives dense codes: the working sets outgrow `max_set` and FISTA finishes the solve
+    Z, W, _ = planted_dictionary(150, 96, 256, 8, noise=0.05, seed=4, dtype=torch.float64)
+    V = nonneg_lasso(Z, W, 0.01, method="active_set", tol=1e-7, max_iter=5000)
+    ref = nonneg_lasso(Z, W, 0.01, method="fista", tol=1e-7, max_iter=5000)
+    assert (V > 0).sum(dim=1).float().mean() > 32  # dense indeed
+    assert objective(Z, V, W, 0.01) <= objective(Z, ref, W, 0.01) * (1 + 1e-7)
+
+
 def test_active_set_falls_back_when_the_gram_matrix_is_singular(planted):
     Z, W, _ = planted
     W2 = torch.cat([W, W])  # every atom twice: the working-set systems are singular

@@ -175,16 +175,26 @@ def _lasso_fista(C: Tensor, G: Tensor, l1: float, V0: Tensor | None, max_iter: i
 
 
 def _lasso_active_set(
-    C: Tensor, G: Tensor, l1: float, V0: Tensor | None, max_iter: int, tol: float, grow: int = 16
+    C: Tensor,
+    G: Tensor,
+    l1: float,
+    V0: Tensor | None,
+    max_iter: int,
+    tol: float,
+    grow: int = 16,
+    max_set: int = 32,
+    still_frac: float = 0.5,
 ) -> Tensor:
     """Batched working-set method: exact solves on each sample's support, then a KKT check on all K.
 
     Each round takes, per sample, its current support plus its (at most `grow`) most violating zero codes
-    (gradient < −tol·max|C − l1|), solves G_SS·v = c_S − l1 on that set by a batched linear solve [n, m, m],
+    (gradient < −tol·max|C − l1|), solves G_SS·v = c_S − l1 on that set by a batched Cholesky solve [n, m, m],
     drops the codes that come out negative and solves again until none do, then recomputes the gradient with
-    one GEMM. Only samples that still violate the KKT conditions take part in later rounds, and m stays near
-    the support size (~s), so a round costs far less than one dense FISTA step. After `max_iter` rounds, or
-    if a working-set system is singular (e.g. repeated atoms), FISTA finishes from the codes reached.
+    one GEMM. Only samples that still violate the KKT conditions take part in later rounds. This wins while
+    codes are sparse (planted data, K = 256, 1 thread: support 8, 3x faster than FISTA; support 32, 1.6x
+    slower; support ~45, 3.5x slower), so dense codes hand over to FISTA, warm-started from the codes reached:
+    when a working set would exceed `max_set`, or when more than `still_frac` of the samples still violate
+    KKT after a round. FISTA also finishes after `max_iter` rounds or on a singular working set (repeated atoms).
     """
     n, K = C.shape
     shift = C - l1  # gradient = V·G − shift
@@ -192,17 +202,23 @@ def _lasso_active_set(
     grad = V @ G - shift if V0 is not None else -shift
     gtol = tol * max(shift.abs().max().item(), 1e-30)
     eye = None
-    singular = converged = False
-    for _ in range(max_iter):
+    handover = converged = False
+    for rnd in range(max_iter):
         viol = (V <= 0) & (grad < -gtol)
         rows = viol.any(dim=1).nonzero().flatten()
         converged = rows.numel() == 0
         if converged:
             break
+        if rnd > 0 and rows.numel() > still_frac * n:  # dense codes: FISTA's GEMMs converge faster
+            handover = True
+            break
         Vr, gr, vr, sr = V[rows], grad[rows], viol[rows], shift[rows]
         active = Vr > 0
         n_act = int(active.sum(dim=1).max().item())
         n_add = min(grow, int(vr.sum(dim=1).max().item()))
+        if n_act + n_add > max_set:  # dense codes: the [n, m, m] solves would cost more than FISTA's GEMMs
+            handover = True
+            break
         # one topk picks the support (score +inf) then the worst violators (score −gradient); ties and padding
         # (score 0) are masked out and may repeat an index, hence the masked solve and the scatter_add below
         score = torch.where(active, torch.full_like(gr, math.inf), torch.where(vr, -gr, torch.zeros_like(gr)))
@@ -220,8 +236,8 @@ def _lasso_active_set(
             w = mask.to(C.dtype)
             A = Gs * (w[:, :, None] * w[:, None, :]) + eye * (1 - w)[:, :, None]
             L, info = torch.linalg.cholesky_ex(A)
-            singular = bool((info != 0).any())
-            if singular:
+            handover = bool((info != 0).any())  # a singular working set (e.g. repeated atoms)
+            if handover:
                 break
             vs = torch.cholesky_solve((cs * w).unsqueeze(-1), L).squeeze(-1).mul_(w)
             neg = (vs < 0) & mask
@@ -231,13 +247,12 @@ def _lasso_active_set(
                 break
             sub = again.nonzero().flatten() if sub is None else sub[again]
             Gs, cs, mask = Gs[again], cs[again], mask[again] & ~neg[again]
-        if singular:
+        if handover:
             break
         Vr = torch.zeros_like(Vr).scatter_add_(1, idx, v.clamp_(min=0))
         V[rows] = Vr
         grad[rows] = Vr @ G - sr
-    if singular or (not converged and bool(((V <= 0) & (grad < -gtol)).any())):
-        # out of rounds or a singular working set (e.g. repeated atoms): FISTA finishes from the codes reached
+    if handover or (not converged and bool(((V <= 0) & (grad < -gtol)).any())):  # FISTA finishes the job
         V = _lasso_fista(C, G, l1, V, max_iter, tol)
     if V0 is not None:  # like FISTA: never worse than the start, sample by sample
         V0c = V0.to(C)
