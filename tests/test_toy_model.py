@@ -3,6 +3,7 @@ broken files give a clear error, and the recipe itself still learns when rerun f
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -69,15 +70,19 @@ def test_toy_clip_prefers_the_true_word_list(world):
     assert win_rate > 0.9, win_rate
 
 
-@pytest.mark.parametrize("broken", ["missing", "corrupt"])
+@pytest.mark.parametrize("broken", ["missing", "corrupt", "old_clip_config"])
 def test_broken_weight_file_says_how_to_retrain(tmp_path, broken):
     folder = tmp_path / "toy"
     shutil.copytree(SHIPPED, folder)
     target = folder / "lm.safetensors"
     if broken == "missing":
         target.unlink()
-    else:
+    elif broken == "corrupt":
         target.write_bytes(target.read_bytes()[:100])
+    else:  # a clip.json from another version of the recipe, with a field this version lacks
+        meta = json.loads((folder / "clip.json").read_text())
+        meta["clip"]["retired_option"] = 1
+        (folder / "clip.json").write_text(json.dumps(meta))
     with pytest.raises(ToyWeightsError, match="lmm-concepts train-toy"):
         load_toy(folder)
 

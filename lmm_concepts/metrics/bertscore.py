@@ -41,7 +41,12 @@ class BertModel:
 
     def scorer(self):
         if self._scorer is None:
-            from bert_score import BERTScorer
+            try:
+                from bert_score import BERTScorer
+            except ImportError:
+                raise ImportError(
+                    "BERTScore needs the bert-score package: pip install 'lmm-concepts[metrics]' (or bert-score==0.3.13)"
+                ) from None
 
             scorer = BERTScorer(
                 model_type=self.path,

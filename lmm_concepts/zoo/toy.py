@@ -99,7 +99,10 @@ def load_clip_part(folder: Path, tokenizer) -> tuple[nn.Module, dict]:
     from lmm_concepts.zoo.recipe import ClipConfig, build_clip
 
     meta = _read_json(folder, "clip.json")
-    cfg = ClipConfig(**meta["clip"])
+    try:
+        cfg = ClipConfig(**meta["clip"])
+    except (TypeError, KeyError) as e:  # a clip.json written by another version of the recipe
+        raise ToyWeightsError(f"{folder / 'clip.json'} does not fit this version's ClipConfig ({e}); {RETRAIN}") from None
     clip = build_clip(cfg, meta["image_size"], len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id)
     _load_into(clip, _read_weights(folder, "clip.safetensors"), folder / "clip.safetensors")
     return clip.eval().requires_grad_(False), meta
