@@ -22,7 +22,22 @@ def _resolve(root: Path, image: str) -> str:
     return str(p if p.is_absolute() else root / p)
 
 
-class JsonlCaptions(CaptionDataset):
+class _RowTable(CaptionDataset):
+    """A caption table read into memory: `rows` holds (id, image path, captions, extras) per sample."""
+
+    rows: list[tuple[str, str, list[str], dict[str, Any]]]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def sample_id(self, i: int) -> str:
+        return self.rows[i][0]
+
+    def raw(self, i: int):
+        return self.rows[i]
+
+
+class JsonlCaptions(_RowTable):
     """One JSON object per line with an image path (relative to `image_root`, default: the file's folder)."""
 
     def __init__(
@@ -38,7 +53,7 @@ class JsonlCaptions(CaptionDataset):
         if not path.is_file():
             raise FileNotFoundError(f"JSONL file not found: {path}")
         self.image_root = Path(image_root) if image_root is not None else path.parent
-        self.rows: list[tuple[str, str, list[str], dict[str, Any]]] = []
+        self.rows = []
         with open(path, encoding="utf-8") as f:
             for n, line in enumerate(f, start=1):
                 if not line.strip():
@@ -59,17 +74,8 @@ class JsonlCaptions(CaptionDataset):
                 self.rows.append((str(sample_id), _resolve(self.image_root, obj[image_key]), captions, extras))
         self._check_unique_ids()
 
-    def __len__(self) -> int:
-        return len(self.rows)
 
-    def sample_id(self, i: int) -> str:
-        return self.rows[i][0]
-
-    def raw(self, i: int):
-        return self.rows[i]
-
-
-class CsvCaptions(CaptionDataset):
+class CsvCaptions(_RowTable):
     """A CSV with a header: an image column, one or more caption columns, optionally an id column."""
 
     def __init__(
@@ -108,12 +114,3 @@ class CsvCaptions(CaptionDataset):
                     extras = {k: v for k, v in row.items() if k not in used}
                     groups[key] = [key, _resolve(self.image_root, row[image_column]), captions, extras]
         self.rows = [tuple(g) for g in groups.values()]
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def sample_id(self, i: int) -> str:
-        return self.rows[i][0]
-
-    def raw(self, i: int):
-        return self.rows[i]
