@@ -47,8 +47,9 @@ def test_codes_non_negative_and_atoms_in_the_unit_ball(fitted, planted):
 def test_objective_never_increases(planted, dtype, init):
     model = SemiNMF(6, l1=0.1, init=init, dtype=dtype, tol=0.0, max_iter=40).fit(planted.Z)
     h = np.array(model.history_)
-    # tol=0 runs until max_iter or until an iteration no longer lowers the objective at all
-    assert len(h) == 40 or model.stop_reason_.startswith("converged")
+    # tol=0 runs until max_iter (a re-seed trial that did not help takes one of them without a history entry)
+    # or until an iteration no longer lowers the objective at all
+    assert (model.stop_reason_.startswith("max_iter") and len(h) >= 39) or model.stop_reason_.startswith("converged")
     assert len(h) >= 10
     # the exact objective never rises; in float32 its evaluation from the statistics A, B carries ~1e-6 rounding
     slack = 1e-12 if dtype == torch.float64 else 1e-5

@@ -141,32 +141,39 @@ def _lasso_fista(C: Tensor, G: Tensor, l1: float, V0: Tensor | None, max_iter: i
     step = 1.0 / L
     out = V0.to(C).clone() if V0 is not None else torch.zeros_like(C)
     shift_all = C - l1  # gradient = Y·G − (C − l1)
+    step_shift_all = shift_all * step
     rows = None  # indices of the samples still iterating (None: all of them)
-    V, Y, shift = out.clone(), out.clone(), shift_all
+    V, Y, step_shift = out.clone(), out.clone(), step_shift_all
     t = torch.ones(n, 1, dtype=C.dtype, device=C.device)
     start_rows = None
     for it in range(max_iter):
-        YG = Y @ G
+        # the step Y − step·(Y·G − C + l1), projected; written as one GEMM accumulating into Y + step·(C − l1)
+        # (the elementwise passes over [n, K], not the GEMM, dominate an iteration at large K)
         if it == 0 and V0 is not None:  # Y = V0 here: its objective comes free for the safeguard below
-            start_rows = _rows_objective(V, YG, shift)
-        V_new = (YG - shift).mul_(-step).add_(Y).clamp_(min=0)  # Y − step·(Y·G − C + l1), projected
+            YG = Y @ G
+            start_rows = _rows_objective(V, YG, shift_all)
+            V_new = YG.mul_(-step).add_(Y).add_(step_shift)
+        else:
+            V_new = torch.addmm(Y + step_shift, Y, G, alpha=-step)
+        V_new.clamp_(min=0)
         delta = V_new - V
         # restart where the momentum points uphill: (Y − V_new)·(V_new − V) > 0
-        restart = ((Y - V_new) * delta).sum(dim=1, keepdim=True) > 0
+        restart = torch.linalg.vecdot(Y.sub_(V_new), delta).unsqueeze(1) > 0
         t_new = 0.5 * (1 + torch.sqrt(1 + 4 * t * t))
         beta = torch.where(restart, torch.zeros_like(t), (t - 1) / t_new)
         t = torch.where(restart, torch.ones_like(t), t_new)
-        Y = V_new + beta * delta
+        Y = torch.addcmul(V_new, beta, delta)
         V = V_new
         if it % 2 == 1 or it == max_iter - 1:
-            moving = delta.abs().amax(dim=1) > tol * max(V.max().item(), 1e-30)
+            # max |delta| per row from two reductions: 20x faster here than vector_norm(ord=inf, dim=1)
+            moving = torch.maximum(delta.amax(dim=1), delta.amin(dim=1).neg_()) > tol * max(V.max().item(), 1e-30)
             n_moving = int(moving.sum().item())
             if n_moving == 0:
                 break
             if n_moving < 0.8 * V.shape[0]:  # freeze the settled samples
                 _write_rows(out, rows, V)
                 rows = moving.nonzero().flatten() if rows is None else rows[moving]
-                V, Y, t, shift = V[moving], Y[moving], t[moving], shift_all[rows]
+                V, Y, t, step_shift = V[moving], Y[moving], t[moving], step_shift_all[rows]
     _write_rows(out, rows, V)
     if start_rows is not None:  # FISTA is not monotone: keep each sample's start where it was better
         worse = _rows_objective(out, out @ G, shift_all) > start_rows
@@ -269,8 +276,11 @@ def _write_rows(out: Tensor, rows: Tensor | None, V: Tensor) -> None:
 
 
 def _rows_objective(V: Tensor, VG: Tensor, shift: Tensor) -> Tensor:
-    """Per-sample ½vᵀGv − (c − l1)ᵀv, the objective minus ½‖z‖², as [n, 1] in float64."""
-    return ((0.5 * VG - shift) * V).sum(dim=1, keepdim=True, dtype=torch.float64)
+    """Per-sample ½vᵀGv − (c − l1)ᵀv, the objective minus ½‖z‖², as [n, 1].
+
+    Two passes in the data's dtype: a float64 sum would first copy the whole [n, K] product to float64, which
+    cost more than the GEMM that made VG. The comparisons it serves only choose between two codes per sample."""
+    return torch.linalg.vecdot(torch.add(shift, VG, alpha=-0.5), V).neg_().unsqueeze(1)
 
 
 # ---------------------------------------------------------------------------------------------- dictionary
@@ -370,7 +380,7 @@ def init_svd(Z: Float[Tensor, "n d"], n_concepts: int, *, generator: torch.Gener
         U = _randomized_right_singular_vectors(Z, k_svd, generator=generator)
     else:  # small side: eigenvectors of the smaller Gram matrix (far cheaper than an SVD of Z)
         U = _gram_right_singular_vectors(Z, k_svd)
-    sign = torch.sign((Z @ U.T).mean(dim=0))
+    sign = torch.sign(U @ Z.mean(dim=0))  # = sign of the mean coefficient (Z·Uᵀ).mean(0), without the GEMM
     sign[sign == 0] = 1
     U = U * sign[:, None]
     if k_svd < n_concepts:

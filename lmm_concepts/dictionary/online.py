@@ -39,7 +39,7 @@ from safetensors import safe_open
 from torch import Tensor
 
 from lmm_concepts._io import write_safetensors
-from lmm_concepts.dictionary.base import ArrayLike, ConceptDictionary
+from lmm_concepts.dictionary.base import ArrayLike, ConceptDictionary, all_finite
 from lmm_concepts.dictionary.distributed import Comm, RankFailure
 from lmm_concepts.dictionary.lasso import (
     CD_MAX_CONCEPTS,
@@ -112,7 +112,7 @@ class _State:
 
 
 def _check_finite(Z: Tensor, epoch: int, step: int) -> None:
-    if not torch.isfinite(Z).all():
+    if not all_finite(Z):
         n_bad = int((~torch.isfinite(Z)).any(dim=1).sum())
         raise ValueError(f"Z holds NaN or inf in {n_bad} rows of the batch at epoch {epoch}, step {step}; "
                          "drop or repair those rows first")

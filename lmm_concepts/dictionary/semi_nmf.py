@@ -27,7 +27,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from lmm_concepts.dictionary.base import ArrayLike, ConceptDictionary
+from lmm_concepts.dictionary.base import ArrayLike, ConceptDictionary, all_finite
 from lmm_concepts.dictionary.lasso import (
     CD_MAX_CONCEPTS,
     LassoMethod,
@@ -42,8 +42,10 @@ from lmm_concepts.dictionary.lasso import (
     update_dictionary,
 )
 
-Init = Literal["svd", "kmeans++", "random"]
+Init = Literal["auto", "svd", "kmeans++", "random"]
 _INITS = {"svd": init_svd, "kmeans++": init_kmeanspp, "random": init_random}
+#: FISTA steps per mini-batch in the warm-up: its dictionary moves on after every batch anyway
+_WARMUP_LASSO_ITER = 20
 
 
 class SemiNMF(ConceptDictionary):
@@ -55,8 +57,10 @@ class SemiNMF(ConceptDictionary):
         max_iter: most alternating iterations (code step + dictionary step).
         tol: stop when one iteration lowers the objective by less than `tol` times its value.
         init: start for W_dec: "svd" (top singular vectors, each signed towards the data), "kmeans++",
-            "random" (random samples), or a tensor [K', d] (K' <= K; the rest is filled by residual seeding).
-        seed: seeds every random choice (randomised SVD, k-means++, re-seeding); same seed, same result.
+            "random" (random samples), "auto" (random samples before a warm-up, as online learners start, else
+            svd: measured on the benchmark's planted data, K = 20 and 256, the svd start made the warm-up's
+            fit slower and no better), or a tensor [K', d] (K' <= K; the rest is filled by residual seeding).
+        seed: seeds every random choice (start, warm-up order, re-seeding); same seed, same result.
         device, dtype: where and in which precision to fit (defaults: the data's device, float32).
         code_iter: most inner sweeps of the code solver per iteration (warm-started, so a few suffice);
             default 10 for K <= 64, else 3.
@@ -64,7 +68,13 @@ class SemiNMF(ConceptDictionary):
         lasso_method: "auto", "cd", "fista" or "active_set" (see `lasso.nonneg_lasso`).
         n_reseed: at most this many times, when the objective stalls, move the least-used atom to the residual
             of the worst-reconstructed sample and keep the move only if the objective drops (escapes local
-            minima where two atoms share one concept and another concept is missed).
+            minima where two atoms share one concept and another concept is missed). After a move that did not
+            help, no more are tried.
+        reseed_tol: "stalls" means one iteration lowered the objective by less than this fraction (looser than
+            `tol`: near such a minimum the objective creeps down for many iterations before `tol` would hold).
+        warmup_epochs, warmup_batch: passes of online mini-batch learning (Mairal et al. 2010) with batches of
+            `warmup_batch` samples before the full-batch iterations, which then start near the solution. Skipped
+            for fewer than 4 batches of data and when the start is a given dictionary. 0 turns it off.
         encode_max_iter, encode_tol: the code solver's budget in `encode`.
 
     After `fit`: `W_dec` [K, d], `history_` (objective after every iteration), `history_seconds_` (wall time
@@ -82,7 +92,7 @@ class SemiNMF(ConceptDictionary):
         *,
         max_iter: int = 1000,
         tol: float = 1e-6,
-        init: Init | Tensor = "svd",
+        init: Init | Tensor = "auto",
         seed: int = 0,
         device: str | torch.device | None = None,
         dtype: torch.dtype = torch.float32,
@@ -90,13 +100,16 @@ class SemiNMF(ConceptDictionary):
         dict_sweeps: int | None = None,
         lasso_method: LassoMethod = "auto",
         n_reseed: int = 5,
+        reseed_tol: float = 1e-4,
+        warmup_epochs: float = 1.0,
+        warmup_batch: int = 256,
         encode_max_iter: int = 1000,
         encode_tol: float = 1e-5,
     ):
         super().__init__(n_concepts, device=device, dtype=dtype)
         _check_l1(l1)
-        if isinstance(init, str) and init not in _INITS:
-            raise ValueError(f"init must be one of {sorted(_INITS)} or a tensor [K, d], got {init!r}")
+        if isinstance(init, str) and init not in (*_INITS, "auto"):
+            raise ValueError(f"init must be 'auto', one of {sorted(_INITS)} or a tensor [K, d], got {init!r}")
         # K-space work (code sweeps, dictionary sweeps) is cheap next to the n·d·K products at small K, so small
         # dictionaries do more of it per iteration. Measured on the benchmark's planted data, d = 768:
         # K = 20 converges in 13 iterations with (10, 5) instead of 20 with (3, 1); at K = 256, 3 FISTA steps
@@ -107,8 +120,11 @@ class SemiNMF(ConceptDictionary):
         for name, value in [("max_iter", max_iter), ("code_iter", code_iter), ("dict_sweeps", dict_sweeps)]:
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not tol >= 0:
-            raise ValueError(f"tol must be >= 0, got {tol!r}")
+        if not isinstance(warmup_batch, int) or warmup_batch < 1:
+            raise ValueError(f"warmup_batch must be a positive integer, got {warmup_batch!r}")
+        for name, value in [("tol", tol), ("reseed_tol", reseed_tol), ("warmup_epochs", warmup_epochs)]:
+            if not value >= 0:
+                raise ValueError(f"{name} must be >= 0, got {value!r}")
         self.l1 = float(l1)
         self.max_iter = max_iter
         self.tol = tol
@@ -118,6 +134,9 @@ class SemiNMF(ConceptDictionary):
         self.dict_sweeps = dict_sweeps
         self.lasso_method: LassoMethod = lasso_method
         self.n_reseed = n_reseed
+        self.reseed_tol = reseed_tol
+        self.warmup_epochs = warmup_epochs
+        self.warmup_batch = warmup_batch
         self.encode_max_iter = encode_max_iter
         self.encode_tol = encode_tol
         self.history_: list[float] = []
@@ -132,72 +151,135 @@ class SemiNMF(ConceptDictionary):
         `init_W_dec` [K', d] (K' <= K) warm-starts from a previous solution, e.g. the K-concept dictionary
         when fitting K + 1 concepts (the extra atoms start at the worst-reconstructed samples' residuals).
         """
-        t0 = time.perf_counter()
+        self._fit(self._as_tensor(Z, fitting=True), init_W_dec)
+        return self
+
+    def fit_transform(self, Z: ArrayLike, *, init_W_dec: Tensor | None = None) -> Float[Tensor, "n n_concepts"]:
+        """`fit(Z)` and the codes of Z under the final dictionary, the same as `encode(Z)` but warm-started
+        from the last iteration's codes (scikit-learn's `fit_transform`)."""
         Z = self._as_tensor(Z, fitting=True)
+        V = self._fit(Z, init_W_dec)
+        W = self.W_dec
+        return nonneg_lasso_gram(
+            Z @ W.T, W @ W.T, self.l1, V0=V, max_iter=self.encode_max_iter, tol=self.encode_tol,
+            method=self.lasso_method,
+        )
+
+    def _fit(self, Z: Float[Tensor, "n d"], init_W_dec: Tensor | None) -> Float[Tensor, "n K"]:
+        """The fit proper; sets W_dec and the history, returns the codes of the last code step."""
+        t0 = time.perf_counter()
         generator = torch.Generator().manual_seed(self.seed)
-        W = self._start(Z, init_W_dec if init_W_dec is not None else self.init, generator)
+        init = init_W_dec if init_W_dec is not None else self.init
+        # a given start is a solution to refine: the noisy online steps could only move it to another basin
+        warm = isinstance(init, str) and self.warmup_epochs > 0 and Z.shape[0] >= 4 * self.warmup_batch
+        if isinstance(init, str) and init == "auto":
+            init = "random" if warm else "svd"
+        W = self._start(Z, init, generator)
+        V = None
+        if warm:
+            W, V = self._warmup(Z, W, generator)
 
         sq_norm_Z = float((Z * Z).sum(dtype=torch.float64))
-        V = None
         history: list[float] = []
         seconds: list[float] = []
         stop_reason = f"max_iter={self.max_iter} reached"
         reseeds_left = self.n_reseed
+        tried = 0
         trial: tuple[Tensor, Tensor, float] | None = None  # (W, V, objective) before a trial re-seed
+        cold = V is None
+        # the last accepted dictionary (after its update) with the codes that made it: a pending re-seed trial
+        # never ends up in W_dec
+        W_acc, V_acc = W, V
+        small = self.n_concepts <= CD_MAX_CONCEPTS and self.lasso_method in ("auto", "cd")
         for _ in range(self.max_iter):
             G = W @ W.T
-            C = Z @ W.T
-            # first code step from zero, solved to the encode tolerance; later ones warm-started and short
+            # coordinate descent works on Cᵀ [K, n]: made directly by the GEMM, the transpose is free
+            C = (W @ Z.T).T if small else Z @ W.T
+            # a cold first code step is solved to the encode tolerance; warm-started ones are short
             V = nonneg_lasso_gram(
                 C,
                 G,
                 self.l1,
                 V0=V,
-                max_iter=self.encode_max_iter if V is None else self.code_iter,
+                max_iter=self.encode_max_iter if cold else self.code_iter,
                 tol=self.encode_tol,
                 method=self.lasso_method,
             )
+            cold = False
             A = V.T @ V
-            B = Z.T @ V
+            B = (V.T @ Z).T  # [d, K] as a view of VᵀZ [K, d]: the faster GEMM, and the rows the update reads
             W_new, dead = update_dictionary(W, A, B, n_sweeps=self.dict_sweeps)
             obj = objective_from_stats(W_new, A, B, V.sum(dtype=torch.float64), sq_norm_Z, self.l1)
-            if trial is not None:  # this iteration tried a re-seeded atom: keep it only if it helped
-                if obj >= trial[2]:
-                    W, V = trial[0], trial[1]
-                    stop_reason = (
-                        f"converged: relative decrease <= tol={self.tol:g}; re-seeding the least-used atom "
-                        f"did not lower the objective ({self.n_reseed - reseeds_left} tried)"
-                    )
-                    break
+            if trial is not None:  # this iteration tried a re-seeded atom: keep it only if it clearly helped
+                failed = obj >= trial[2] - self.tol * abs(trial[2])
                 trial = None
+                if failed:
+                    W, V = W_acc, V_acc
+                    reseeds_left = 0  # a failed move predicts the next: converge where we are
+                    continue
             history.append(obj)
             seconds.append(time.perf_counter() - t0)
             if dead.any():
                 W_new = reseed_atoms(W_new, dead, self._worst_residuals(Z, V, W, C, G, int(dead.sum())))
-            W = W_new
-            if len(history) > 1 and history[-2] - history[-1] <= self.tol * abs(history[-2]):
-                if reseeds_left == 0:
-                    stop_reason = (
-                        f"converged: relative decrease {self._rel_decrease(history):.2e} <= tol={self.tol:g}"
+            W = W_acc = W_new
+            V_acc = V
+            if len(history) >= 2:
+                rel = self._rel_decrease(history)
+                if rel <= self.tol and (reseeds_left == 0 or self.reseed_tol <= self.tol):
+                    stop_reason = f"converged: relative decrease {rel:.2e} <= tol={self.tol:g}" + (
+                        f"; {tried} re-seeding{'s' if tried != 1 else ''} of the least-used atom tried" if tried else ""
                     )
                     break
-                # a plateau: try moving the least-used atom to the worst-reconstructed sample's residual
-                # (a missed concept); the next iteration keeps it only if the objective drops
-                reseeds_left -= 1
-                trial = (W, V, history[-1])
-                k = int(torch.argmin(A.diagonal()).item())
-                G, C = W @ W.T, Z @ W.T
-                W, V = W.clone(), V.clone()
-                V[:, k] = 0
-                W = reseed_atoms(
-                    W, torch.arange(W.shape[0], device=W.device) == k, self._worst_residuals(Z, V, W, C, G, 1)
-                )
-        self.W_dec = W.contiguous()
+                if rel <= max(self.reseed_tol, self.tol) and reseeds_left > 0:
+                    # a plateau: try moving the least-used atom to the worst-reconstructed sample's residual
+                    # (a missed concept); the next iteration keeps it only if the objective drops
+                    reseeds_left -= 1
+                    tried += 1
+                    trial = (W_acc, V_acc, history[-1])
+                    k = int(torch.argmin(A.diagonal()).item())
+                    G, C = W @ W.T, Z @ W.T
+                    V = V.clone()
+                    V[:, k] = 0
+                    W = reseed_atoms(
+                        W, torch.arange(W.shape[0], device=W.device) == k, self._worst_residuals(Z, V, W, C, G, 1)
+                    )
+        self.W_dec = W_acc.contiguous()
         self.history_ = history
         self.history_seconds_ = seconds
         self.n_iter_ = len(history)
         self.stop_reason_ = stop_reason
-        return self
+        return V_acc
+
+    def _warmup(self, Z: Float[Tensor, "n d"], W: Float[Tensor, "K d"], generator: torch.Generator):
+        """`warmup_epochs` passes of online (mini-batch) dictionary learning (Mairal et al. 2010) from W.
+
+        A pass costs about one full-batch iteration in GEMMs but moves the dictionary once per mini-batch, so it
+        takes the fit most of the way from the start; the full-batch iterations then converge exactly. Returns
+        the dictionary and every sample's codes from its last mini-batch (the first code step's warm start).
+        """
+        n, K = Z.shape[0], W.shape[0]
+        batch = self.warmup_batch
+        steps_per_epoch = -(-n // batch)
+        n_steps = max(1, round(self.warmup_epochs * steps_per_epoch))
+        A = Z.new_zeros(K, K)
+        Bt = Z.new_zeros(K, Z.shape[1])
+        V_all = Z.new_zeros(n, K)
+        # statistics forget their first steps (codes under the start) and remember about half a pass
+        memory = max(steps_per_epoch / 2, 1.0)
+        order = torch.empty(0, dtype=torch.long)
+        for t in range(n_steps):
+            j = (t % steps_per_epoch) * batch
+            if j == 0:
+                order = torch.randperm(n, generator=generator).to(Z.device)
+            idx = order[j : j + batch]
+            Zb = Z[idx]
+            V = nonneg_lasso_gram(Zb @ W.T, W @ W.T, self.l1, max_iter=_WARMUP_LASSO_ITER, tol=1e-3, method="fista")
+            V_all[idx] = V
+            beta = min(t / (t + 1), 1 - 1 / memory)
+            A.mul_(beta).add_(V.T @ V)
+            Bt.mul_(beta).add_(V.T @ Zb)
+            W, _ = update_dictionary(W, A, Bt.T)
+        return W, V_all
 
     @staticmethod
     def _rel_decrease(history: list[float]) -> float:
@@ -211,7 +293,7 @@ class SemiNMF(ConceptDictionary):
         W0 = torch.as_tensor(init).to(Z)
         if W0.ndim != 2 or W0.shape[1] != d or W0.shape[0] > K:
             raise ValueError(f"an initial W_dec must be [K' <= {K}, d={d}]; got {tuple(W0.shape)}")
-        if not torch.isfinite(W0).all():
+        if not all_finite(W0):
             raise ValueError("the initial W_dec holds NaN or inf")
         W0 = W0 / torch.linalg.vector_norm(W0, dim=1, keepdim=True).clamp(min=1.0)
         if W0.shape[0] == K:
