@@ -116,6 +116,43 @@ def test_reseeding_at_plateaus_is_kept_only_when_it_helps():
     assert "re-seeding" in reseeded.stop_reason_ and "re-seeding" not in plain.stop_reason_
 
 
+# ---------------------------------------------------------------------------------------------- warm-up
+@pytest.fixture(scope="module")
+def planted_large():
+    """Enough samples for the online warm-up (4 batches of 64)."""
+    return planted_dictionary(1200, 24, 8, 2, noise=0.05, seed=6)
+
+
+def test_warm_up_keeps_every_property_and_reaches_the_full_batch_objective(planted_large):
+    Z = planted_large.Z
+    warm = SemiNMF(8, l1=0.1, warmup_batch=64, seed=3).fit(Z)
+    again = SemiNMF(8, l1=0.1, warmup_batch=64, seed=3).fit(Z)
+    cold = SemiNMF(8, l1=0.1, warmup_epochs=0, seed=3).fit(Z)
+    assert torch.equal(warm.W_dec, again.W_dec) and warm.history_ == again.history_
+    assert (warm.W_dec.norm(dim=1) <= 1 + 1e-6).all() and (warm.encode(Z) >= 0).all()
+    h = np.array(warm.history_)
+    assert (np.diff(h) <= 1e-5 * h[:-1]).all()
+    # the warm-up only shortens the way: the full-batch iterations end at the same objective
+    assert warm.objective(Z) <= cold.objective(Z) * (1 + 1e-3)
+    assert _mean_best_cosine(planted_large.W_dec, warm.W_dec) >= 0.95
+
+
+def test_a_given_start_is_refined_without_the_warm_up(planted_large):
+    Z = planted_large.Z
+    start = SemiNMF(8, l1=0.1, warmup_batch=64).fit(Z).W_dec
+    given = SemiNMF(8, l1=0.1, warmup_batch=64, init=start).fit(Z)
+    no_warm_up = SemiNMF(8, l1=0.1, warmup_epochs=0, init=start).fit(Z)
+    assert given.history_ == no_warm_up.history_
+
+
+def test_fit_transform_gives_the_codes_encode_gives(planted_large):
+    Z = planted_large.Z
+    model = SemiNMF(8, l1=0.1, warmup_batch=64)
+    V = model.fit_transform(Z)
+    assert V.shape == (1200, 8) and (V >= 0).all()
+    assert objective(Z, V, model.W_dec, 0.1) == pytest.approx(model.objective(Z), rel=1e-5)
+
+
 # ---------------------------------------------------------------------------------------------- recovery
 def test_planted_dictionary_recovered_better_than_pca_and_kmeans():
     Z, W_true, _ = planted_dictionary(1500, 64, 8, 2, noise=0.05, seed=11)

@@ -78,10 +78,12 @@ def nonneg_lasso_gram(
     max_iter: int = 500,
     tol: float = 1e-4,
     method: LassoMethod = "auto",
+    safeguard: bool = True,
 ) -> Float[Tensor, "n K"]:
     """`nonneg_lasso` in Gram form: argmin_{V >= 0} ½⟨V·G, V⟩ − ⟨C, V⟩ + l1·ΣV, with C = Z·W_decᵀ, G = W_dec·W_decᵀ.
 
-    The full-batch solver calls this directly because it already holds C and G.
+    The full-batch solver calls this directly because it already holds C and G. `safeguard=False` skips the
+    gradient methods' per-sample comparison with `V0` (a GEMM): for callers that check the objective themselves.
     """
     _check_l1(l1)
     n, K = C.shape
@@ -94,9 +96,9 @@ def nonneg_lasso_gram(
     if method == "cd":
         V = _lasso_cd(C, G, l1, V0, max_iter, tol)
     elif method == "fista":
-        V = _lasso_fista(C, G, l1, V0, max_iter, tol)
+        V = _lasso_fista(C, G, l1, V0, max_iter, tol, safeguard)
     elif method == "active_set":
-        V = _lasso_active_set(C, G, l1, V0, max_iter, tol)
+        V = _lasso_active_set(C, G, l1, V0, max_iter, tol, safeguard=safeguard)
     else:
         raise ValueError(f"method must be 'auto', 'cd', 'fista' or 'active_set', got {method!r}")
     return V
@@ -128,7 +130,9 @@ def _lasso_cd(C: Tensor, G: Tensor, l1: float, V0: Tensor | None, max_iter: int,
     return Vt.T.contiguous()
 
 
-def _lasso_fista(C: Tensor, G: Tensor, l1: float, V0: Tensor | None, max_iter: int, tol: float) -> Tensor:
+def _lasso_fista(
+    C: Tensor, G: Tensor, l1: float, V0: Tensor | None, max_iter: int, tol: float, safeguard: bool = True
+) -> Tensor:
     """Accelerated projected gradient (FISTA) with per-sample gradient restart (O'Donoghue & Candès 2015).
 
     One GEMM Y·G per iteration; the step 1/L uses L = λ_max(G). Every 5 iterations the samples whose codes
@@ -149,7 +153,7 @@ def _lasso_fista(C: Tensor, G: Tensor, l1: float, V0: Tensor | None, max_iter: i
     for it in range(max_iter):
         # the step Y − step·(Y·G − C + l1), projected; written as one GEMM accumulating into Y + step·(C − l1)
         # (the elementwise passes over [n, K], not the GEMM, dominate an iteration at large K)
-        if it == 0 and V0 is not None:  # Y = V0 here: its objective comes free for the safeguard below
+        if it == 0 and V0 is not None and safeguard:  # Y = V0 here: its objective comes free for the check below
             YG = Y @ G
             start_rows = _rows_objective(V, YG, shift_all)
             V_new = YG.mul_(-step).add_(Y).add_(step_shift)
@@ -191,6 +195,7 @@ def _lasso_active_set(
     grow: int = 16,
     max_set: int = 32,
     still_frac: float = 0.5,
+    safeguard: bool = True,
 ) -> Tensor:
     """Batched working-set method: exact solves on each sample's support, then a KKT check on all K.
 
@@ -212,7 +217,8 @@ def _lasso_active_set(
     handover = converged = False
     for rnd in range(max_iter):
         viol = (V <= 0) & (grad < -gtol)
-        rows = viol.any(dim=1).nonzero().flatten()
+        # a warm start's support codes need not be optimal on their support: those rows are solved again too
+        rows = (viol | ((V > 0) & (grad.abs() > gtol))).any(dim=1).nonzero().flatten()
         converged = rows.numel() == 0
         if converged:
             break
@@ -259,9 +265,10 @@ def _lasso_active_set(
         Vr = torch.zeros_like(Vr).scatter_add_(1, idx, v.clamp_(min=0))
         V[rows] = Vr
         grad[rows] = Vr @ G - sr
-    if handover or (not converged and bool(((V <= 0) & (grad < -gtol)).any())):  # FISTA finishes the job
-        V = _lasso_fista(C, G, l1, V, max_iter, tol)
-    if V0 is not None:  # like FISTA: never worse than the start, sample by sample
+    kkt_violated = ((V <= 0) & (grad < -gtol)) | ((V > 0) & (grad.abs() > gtol))
+    if handover or (not converged and bool(kkt_violated.any())):  # FISTA finishes the job
+        V = _lasso_fista(C, G, l1, V, max_iter, tol, safeguard)
+    if V0 is not None and safeguard:  # like FISTA: never worse than the start, sample by sample
         V0c = V0.to(C)
         worse = _rows_objective(V, V @ G, shift) > _rows_objective(V0c, V0c @ G, shift)
         V = torch.where(worse, V0c, V)
@@ -291,6 +298,7 @@ def update_dictionary(
     *,
     n_sweeps: int = 1,
     dead_threshold: float = 1e-10,
+    block: int = 32,
 ) -> tuple[Float[Tensor, "K d"], torch.Tensor]:
     """Mairal et al. (2010) block-coordinate dictionary step from the statistics A = VᵀV, B = ZᵀV.
 
@@ -312,12 +320,23 @@ def update_dictionary(
     diag = A.diagonal()
     scale = max(diag.mean().item(), torch.finfo(W.dtype).tiny)
     dead = diag <= dead_threshold * scale
-    live = (~dead).nonzero().flatten().tolist()
+    live = (~dead).nonzero().flatten()
     inv = (1.0 / diag.clamp_min(torch.finfo(W.dtype).tiny)).tolist()
+    # Blocked: the gradient rows P = Bᵀ_J − A_J·W of a block J of atoms come from one GEMM, and each atom's
+    # move then reaches the block's later atoms by a rank-1 update of P. The same sequential steps as one
+    # GEMV Wᵀ·A[k] per atom, with the K·K·d flops in a GEMM instead of K memory-bound GEMVs (2 sweeps,
+    # K = 256: d = 768 9.9 -> 9.0 ms, d = 4096 36 -> 24 ms).
+    blocks = [live[i : i + block] for i in range(0, live.numel(), block)]
     for _ in range(n_sweeps):
-        for k in live:
-            u = torch.addmv(Bt[k], W.T, A[k], alpha=-inv[k], beta=inv[k]).add_(W[k])
-            W[k] = u / torch.clamp(torch.linalg.vector_norm(u), min=1.0)
+        for J in blocks:
+            P = torch.addmm(Bt[J], A[J], W, alpha=-1)  # [b, d]
+            A_JJ = A[J][:, J]
+            for i, k in enumerate(J.tolist()):
+                u = torch.add(W[k], P[i], alpha=inv[k])
+                u.div_(torch.linalg.vector_norm(u).clamp_(min=1.0))
+                if i + 1 < len(J):
+                    P[i + 1 :].addr_(A_JJ[i + 1 :, i], u - W[k], alpha=-1)
+                W[k] = u
     return W, dead
 
 
