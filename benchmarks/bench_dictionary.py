@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,6 +67,7 @@ def fit_ours(Z: torch.Tensor, K: int, repeats: int) -> tuple[Run, SemiNMF]:
 
 def fit_sklearn(Z: torch.Tensor, K: int, dtype: str) -> Run:
     from sklearn.decomposition import DictionaryLearning
+    from sklearn.exceptions import ConvergenceWarning
 
     X = Z.numpy().astype(dtype)
     learner = DictionaryLearning(
@@ -76,14 +78,18 @@ def fit_sklearn(Z: torch.Tensor, K: int, dtype: str) -> Run:
         transform_algorithm="lasso_cd",
         random_state=0,
     )
-    seconds, code = _timed(lambda: learner.fit_transform(X))
+    with warnings.catch_warnings(record=True) as caught:  # float32 floods ConvergenceWarnings: count them
+        warnings.simplefilter("always", ConvergenceWarning)
+        seconds, code = _timed(lambda: learner.fit_transform(X))
+    n_warn = sum(issubclass(w.category, ConvergenceWarning) for w in caught)
     obj = objective(
         Z.double(),
         torch.from_numpy(np.asarray(code, np.float64)),
         torch.from_numpy(learner.components_).double(),
         L1,
     )
-    return Run(f"sklearn DictionaryLearning {dtype}", seconds, obj, f"{learner.n_iter_} it")
+    note = f"{learner.n_iter_} it" + (f", {n_warn} lasso runs did not converge" if n_warn else "")
+    return Run(f"sklearn DictionaryLearning {dtype}", seconds, obj, note)
 
 
 def fit_spams(Z: torch.Tensor, K: int, threads: int, epochs: int) -> Run:
