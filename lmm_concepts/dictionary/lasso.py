@@ -114,7 +114,11 @@ def _lasso_cd(C: Tensor, G: Tensor, l1: float, V0: Tensor | None, max_iter: int,
     of a [K, n] tensor (`(W_dec @ Z.T).T`) and its columns are contiguous too.
     """
     Ct = C.T
-    Vt = (V0.to(C).T.clone() if V0 is not None else torch.zeros_like(Ct)).contiguous()
+    diag_t = G.diagonal().clamp_min(torch.finfo(G.dtype).tiny)
+    if V0 is not None:
+        Vt = V0.to(C).T.clone().contiguous()
+    else:  # start from the exact codes for orthogonal atoms, max(0, c − l1)/‖u_k‖²: near ones take fewer sweeps
+        Vt = ((Ct - l1) / diag_t[:, None]).clamp_(min=0).contiguous()
     V_rows = Vt.T  # [n, K] view: the GEMV's matrix
     diag = G.diagonal().tolist()
     # an all-zero atom has no gradient: its codes stay 0
@@ -220,8 +224,11 @@ def _lasso_active_set(
     handover = converged = False
     for rnd in range(max_iter):
         viol = (V <= 0) & (grad < -gtol)
-        # a warm start's support codes need not be optimal on their support: those rows are solved again too
-        rows = (viol | ((V > 0) & (grad.abs() > gtol))).any(dim=1).nonzero().flatten()
+        bad = viol
+        if rnd == 0 and V0 is not None:  # a warm start's support codes need not be optimal there: solve those too
+            bad = viol | ((V > 0) & (grad.abs() > gtol))
+        # (after a round each support is solved exactly, so only zero codes can violate the KKT conditions)
+        rows = bad.any(dim=1).nonzero().flatten()
         converged = rows.numel() == 0
         if converged:
             break
@@ -268,8 +275,7 @@ def _lasso_active_set(
         Vr = torch.zeros_like(Vr).scatter_add_(1, idx, v.clamp_(min=0))
         V[rows] = Vr
         grad[rows] = Vr @ G - sr
-    kkt_violated = ((V <= 0) & (grad < -gtol)) | ((V > 0) & (grad.abs() > gtol))
-    if handover or (not converged and bool(kkt_violated.any())):  # FISTA finishes the job
+    if handover or (not converged and bool(((V <= 0) & (grad < -gtol)).any())):  # FISTA finishes the job
         V = _lasso_fista(C, G, l1, V, max_iter, tol, safeguard)
     if V0 is not None and safeguard:  # like FISTA: never worse than the start, sample by sample
         V0c = V0.to(C)
