@@ -137,6 +137,18 @@ def test_warm_up_keeps_every_property_and_reaches_the_full_batch_objective(plant
     assert _mean_best_cosine(planted_large.W_dec, warm.W_dec) >= 0.95
 
 
+def test_coarse_stage_on_a_subset_ends_where_the_plain_fit_does():
+    Z = planted_dictionary(4200, 16, 5, 2, noise=0.05, seed=9).Z
+    coarse = SemiNMF(5, l1=0.1, seed=2).fit(Z)  # 4,200 >= 4 x 1,024 rows: coarse stage on 1,024 of them
+    again = SemiNMF(5, l1=0.1, seed=2).fit(Z)
+    plain = SemiNMF(5, l1=0.1, seed=2, coarse_rows=0).fit(Z)
+    assert torch.equal(coarse.W_dec, again.W_dec) and coarse.history_ == again.history_
+    h = np.array(coarse.history_)
+    assert (np.diff(h) <= 1e-5 * h[:-1]).all() and coarse.stop_reason_.startswith("converged")
+    assert coarse.objective(Z) <= plain.objective(Z) * (1 + 1e-3)
+    assert coarse.n_iter_ < plain.n_iter_
+
+
 def test_a_given_start_is_refined_without_the_warm_up(planted_large):
     Z = planted_large.Z
     start = SemiNMF(8, l1=0.1, warmup_batch=64).fit(Z).W_dec
