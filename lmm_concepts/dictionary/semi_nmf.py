@@ -171,10 +171,8 @@ class SemiNMF(ConceptDictionary):
         from the last iteration's codes (scikit-learn's `fit_transform`)."""
         Z = self._as_tensor(Z, fitting=True)
         V = self._fit(Z, init_W_dec)
-        W = self.W_dec
-        return nonneg_lasso_gram(
-            Z @ W.T, W @ W.T, self.l1, V0=V, max_iter=self.encode_max_iter, tol=self.encode_tol,
-            method=self.lasso_method,
+        return nonneg_lasso(
+            Z, self.W_dec, self.l1, V0=V, max_iter=self.encode_max_iter, tol=self.encode_tol, method=self.lasso_method
         )
 
     def _fit(self, Z: Float[Tensor, "n d"], init_W_dec: Tensor | None) -> Float[Tensor, "n K"]:
