@@ -108,29 +108,27 @@ def nonneg_lasso_gram(
 def _lasso_cd(C: Tensor, G: Tensor, l1: float, V0: Tensor | None, max_iter: int, tol: float) -> Tensor:
     """Cyclic coordinate descent over the K concepts; each coordinate step updates all n samples at once.
 
-    Works on transposed [K, n] codes so a concept's codes are a contiguous row, and forms that concept's
-    gradient G[k]·V − C[:, k] with one GEMV when it is needed (reads V once; keeping a [K, n] gradient up to
-    date by rank-1 updates reads and writes it, and measured 13% slower at K = 20). Pass C as the transpose
-    of a [K, n] tensor (`(W_dec @ Z.T).T`) and its columns are contiguous too.
+    Works on transposed [K, n] codes so a concept's codes are a contiguous row. The exact minimisation along
+    coordinate k, v_k = max(0, (c_k − l1 − Σ_{j≠k} G_kj v_j) / G_kk), is one GEMV of the codes with the
+    off-diagonal row of G into S_k = (c_k − l1)/G_kk, then a clamp written straight into the codes: two
+    dispatches per coordinate, since at K = 20 the loop is bound by their count, not by flops (keeping a [K, n]
+    gradient up to date by rank-1 updates took 6). A cold start begins at the exact codes for orthogonal atoms,
+    max(0, S), which saves sweeps (planted K = 20, d = 768, n = 5,000: 6 sweeps down to 4; with the two
+    dispatches, 2.3 ms -> 0.96 ms in all). Pass C as the transpose of a [K, n] tensor (`(W_dec @ Z.T).T`) and
+    its columns are contiguous too.
     """
     Ct = C.T
-    diag_t = G.diagonal().clamp_min(torch.finfo(G.dtype).tiny)
-    if V0 is not None:
-        Vt = V0.to(C).T.clone().contiguous()
-    else:  # start from the exact codes for orthogonal atoms, max(0, c − l1)/‖u_k‖²: near ones take fewer sweeps
-        Vt = ((Ct - l1) / diag_t[:, None]).clamp_(min=0).contiguous()
+    S = (Ct - l1) / G.diagonal().clamp_min(torch.finfo(G.dtype).tiny)[:, None]
+    Vt = (V0.to(C).T.clone() if V0 is not None else S.clamp(min=0)).contiguous()
+    Vt[G.diagonal() <= 0] = 0  # an all-zero atom has no gradient: its codes stay 0
     V_rows = Vt.T  # [n, K] view: the GEMV's matrix
-    diag = G.diagonal().tolist()
-    # an all-zero atom has no gradient: its codes stay 0
-    live = [(k, 1.0 / g, l1 / g) for k, g in enumerate(diag) if g > 0]
+    G_off = G - torch.diag_embed(G.diagonal())
+    live = [(k, 1.0 / g) for k, g in enumerate(G.diagonal().tolist()) if g > 0]
     for sweep in range(max_iter):
         check = sweep % 2 == 1 or sweep == max_iter - 1  # a host sync every second sweep
         V_before = Vt.clone() if check else None
-        for k, inv, shift in live:
-            v = Vt[k]
-            grad = torch.addmv(Ct[k], V_rows, G[k], beta=-1)
-            # v_new = max(0, v − (grad + l1)/G_kk), an exact minimisation along this coordinate
-            v.add_(torch.add(v, grad, alpha=-inv).sub_(shift).clamp_(min=0).sub_(v))
+        for k, inv in live:
+            torch.clamp(torch.addmv(S[k], V_rows, G_off[k], alpha=-inv), min=0, out=Vt[k])
         if check:
             if (Vt - V_before).abs().max().item() <= tol * max(Vt.max().item(), 1e-30):
                 break
