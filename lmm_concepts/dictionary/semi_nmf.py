@@ -81,8 +81,10 @@ class SemiNMF(ConceptDictionary):
             for fewer than 4 batches of data and when the start is a given dictionary. 0 turns it off.
         coarse_rows: on data of at least 4x this many rows, first fit (the same way, to a tolerance of 1e-4) a
             random subset of this many rows and start the full-batch iterations from its dictionary instead of
-            warming up: most of the way then costs iterations on a fraction of the data. Default max(1024, 16·K);
-            0 turns it off. (Planted K = 20, n = 5,000, d = 768: 0.123 s -> 0.088 s, same objectives.)
+            warming up: most of the way then costs iterations on a fraction of the data, and so do the re-seed
+            trials, which the coarse stage makes (from a relative decrease of 1e-3) in place of the full data.
+            Default max(1024, 16·K); 0 turns it off. (Planted K = 20, n = 5,000, d = 768, mean of 5 data sets:
+            0.123 s -> 0.067 s, same objectives.)
         encode_max_iter, encode_tol: the code solver's budget in `encode`.
 
     After `fit`: `W_dec` [K, d], `history_` (objective after every iteration), `history_seconds_` (wall time
@@ -183,11 +185,15 @@ class SemiNMF(ConceptDictionary):
         n = Z.shape[0]
         coarse_rows = self.coarse_rows if self.coarse_rows is not None else max(_COARSE_MIN_ROWS, 16 * self.n_concepts)
         V = None
-        if isinstance(init, str) and coarse_rows > 0 and n >= 4 * coarse_rows:
+        coarse_start = isinstance(init, str) and coarse_rows > 0 and n >= 4 * coarse_rows
+        if coarse_start:
             # coarse to fine: the same fit on a random subset, then full-batch iterations from its dictionary
             idx = torch.randperm(n, generator=generator)[:coarse_rows].to(Z.device)
-            coarse = SemiNMF(**{**self.get_params(), "tol": max(self.tol, _COARSE_TOL)}, device=Z.device,
-                             dtype=Z.dtype)
+            coarse_tol = max(self.tol, _COARSE_TOL)
+            # re-seed trials (each an extra iteration) are cheap here: the coarse stage makes them, the full data
+            # only converges
+            params = {**self.get_params(), "tol": coarse_tol, "reseed_tol": max(self.reseed_tol, 10 * coarse_tol)}
+            coarse = SemiNMF(**params, device=Z.device, dtype=Z.dtype)
             coarse._fit(Z[idx], None)
             W = coarse.W_dec
         else:
@@ -203,7 +209,7 @@ class SemiNMF(ConceptDictionary):
         history: list[float] = []
         seconds: list[float] = []
         stop_reason = f"max_iter={self.max_iter} reached"
-        reseeds_left = self.n_reseed
+        reseeds_left = 0 if coarse_start else self.n_reseed
         tried = 0
         trial: tuple[Tensor, Tensor, float] | None = None  # (W, V, objective) before a trial re-seed
         # the last accepted dictionary (after its update) with the codes that made it: a pending re-seed trial
@@ -220,8 +226,9 @@ class SemiNMF(ConceptDictionary):
                 G,
                 self.l1,
                 V0=V0,
-                # a cold first code step is solved to the encode tolerance; warm-started ones are short
-                max_iter=self.encode_max_iter if V0 is None else self.code_iter,
+                # a cold first code step from a rough start is solved to the encode tolerance; warm-started ones,
+                # and the first one from the coarse stage's dictionary, are short
+                max_iter=self.encode_max_iter if V0 is None and not coarse_start else self.code_iter,
                 tol=self.encode_tol,
                 method=self.lasso_method,
                 safeguard=safeguard,
