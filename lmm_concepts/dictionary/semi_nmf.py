@@ -181,30 +181,7 @@ class SemiNMF(ConceptDictionary):
         """The fit proper; sets W_dec and the history, returns the codes of the last code step."""
         t0 = time.perf_counter()
         generator = torch.Generator().manual_seed(self.seed)
-        init = init_W_dec if init_W_dec is not None else self.init
-        n = Z.shape[0]
-        coarse_rows = self.coarse_rows if self.coarse_rows is not None else max(_COARSE_MIN_ROWS, 16 * self.n_concepts)
-        V = None
-        coarse_start = isinstance(init, str) and coarse_rows > 0 and n >= 4 * coarse_rows
-        if coarse_start:
-            # coarse to fine: the same fit on a random subset, then full-batch iterations from its dictionary
-            idx = torch.randperm(n, generator=generator)[:coarse_rows].to(Z.device)
-            coarse_tol = max(self.tol, _COARSE_TOL)
-            # re-seed trials (each an extra iteration) are cheap here: the coarse stage makes them, the full data
-            # only converges
-            params = {**self.get_params(), "tol": coarse_tol, "reseed_tol": max(self.reseed_tol, 10 * coarse_tol)}
-            coarse = SemiNMF(**params, device=Z.device, dtype=Z.dtype)
-            coarse._fit(Z[idx], None)
-            W = coarse.W_dec
-        else:
-            # a given start is a solution to refine: the noisy online steps could only move it to another basin
-            warm = isinstance(init, str) and self.warmup_epochs > 0 and n >= 4 * self.warmup_batch
-            if isinstance(init, str) and init == "auto":
-                init = "random" if warm else "svd"
-            W = self._start(Z, init, generator)
-            if warm:
-                W, V = self._warmup(Z, W, generator)
-
+        W, V, coarse_start = self._begin(Z, init_W_dec if init_W_dec is not None else self.init, generator)
         sq_norm_Z = float((Z * Z).sum(dtype=torch.float64))
         history: list[float] = []
         seconds: list[float] = []
@@ -288,6 +265,31 @@ class SemiNMF(ConceptDictionary):
         self.n_iter_ = len(history)
         self.stop_reason_ = stop_reason
         return V_acc
+
+    def _begin(
+        self, Z: Float[Tensor, "n d"], init: Init | Tensor, generator: torch.Generator
+    ) -> tuple[Float[Tensor, "K d"], Float[Tensor, "n K"] | None, bool]:
+        """Where the full-batch iterations start: (W_dec, codes or None, whether the coarse stage made it)."""
+        n = Z.shape[0]
+        coarse_rows = self.coarse_rows if self.coarse_rows is not None else max(_COARSE_MIN_ROWS, 16 * self.n_concepts)
+        if isinstance(init, str) and coarse_rows > 0 and n >= 4 * coarse_rows:
+            # coarse to fine: the same fit on a random subset, then full-batch iterations from its dictionary
+            idx = torch.randperm(n, generator=generator)[:coarse_rows].to(Z.device)
+            coarse_tol = max(self.tol, _COARSE_TOL)
+            # re-seed trials (each an extra iteration) are cheap here: the coarse stage makes them, the full data
+            # only converges
+            params = {**self.get_params(), "tol": coarse_tol, "reseed_tol": max(self.reseed_tol, 10 * coarse_tol)}
+            coarse = SemiNMF(**params, device=Z.device, dtype=Z.dtype)
+            coarse._fit(Z[idx], None)
+            return coarse.W_dec, None, True
+        # a given start is a solution to refine: the noisy online steps could only move it to another basin
+        warm = isinstance(init, str) and self.warmup_epochs > 0 and n >= 4 * self.warmup_batch
+        if isinstance(init, str) and init == "auto":
+            init = "random" if warm else "svd"
+        W = self._start(Z, init, generator)
+        if warm:
+            return *self._warmup(Z, W, generator), False
+        return W, None, False
 
     def _warmup(self, Z: Float[Tensor, "n d"], W: Float[Tensor, "K d"], generator: torch.Generator):
         """`warmup_epochs` passes of online (mini-batch) dictionary learning (Mairal et al. 2010) from W.
