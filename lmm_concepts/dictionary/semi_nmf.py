@@ -16,6 +16,9 @@ Solver: alternating minimisation, full batch, every step a GEMM on the Gram matr
   dictionary  Mairal's block-coordinate step on A = VᵀV, B = ZᵀV with projection onto the unit ball,
               never-used atoms re-seeded from the worst-reconstructed samples' residuals
 Both steps are exact block minimisations (or never-worse warm starts), so the objective never increases.
+The iterations start near the solution: from the same fit on a random subset of the rows (coarse to fine),
+or, on less data, after passes of online mini-batch updates (Mairal et al. 2010); most of the descent then
+costs a fraction of a full-batch iteration per dictionary move.
 """
 
 from __future__ import annotations
