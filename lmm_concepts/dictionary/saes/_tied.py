@@ -12,7 +12,8 @@ class TiedEncoder:
     """Mixin for `SAE` subclasses whose encoder is derived from `W_dec` (as sae-lens's matching pursuit SAE).
 
     `W_enc` reads as `W_dec.T`; the base class's attempts to create a separate `W_enc` parameter are dropped,
-    so the state dict holds only `W_dec` and `b_dec`.
+    so the state dict holds only `W_dec` and `b_dec`. The decoder is linear, V·W_dec + b_dec, unless a subclass
+    says otherwise (KMeans decodes to the nearest prototype).
     """
 
     W_dec: Tensor
@@ -25,6 +26,12 @@ class TiedEncoder:
         if name == "W_enc":
             return
         super().__setattr__(name, value)
+
+    def decode(self, feature_acts: Tensor) -> Tensor:
+        """The linear decoder V·W_dec + b_dec, through sae-lens's reconstruction hook and output reshaping."""
+        sae_out = self.hook_sae_recons(feature_acts @ self.W_dec + self.b_dec)
+        sae_out = self.run_time_activation_norm_fn_out(sae_out)
+        return self.reshape_fn_out(sae_out, self.d_head)
 
     def process_state_dict_for_loading(self, state_dict: dict[str, Tensor]) -> None:
         # safetensors hands back tensors at 8-byte-aligned offsets of its buffer; BLAS takes another path on

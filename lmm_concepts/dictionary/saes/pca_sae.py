@@ -44,12 +44,6 @@ class PCASAE(TiedEncoder, SAE[PCASAEConfig]):
         return self.hook_sae_acts_post(self.activation_fn(hidden_pre))
 
     @override
-    def decode(self, feature_acts: Tensor) -> Tensor:
-        sae_out = self.hook_sae_recons(feature_acts @ self.W_dec + self.b_dec)
-        sae_out = self.run_time_activation_norm_fn_out(sae_out)
-        return self.reshape_fn_out(sae_out, self.d_head)
-
-    @override
     def fold_W_dec_norm(self) -> None:
         raise NotImplementedError(
             "the encoder of a PCA SAE is tied to W_dec: its norms cannot be folded into it"

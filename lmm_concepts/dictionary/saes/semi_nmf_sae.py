@@ -120,12 +120,6 @@ class SemiNMFSAE(TiedEncoder, SAE[SemiNMFSAEConfig]):
         return self.hook_sae_acts_post(encode_semi_nmf(sae_in, self.W_dec, self.cfg))
 
     @override
-    def decode(self, feature_acts: Tensor) -> Tensor:
-        sae_out = self.hook_sae_recons(feature_acts @ self.W_dec + self.b_dec)
-        sae_out = self.run_time_activation_norm_fn_out(sae_out)
-        return self.reshape_fn_out(sae_out, self.d_head)
-
-    @override
     def fold_W_dec_norm(self) -> None:
         raise NotImplementedError(
             "rescaling the rows of W_dec changes the lasso's solution: it cannot be folded"
