@@ -8,34 +8,16 @@ positions are wrong for float-embedding input with the KV cache. Here every step
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
-from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 
+from lmm_concepts.models.interface import GenerationOutput
+
 if TYPE_CHECKING:
     from lmm_concepts.models.hooked_lmm import HookedLMM
-
-
-@dataclass
-class GenerationOutput:
-    """What `HookedLMM.generate` returns. Feed `sequences`, `attention_mask` and `pixel_values` straight back
-    to `run_with_cache` to read the residual stream at any generated token."""
-
-    sequences: Int[Tensor, "batch seq"]
-    """Full left-padded sequence: prompt (with placeholders) then the generated tokens (pad after EOS)."""
-    attention_mask: Int[Tensor, "batch seq"]
-    """1 on real tokens (generated tokens and the EOS included); 0 on left padding and after EOS."""
-    pixel_values: Float[Tensor, "batch 3 H W"]
-    prompt_length: int
-    """Index in `sequences` where the generated tokens start (the same for every row thanks to left padding)."""
-    generated_ids: Int[Tensor, "batch new"]
-    """Generated tokens only, `new` = max_new_tokens columns (pad after EOS; decoding stops once every row ended)."""
-    texts: list[str]
-    """Decoded generated text, special tokens skipped."""
 
 
 def _new_cache(model: HookedLMM, batch: int) -> TransformerLensKeyValueCache:
@@ -144,7 +126,7 @@ def finish_output(model: HookedLMM, input_ids: Tensor, attention_mask: Tensor, p
     return GenerationOutput(
         sequences=torch.cat([input_ids, generated], dim=1),
         attention_mask=torch.cat([attention_mask, gen_mask], dim=1),
-        pixel_values=pixel_values,
+        images={"pixel_values": pixel_values},
         prompt_length=input_ids.shape[1],
         generated_ids=generated,
         texts=texts,

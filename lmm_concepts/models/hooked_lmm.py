@@ -32,11 +32,14 @@ from lmm_concepts._io import read_json, write_json, write_safetensors
 from lmm_concepts.models.config import LMMConfig
 from lmm_concepts.models.connectors import connector_config, connector_from_config
 from lmm_concepts.models.generation import GenerationOutput, beam_search, finish_output, greedy_decode
+from lmm_concepts.models.interface import FINAL_HOOK, Hook, ModelInputs, stop_after, weights_digest
 from lmm_concepts.models.loading import attach_tokenizer
 from lmm_concepts.models.preprocessing import ImageLike, ImagePreprocessor
 
 
 class HookedLMM(HookedSAETransformer):
+    """Implements `lmm_concepts.models.interface.LMM` on a TransformerLens `HookedTransformer`."""
+
     vision: nn.Module
     connector: nn.Module
     lmm_cfg: LMMConfig
@@ -52,6 +55,11 @@ class HookedLMM(HookedSAETransformer):
         self.hook_visual_tokens = HookPoint()  # [batch, n_visual, d_model]
         self._pending: tuple[Tensor, Tensor | None] | None = None
         self.embed.register_forward_hook(self._inject_visual_tokens)
+        if hasattr(self, "ln_final"):
+            # TransformerLens's `ln_final.hook_normalized` is read before the norm's gain and bias; the vectors the
+            # unembedding reads (HF's last hidden state) get a hook of their own, named as TransformerBridge names it
+            self.ln_final.hook_out = HookPoint()
+            self.ln_final.register_forward_hook(lambda module, args, output: module.hook_out(output))
         self.setup()
 
     # ------------------------------------------------------------------ construction
@@ -127,6 +135,61 @@ class HookedLMM(HookedSAETransformer):
             raise ValueError(f"the connector outputs d_model={d_out} but the LLM has d_model={self.cfg.d_model}; "
                              "build the connector with the LLM's d_model")
 
+    # ------------------------------------------------------------------ the LMM interface (models/interface.py)
+    @property
+    def n_layers(self) -> int:
+        return int(self.cfg.n_layers)
+
+    @property
+    def d_model(self) -> int:
+        return int(self.cfg.d_model)
+
+    @property
+    def device(self) -> torch.device:
+        return self.embed.W_E.device
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "class": type(self).__name__,
+            "config": self.lmm_cfg.to_dict(),
+            "n_layers": self.n_layers,
+            "d_model": self.d_model,
+            "weights_digest": weights_digest(self.named_parameters()),
+        }
+
+    def capture(self, inputs: ModelInputs, names: Sequence[str], fwd_hooks: Sequence[Hook] = ()) -> dict[str, Tensor]:
+        """Activations at `names` only; blocks after the last one needed are never run."""
+        names = list(names)
+        unknown = [n for n in names if n not in self.hook_dict]
+        if unknown:
+            raise ValueError(f"the model has no hook points {unknown}; use {FINAL_HOOK!r}, "
+                             f"'blocks.{{L}}.hook_resid_post' (L < {self.n_layers}) or another name in model.hook_dict")
+        cache: dict[str, Tensor] = {}
+
+        def keep(activation: Tensor, hook: HookPoint) -> None:
+            cache[hook.name] = activation
+
+        stop = stop_after(names, self.n_layers)
+        with self.hooks(fwd_hooks=[*fwd_hooks, *((n, keep) for n in names)]):
+            self(**inputs, return_type=None, **({"stop_at_layer": stop} if stop is not None else {}))
+        missing = [n for n in names if n not in cache]
+        if missing:
+            raise ValueError(f"no activation reached the hooks {missing}: they are not on this forward's path")
+        return cache
+
+    def logits(self, inputs: ModelInputs, fwd_hooks: Sequence[Hook] = ()) -> Float[Tensor, "batch pos d_vocab"]:
+        with self.hooks(fwd_hooks=list(fwd_hooks)):
+            return self(**inputs)
+
+    def final_norm(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
+        """`ln_final` on vectors of any leading shape (it is written for [batch, pos, d_model])."""
+        flat = x.reshape(-1, 1, x.shape[-1])
+        return self.ln_final(flat).reshape(x.shape)
+
+    def unembed_vectors(self, x: Float[Tensor, "... d_model"], use_bias: bool = False) -> Float[Tensor, "... d_vocab"]:
+        logits = x.to(self.W_U.dtype) @ self.W_U
+        return logits + self.b_U if use_bias else logits
+
     # ------------------------------------------------------------------ images
     def preprocess(self, images: Sequence[ImageLike] | ImageLike | Tensor) -> Float[Tensor, "batch 3 H W"]:
         """PIL images or file paths -> normalised pixels (the checkpoint's size, mean and std); tensors are checked."""
@@ -184,10 +247,11 @@ class HookedLMM(HookedSAETransformer):
         return tok(before)["input_ids"] + placeholders + tok(after, add_special_tokens=False)["input_ids"]
 
     def build_inputs(self, images_or_pixel_values, prompt: str | list[str] | None = None,
-                     max_new_tokens: int = 0) -> dict[str, Tensor]:
+                     max_new_tokens: int = 0) -> ModelInputs:
         """Pixels plus a left-padded batch of prompts holding one placeholder per visual token.
 
-        Returns `input_ids`, `attention_mask` and `pixel_values`, ready for `forward` / `run_with_cache`."""
+        A mapping of `input_ids`, `attention_mask` and `pixel_values`, ready for `forward(**inputs)` /
+        `run_with_cache(**inputs)`, and the `ModelInputs` of `capture` / `logits`."""
         pixel_values = self.preprocess(images_or_pixel_values)
         batch = pixel_values.shape[0]
         if prompt is None:
@@ -208,8 +272,7 @@ class HookedLMM(HookedSAETransformer):
             input_ids[i, length - len(row):] = torch.tensor(row, dtype=torch.long)
             attention_mask[i, length - len(row):] = 1
         device = self.cfg.device
-        return {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device),
-                "pixel_values": pixel_values}
+        return ModelInputs(input_ids.to(device), attention_mask.to(device), {"pixel_values": pixel_values})
 
     def _pad_token_id(self) -> int:
         tok = self.tokenizer
