@@ -4,6 +4,8 @@ On-disk schema (a folder):
     explanations.json
         schema: "lmm_concepts.explanations/1"
         layer, hook_name, lens, use_bias, n_words, n_images, n_candidates, signed_codes, model, store, notes
+        dictionary_path  the folder of the dictionary they were grounded from, when it was loaded from one (null
+                         otherwise): what `lmm-concepts report` and `export` encode samples with
         random_words     per concept, the words of a random direction of the same norm (same lens and filter):
                          the random-words baseline
         concepts: list, one per concept k (in dictionary order):
@@ -81,6 +83,8 @@ class Explanations:
     notes: list[str] = field(default_factory=list)
     random_words: list[list[str]] = field(default_factory=list)
     """baseline: the words of random directions (one per concept, same norms) through the same lens and filter"""
+    dictionary_path: str | None = None
+    """the saved dictionary these explanations were grounded from (set by `lmm-concepts ground`), if any"""
     dictionary: Any = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:

@@ -1,6 +1,13 @@
-"""The HTML report: panel dataclasses -> JSON -> one self-contained page (templates are package data)."""
+"""The HTML report: panel dataclasses -> JSON -> one self-contained page (templates are package data).
 
+`report(...)` renders any run's outputs (the demo's go through it too); `caption_activations(...)` gives every
+concept's activation at every token of a sample's caption.
+"""
+
+from lmm_concepts.report.along_caption import CaptionActivations, caption_activations
+from lmm_concepts.report.page import report
 from lmm_concepts.report.panels import (
+    CaptionPanel,
     ConceptPanel,
     ImagePanel,
     MethodPanels,
@@ -12,13 +19,17 @@ from lmm_concepts.report.panels import (
 from lmm_concepts.report.render import render_html, rerender, write_report
 
 __all__ = [
+    "CaptionActivations",
+    "CaptionPanel",
     "ConceptPanel",
     "ImagePanel",
     "MethodPanels",
     "Panels",
     "Word",
+    "caption_activations",
     "histogram",
     "render_html",
+    "report",
     "rerender",
     "thumbnail_b64",
     "write_report",
