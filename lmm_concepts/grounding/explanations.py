@@ -86,6 +86,8 @@ class Explanations:
     dictionary_path: str | None = None
     """the saved dictionary these explanations were grounded from (set by `lmm-concepts ground`), if any"""
     dictionary: Any = field(default=None, repr=False, compare=False)
+    source: str | None = field(default=None, repr=False, compare=False)
+    """the folder these explanations were loaded from (set by `load`, not saved)"""
 
     def __len__(self) -> int:
         return len(self.concepts)
@@ -114,7 +116,7 @@ class Explanations:
     def save(self, path: str | os.PathLike) -> Path:
         """Write `path/explanations.json` and `path/explanations.safetensors` atomically; returns the folder."""
         path = Path(path)
-        skip = ("concepts", "W_dec", "dictionary")  # asdict(self) would deep-copy the dictionary module
+        skip = ("concepts", "W_dec", "dictionary", "source")  # asdict(self) would deep-copy the dictionary module
         meta = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
         meta = {"schema": SCHEMA, **meta, "concepts": [asdict(c) for c in self.concepts]}
         write_safetensors(path / "explanations.safetensors", {"W_dec": self.W_dec})
@@ -138,7 +140,7 @@ class Explanations:
                 f"the dictionary has W_dec {tuple(dictionary.W_dec.shape)} but these explanations were grounded "
                 f"from {tuple(W_dec.shape)}: pass the dictionary they were made from"
             )
-        return cls(concepts=concepts, W_dec=W_dec, dictionary=dictionary, **meta)
+        return cls(concepts=concepts, W_dec=W_dec, dictionary=dictionary, source=str(path), **meta)
 
     def to(self, device: str | torch.device) -> Explanations:
         self.W_dec = self.W_dec.to(device)

@@ -2,7 +2,15 @@
 
 `report(...)` renders any run's outputs (the demo's go through it too); `caption_activations(...)` gives every
 concept's activation at every token of a sample's caption.
+
+`lmm_concepts.report` is both this package and, called, the `report` function (`lc.report(expl, store, out=...)`):
+a module attribute of the same name would hide the package from `import lmm_concepts.report.build as b`, so the
+package itself is made callable instead.
 """
+
+import inspect
+import sys
+import types
 
 from lmm_concepts.report.along_caption import CaptionActivations, caption_activations
 from lmm_concepts.report.page import report
@@ -34,3 +42,13 @@ __all__ = [
     "thumbnail_b64",
     "write_report",
 ]
+
+
+class _CallablePackage(types.ModuleType):
+    """This package, callable as `report` (see the module docstring)."""
+
+    __call__ = staticmethod(report)
+
+
+sys.modules[__name__].__class__ = _CallablePackage
+__signature__ = inspect.signature(report)  # what help() and inspect show for `lmm_concepts.report(...)`

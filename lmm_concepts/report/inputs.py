@@ -73,7 +73,7 @@ def as_explanations(explanations: Any, dictionaries: Any = None) -> dict[str, Ex
     `dictionaries`: one dictionary (object or folder) for a single explanations, or a mapping by name."""
     if isinstance(explanations, (Explanations, str, os.PathLike)):
         if isinstance(explanations, Explanations):
-            name = explanations.dictionary_path and Path(explanations.dictionary_path).name
+            name = Path(explanations.source).name if explanations.source else None  # as for its folder
             explanations = {name or getattr(explanations.dictionary, "architecture", None) or "concepts": explanations}
         else:
             explanations = find_explanations(explanations)
@@ -101,7 +101,12 @@ def as_explanations(explanations: Any, dictionaries: Any = None) -> dict[str, Ex
     return out
 
 
-def open_store(store: Any, explanations: Mapping[str, Explanations], where: str = "explanations"):
+def describe(name: str, expl: Explanations) -> str:
+    """How errors name a set of explanations: its name, and the folder it was loaded from."""
+    return f"explanations {name!r}" + (f" ({expl.source})" if expl.source else "")
+
+
+def open_store(store: Any, explanations: Mapping[str, Explanations], role: str = "store"):
     """The store the explanations were grounded on: `store` (object or folder), else the one they recorded."""
     from lmm_concepts.extraction import RepresentationStore
 
@@ -110,12 +115,12 @@ def open_store(store: Any, explanations: Mapping[str, Explanations], where: str 
     name, expl = next(iter(explanations.items()))
     path = store if store is not None else expl.store
     if path is None:
-        raise RunInputError(f"{where} {name!r} record no store: pass the store they were grounded on (--store)")
+        raise RunInputError(f"{describe(name, expl)} record no store: pass the store they were grounded on (--store)")
     if not (Path(path) / "manifest.json").is_file():
-        recorded = "" if store is not None else " (the store these explanations recorded)"
+        recorded = "" if store is not None else ", the one they recorded,"
         raise RunInputError(
-            f"{where} {name!r}: the store {path}{recorded} is missing (no manifest.json there); pass the store "
-            "the explanations were grounded on (--store)"
+            f"{describe(name, expl)}: the {role} {path}{recorded} is missing (no manifest.json there); pass the "
+            f"{role} the explanations go with (--{role.replace(' ', '_')})"
         )
     return RepresentationStore.open(path)
 
@@ -161,7 +166,7 @@ def check_store(explanations: Mapping[str, Explanations], store: Any, role: str 
             continue
         if not same_model(expl.model, theirs):
             raise RunInputError(
-                f"explanations {name!r} were grounded on a store of {describe_model(expl.model)} (store "
+                f"{describe(name, expl)} were grounded on a store of {describe_model(expl.model)} (store "
                 f"{expl.store}), but the {role} {getattr(store, 'path', store)} belongs to "
                 f"{describe_model(theirs)}: pass a {role} extracted with the same model"
             )

@@ -127,7 +127,7 @@ def report(
     expls = as_explanations(explanations, dictionaries)
     store = open_store(store, expls)
     check_store(expls, store)
-    test = store if test_store is None else open_store(test_store, expls, where="test store for explanations")
+    test = store if test_store is None else open_store(test_store, expls, role="test store")
     if test is not store:
         check_store(expls, test, role="test store")
     page = _merge(page_results(expls, store, test, as_evaluations(results, list(expls))), extra)
