@@ -41,8 +41,8 @@ IMAGE_TOKEN = "<image>"
 
 
 @dataclass
-class CaptionTokens:
-    """One regenerated sequence read at the store's hook: its tokens and the vectors there (before encoding)."""
+class TokenSequence:
+    """One regenerated sequence of a store sample, read at the store's hook."""
 
     sample_id: str
     tokens: list[str]
@@ -53,30 +53,8 @@ class CaptionTokens:
     position: int
     """index of the token whose vector the store holds"""
     hook_name: str
-    Z: Float[Tensor, "n_tokens d_model"] = field(repr=False)
-    caption: str = ""
+    caption: str
     """the generated caption, as the store recorded it"""
-
-    def encode(self, dictionary) -> CaptionActivations:
-        """Every concept's activation at every token (the full dictionary, as for the store's rows)."""
-        W_dec = dictionary.W_dec
-        acts = encode_all(dictionary, self.Z.to(device=W_dec.device, dtype=W_dec.dtype))
-        return CaptionActivations(self.sample_id, self.tokens, self.token_ids, self.kinds, self.position,
-                                  self.hook_name, acts, self.caption)
-
-
-@dataclass
-class CaptionActivations:
-    """Every concept's activation along one sample's sequence."""
-
-    sample_id: str
-    tokens: list[str]
-    token_ids: list[int]
-    kinds: list[str]
-    position: int
-    hook_name: str
-    acts: Float[Tensor, "n_tokens K"]
-    caption: str = ""
 
     @property
     def is_generated(self) -> Tensor:
@@ -85,6 +63,27 @@ class CaptionActivations:
     @property
     def is_visual(self) -> Tensor:
         return torch.tensor([k == "visual" for k in self.kinds])
+
+
+@dataclass
+class CaptionTokens(TokenSequence):
+    """A sequence with the vectors at the store's hook (before encoding)."""
+
+    Z: Float[Tensor, "n_tokens d_model"] = field(repr=False)
+
+    def encode(self, dictionary) -> CaptionActivations:
+        """Every concept's activation at every token (the full dictionary, as for the store's rows)."""
+        W_dec = dictionary.W_dec
+        acts = encode_all(dictionary, self.Z.to(device=W_dec.device, dtype=W_dec.dtype))
+        return CaptionActivations(self.sample_id, self.tokens, self.token_ids, self.kinds, self.position,
+                                  self.hook_name, self.caption, acts)
+
+
+@dataclass
+class CaptionActivations(TokenSequence):
+    """Every concept's activation along one sample's sequence."""
+
+    acts: Float[Tensor, "n_tokens K"]
 
     def collapsed(self) -> CaptionActivations:
         """The same sequence with each run of visual tokens shown as one token "<image ×N>", whose activation per
@@ -112,7 +111,7 @@ class CaptionActivations:
             kinds.append(self.kinds[t])
             t = end
         acts = torch.stack(rows) if rows else self.acts[:0]
-        return CaptionActivations(self.sample_id, tokens, ids, kinds, position, self.hook_name, acts, self.caption)
+        return CaptionActivations(self.sample_id, tokens, ids, kinds, position, self.hook_name, self.caption, acts)
 
 
 @dataclass
@@ -188,8 +187,8 @@ def read_captions(model, store, ids: Sequence[str], *, layer: str | int | None =
                      for t, i in enumerate(token_ids)]
             out.append(CaptionTokens(
                 sample_id=sid, tokens=[_decode(model.tokenizer, i, image_id) for i in token_ids], token_ids=token_ids,
-                kinds=kinds, position=position, hook_name=hook, Z=Z,
-                caption=str(meta_get(store, meta_row, "generated", "")),
+                kinds=kinds, position=position, hook_name=hook, caption=str(meta_get(store, meta_row, "generated", "")),
+                Z=Z,
             ))  # fmt: skip
     if seqs.dropped:
         log.warning("%d samples regenerated a caption other than the stored one and are left out: %s",
