@@ -16,7 +16,6 @@ What the page shows, and where it comes from:
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -36,8 +35,6 @@ from lmm_concepts.report.inputs import (
     store_model,
 )
 from lmm_concepts.report.render import write_report
-
-log = logging.getLogger(__name__)
 
 
 def layer_label(hook_name: str) -> str:
