@@ -3,6 +3,7 @@
 Importing the package registers its sae-lens architectures and has no other side effect.
 """
 
+from lmm_concepts import report  # the report package, callable as the `report` function
 from lmm_concepts.data import (
     CaptionDataset,
     CocoKarpathy,
@@ -34,6 +35,7 @@ from lmm_concepts.dictionary import (
 )
 from lmm_concepts.dictionary.distributed import RankFailure, init_distributed
 from lmm_concepts.dictionary.online import OnlineSemiNMF
+from lmm_concepts.export import export_dashboard
 from lmm_concepts.extraction import RepresentationStore, extract
 from lmm_concepts.grounding import ConceptExplanation, Explanations, SampleExplanation, explain, ground
 from lmm_concepts.metrics import (
@@ -53,6 +55,7 @@ from lmm_concepts.models import (
     LMMConfig,
     PoolingResampler,
 )
+from lmm_concepts.report import CaptionActivations, caption_activations
 from lmm_concepts.steering import CaptionShift, caption_shift, steer, word_logit_shift
 from lmm_concepts.zoo import TrainToyConfig, caption_accuracy, load_toy, load_toy_clip, train_toy
 
@@ -63,6 +66,8 @@ __version__ = "0.1.0"
 __all__ = [
     "AttentionResampler",
     "attribute_words",
+    "caption_activations",
+    "CaptionActivations",
     "caption_accuracy",
     "caption_shift",
     "CaptionDataset",
@@ -75,6 +80,7 @@ __all__ = [
     "EvaluationResults",
     "explain",
     "Explanations",
+    "export_dashboard",
     "extract",
     "faithfulness",
     "FaithfulnessResult",
@@ -102,6 +108,7 @@ __all__ = [
     "PoolingResampler",
     "RandomDictionary",
     "RankFailure",
+    "report",
     "RepresentationStore",
     "SAEDictionary",
     "SampleExplanation",

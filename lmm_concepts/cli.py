@@ -18,7 +18,9 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "demo": ("lmm_concepts.demo.pipeline", "DemoConfig", "demo_command",
              "the whole method on the embedded toy model: report.html + results.json"),
     "report": ("lmm_concepts.report.command", "ReportConfig", "report_command",
-               "re-render <folder>/report.html from its saved results.json"),
+               "the HTML report of explanations (+ store, evaluation), or a saved report re-rendered"),
+    "export": ("lmm_concepts.export.command", "ExportConfig", "export_command",
+               "write concepts in a feature dashboard's layout (Neuronpedia, SAEDashboard)"),
     "train-toy": ("lmm_concepts.zoo.recipe", "TrainToyConfig", "train_toy",
                   "train the toy DePALM (CLIP, LM, connector) on the synthetic world; about 10 min on 2 CPU cores"),
     "extract": (

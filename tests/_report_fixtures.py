@@ -5,7 +5,16 @@ from __future__ import annotations
 from PIL import Image
 
 from lmm_concepts.metrics.recovery import concept_recovery
-from lmm_concepts.report import ConceptPanel, ImagePanel, MethodPanels, Panels, Word, histogram, thumbnail_b64
+from lmm_concepts.report import (
+    CaptionPanel,
+    ConceptPanel,
+    ImagePanel,
+    MethodPanels,
+    Panels,
+    Word,
+    histogram,
+    thumbnail_b64,
+)
 
 EVIL = '<script>window.__pwned = 1</script>"><img src=x onerror="window.__pwned=2">'
 
@@ -27,8 +36,11 @@ def make_report_inputs():
             edges, counts = histogram([0.0, 0.1, 0.5, 0.9, 1.0, k], bins=5)
             concepts.append(ConceptPanel(k, [Word(word, 3.5), Word("thing", 1.25)], ["a", "b", "evil"],
                                          [1.0, 0.5, 0.25], edges, counts, recovers=[f"colour={word}"]))
+        caption = CaptionPanel("evil", ["<image ×4>", "a", EVIL, "\n", "red"], ["visual", "prompt", "generated",
+                               "generated", "generated"], [[0.1, 0.0, 2.0], [0.0, 0.0, 0.0], [1.0, -0.5, 0.2],
+                                                            [0.0, 0.3, 0.0], [0.9, 0.0, 0.1]], position=2)
         panels.append(MethodPanels(name, concepts, [ImagePanel("evil", caption=EVIL, generated=EVIL,
-                                                               top=[(2, 0.9), (0, 0.5), (1, 0.1)])]))
+                                                               top=[(2, 0.9), (0, 0.5), (1, 0.1)])], [caption]))
     results = {
         "word": "circle", "layer": "final", "model": "toy", "n_train": 4, "n_test": 4,
         "methods": methods,

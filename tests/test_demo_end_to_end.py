@@ -7,7 +7,10 @@ import math
 import re
 
 import pytest
+import torch
 
+import lmm_concepts as lc
+from lmm_concepts import RepresentationStore
 from lmm_concepts.cli import main
 from lmm_concepts.demo import METHODS
 from tests.test_report import browser, check_page_in_browser  # noqa: F401  (browser is a fixture)
@@ -54,3 +57,19 @@ def test_demo_end_to_end(tmp_path, browser, capsys):  # noqa: F811
     (out / "report.html").unlink()
     main(["report", str(out)])
     assert (out / "report.html").read_text() == html
+    panels = json.loads((out / "panels.json").read_text())["methods"]
+    assert all(len(m["captions"]) == 4 for m in panels)  # concept activations along 4 test captions, every method
+
+    # the same outputs exported for Neuronpedia: codes from the full dictionary, never SAEDashboard's masked one
+    main(["export", str(out / "explanations" / "semi_nmf"), "--out", str(out / "np")])
+    batch = json.loads((out / "np" / "batch-0.json").read_text())
+    train = RepresentationStore.open(out / "reps" / "train")
+    sae = lc.load_dictionary(out / "dictionaries" / "semi_nmf").to_sae()
+    Z = train.layer("final").float()
+    full = sae.encode(Z).detach()
+    exported = [a["values"][a["qualifying_token_index"]] for a in batch["features"][0]["activations"]]
+    assert exported == pytest.approx(full[:, 0].topk(len(exported)).values.tolist(), abs=1e-3)
+    sae.W_dec = torch.nn.Parameter(sae.W_dec.data[[0, 1]])  # SAEDashboard's FeatureMaskingContext, 2 of 8 kept
+    masked = sae.encode(Z).detach()
+    changed = ((masked[:, 0] - full[:, 0]).abs() > 1e-4 * (1 + full[:, 0].abs())).float().mean()
+    assert changed > 0.5  # measured 74 % of these 61 training rows (80 % of 294 at the demo's defaults)

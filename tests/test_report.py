@@ -92,3 +92,21 @@ def test_report_renders_in_headless_chromium(tmp_path, browser):
     assert state["n_concepts"] == 6  # 3 concepts x 2 methods
     assert state["n_images"] == 2 * (3 * 3 + 1)  # per method: 3 concepts x 3 MAS, plus 1 test image
     assert state["n_svg"] >= 6 + 1 + 1  # histograms, layer sweep, funnel
+
+
+def test_caption_tokens_stay_text_in_chromium(tmp_path, browser):
+    results, panels = make_report_inputs()
+    path = write_report(tmp_path, results, panels)
+    check_page_in_browser(browser, path)
+    texts = browser.execute_script("""
+        const select = document.querySelector('select.caption-concept');
+        select.value = '1'; select.dispatchEvent(new Event('change'));
+        return {tokens: Array.from(document.querySelectorAll('.caption-view')[0].querySelectorAll('span.tok'))
+                          .map(s => [s.textContent, s.style.backgroundColor]),
+                pwned: window.__pwned === undefined ? null : window.__pwned};""")
+    assert texts["pwned"] is None
+    tokens = texts["tokens"]
+    assert [t for t, _ in tokens] == ["<image ×4>", "a", EVIL, "↵", "red"]  # shown as text, never parsed
+    # concept 1 chosen: negative activation in red, positive in blue, zero transparent
+    assert tokens[2][1].startswith("rgba(214, 39, 40") and tokens[3][1].startswith("rgba(31, 119, 180")
+    assert tokens[1][1] in ("rgba(31, 119, 180, 0)", "rgba(0, 0, 0, 0)")

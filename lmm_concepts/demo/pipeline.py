@@ -159,6 +159,8 @@ def ground_methods(state: DemoState) -> None:
     for method in tqdm(state.cfg.methods, desc="ground", leave=False):
         expl = ground(state.model, state.dictionaries[method], state.stores["train"], n_words=state.cfg.n_words,
                       n_images=state.cfg.n_images, layer=layer_key(state.cfg.layer))
+        # saved beside the explanations, so `lmm-concepts report` / `export` can encode samples with it
+        expl.dictionary_path = str(state.dictionaries[method].save(state.folder / "dictionaries" / method).resolve())
         expl.save(state.folder / "explanations" / method)
         state.explanations[method] = expl
 
@@ -266,13 +268,13 @@ def conclude(state: DemoState) -> None:
 
 
 def write_outputs(state: DemoState) -> None:
-    """results.json, panels.json and the self-contained report.html."""
-    from lmm_concepts.report import write_report
-    from lmm_concepts.report.build import build_panels
+    """results.json, panels.json and the self-contained report.html: the report of any run (`lmm_concepts.report`),
+    with the demo's own numbers (recovery, sweep, findings, funnel) merged in."""
+    from lmm_concepts.report import report
 
     state.results["timings_s"] = {k: round(v, 2) for k, v in state.timings.items()}
-    panels = build_panels(state)
-    write_report(state.folder, state.results, panels)
+    report(state.explanations, state.stores["train"], out=state.folder, test_store=state.stores["test"],
+           model=state.model, n_show=state.cfg.n_show, extra=state.results)
 
 
 STAGES: list[tuple[str, Callable[[DemoState], None]]] = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from lmm_concepts.extraction.command import ModelSpec
 
@@ -51,8 +52,6 @@ def run(cfg: GroundConfig) -> None:
     model = cfg.model.load()
     word_filter = None
     if cfg.words_file:
-        from pathlib import Path
-
         from lmm_concepts.grounding.words import WordFilter
 
         words = Path(cfg.words_file).read_text(encoding="utf-8").split()
@@ -62,6 +61,7 @@ def run(cfg: GroundConfig) -> None:
         model, dictionary.to(model.cfg.device), store, n_words=cfg.n_words, n_images=cfg.n_images, lens=cfg.lens,
         layer=layer, use_bias=cfg.use_bias, n_candidates=cfg.n_candidates, word_filter=word_filter,
     )  # fmt: skip
+    expl.dictionary_path = str(Path(cfg.dictionary).resolve())  # so `report` and `export` can encode with it
     expl.save(out)
     for c in expl.concepts:
         print(f"concept {c.index:3d}: {', '.join(c.words) or '(no word passes the filter)'}")

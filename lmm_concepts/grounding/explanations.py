@@ -4,6 +4,8 @@ On-disk schema (a folder):
     explanations.json
         schema: "lmm_concepts.explanations/1"
         layer, hook_name, lens, use_bias, n_words, n_images, n_candidates, signed_codes, model, store, notes
+        dictionary_path  the folder of the dictionary they were grounded from, when it was loaded from one (null
+                         otherwise): what `lmm-concepts report` and `export` encode samples with
         random_words     per concept, the words of a random direction of the same norm (same lens and filter):
                          the random-words baseline
         concepts: list, one per concept k (in dictionary order):
@@ -81,7 +83,11 @@ class Explanations:
     notes: list[str] = field(default_factory=list)
     random_words: list[list[str]] = field(default_factory=list)
     """baseline: the words of random directions (one per concept, same norms) through the same lens and filter"""
+    dictionary_path: str | None = None
+    """the saved dictionary these explanations were grounded from (set by `lmm-concepts ground`), if any"""
     dictionary: Any = field(default=None, repr=False, compare=False)
+    source: str | None = field(default=None, repr=False, compare=False)
+    """the folder these explanations were loaded from (set by `load`, not saved)"""
 
     def __len__(self) -> int:
         return len(self.concepts)
@@ -110,7 +116,7 @@ class Explanations:
     def save(self, path: str | os.PathLike) -> Path:
         """Write `path/explanations.json` and `path/explanations.safetensors` atomically; returns the folder."""
         path = Path(path)
-        skip = ("concepts", "W_dec", "dictionary")  # asdict(self) would deep-copy the dictionary module
+        skip = ("concepts", "W_dec", "dictionary", "source")  # asdict(self) would deep-copy the dictionary module
         meta = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
         meta = {"schema": SCHEMA, **meta, "concepts": [asdict(c) for c in self.concepts]}
         write_safetensors(path / "explanations.safetensors", {"W_dec": self.W_dec})
@@ -134,7 +140,7 @@ class Explanations:
                 f"the dictionary has W_dec {tuple(dictionary.W_dec.shape)} but these explanations were grounded "
                 f"from {tuple(W_dec.shape)}: pass the dictionary they were made from"
             )
-        return cls(concepts=concepts, W_dec=W_dec, dictionary=dictionary, **meta)
+        return cls(concepts=concepts, W_dec=W_dec, dictionary=dictionary, source=str(path), **meta)
 
     def to(self, device: str | torch.device) -> Explanations:
         self.W_dec = self.W_dec.to(device)

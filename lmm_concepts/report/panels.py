@@ -2,8 +2,8 @@
 
 The HTML is rendered from these alone (`render.py`), so a saved report can be re-rendered, restyled or read
 by other tools without rerunning anything. Everything quantitative comes from `results.json`; the
-per-concept and per-image panels (words, most activating samples, histograms, thumbnails) are saved beside
-it in `panels.json`.
+per-concept and per-image panels (words, most activating samples, histograms, thumbnails, concept activations
+along captions) are saved beside it in `panels.json`.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ class ConceptPanel:
     recovers: list[str] = field(default_factory=list)
     #: share of training samples where the concept is active (non-zero); the histogram shows only those
     frac_active: float | None = None
+    #: largest |activation| over the training samples: the full colour of its tokens along a caption
+    max_abs: float | None = None
 
 
 @dataclass
@@ -56,10 +58,25 @@ class ImagePanel:
 
 
 @dataclass
+class CaptionPanel:
+    """One sample's sequence with every concept's activation at every token (visual tokens collapsed into one)."""
+
+    id: str
+    tokens: list[str] = field(default_factory=list)
+    #: "visual", "prompt" or "generated", one per token
+    kinds: list[str] = field(default_factory=list)
+    #: [n_tokens][K] activations
+    acts: list[list[float]] = field(default_factory=list)
+    #: index of the token whose vector the store holds
+    position: int = 0
+
+
+@dataclass
 class MethodPanels:
     name: str
     concepts: list[ConceptPanel] = field(default_factory=list)
     images: list[ImagePanel] = field(default_factory=list)
+    captions: list[CaptionPanel] = field(default_factory=list)
 
 
 @dataclass
@@ -81,7 +98,8 @@ class Panels:
                 ConceptPanel(**{**c, "words": [Word(**w) for w in c.get("words", [])]}) for c in m.get("concepts", [])
             ]
             images = [ImagePanel(**{**i, "top": [tuple(t) for t in i.get("top", [])]}) for i in m.get("images", [])]
-            methods.append(MethodPanels(m["name"], concepts, images))
+            captions = [CaptionPanel(**c) for c in m.get("captions", [])]
+            methods.append(MethodPanels(m["name"], concepts, images, captions))
         return cls(methods=methods, images=dict(d.get("images", {})))
 
 

@@ -7,8 +7,10 @@ HTML-escaped. Images are inlined as base64 PNG and plots as inline SVG: the page
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from markupsafe import Markup
 
 from lmm_concepts._io import read_json, write_json, write_text
 from lmm_concepts.report import svg
-from lmm_concepts.report.panels import MethodPanels, Panels
+from lmm_concepts.report.panels import CaptionPanel, MethodPanels, Panels
 
 METHOD_LABELS = {
     "semi_nmf": "Semi-NMF",
@@ -37,7 +39,13 @@ METRIC_COLUMNS = [
     ("clipscore_top3", "CLIPScore top-3 ↑", "mean over the top-3 concepts", True),
     ("bertscore_top1", "BERTScore top-1 ↑", "BERTScore F1 of the top concept's words against the image's captions", True),
     ("bertscore_top3", "BERTScore top-3 ↑", "mean over the top-3 concepts", True),
+    ("mas_words", "MAS vs words ↑", "CLIPScore of each concept's most activating test images with its words", True),
+    ("relative_error", "rel. error ↓", "‖Z − V·W_dec‖ / ‖Z‖ on the test set", False),
+    ("l0", "L0", "mean number of active concepts per test sample", None),
+    ("faithful_share", "faithful ↑", "share of concepts whose removal lowers their words' log-probs more than "
+     "random directions do", True),
 ]
+_TOP_R = re.compile(r"(clip|bert)score_top(\d+)")
 
 
 def _fmt(x: Any) -> str:
@@ -48,8 +56,31 @@ def _fmt(x: Any) -> str:
     return str(x)
 
 
+def token_colour(value: float, scale: float) -> str:
+    """Background of a token: blue for a positive activation, red for a negative one, strongest (70 % opaque, so the
+    text stays readable) at ±`scale`."""
+    x = 0.7 * max(-1.0, min(1.0, value / scale)) if scale > 0 else 0.0
+    return f"rgba(31,119,180,{x:.2f})" if x >= 0 else f"rgba(214,39,40,{-x:.2f})"
+
+
+def _caption_view(c: CaptionPanel, scales: list[float]) -> dict[str, Any]:
+    """One caption as coloured tokens, by its top concept at the stored token (the page's script recolours them)."""
+    stored = c.acts[c.position] if c.acts else []
+    top = max(range(len(stored)), key=stored.__getitem__) if stored else 0
+    tokens = []
+    for t, (text, kind, acts) in enumerate(zip(c.tokens, c.kinds, c.acts, strict=True)):
+        ranked = sorted(range(len(acts)), key=lambda k: -abs(acts[k]))[:3]
+        tokens.append({
+            "text": text.replace("\n", "↵"), "kind": kind, "stored": t == c.position,
+            "colour": token_colour(acts[top], scales[top]) if acts else "transparent",
+            "title": f"#{top}: {acts[top]:.3f} · strongest: " + ", ".join(f"#{k} {acts[k]:.3f}" for k in ranked)
+            if acts else "",
+        })  # fmt: skip
+    return {"id": c.id, "tokens": tokens, "acts": c.acts, "top": top}
+
+
 class _MethodView:
-    """What the template needs for one method: metrics, concepts with their SVGs, test images."""
+    """What the template needs for one method: metrics, concepts with their SVGs, test images, captions."""
 
     def __init__(self, key: str, metrics: dict[str, Any], panels: MethodPanels | None):
         self.key = key
@@ -58,7 +89,16 @@ class _MethodView:
         self.concepts = []
         self._words: dict[int, str] = {}
         self.images = panels.images if panels else []
-        for c in panels.concepts if panels else []:
+        concepts = panels.concepts if panels else []
+        captions = panels.captions if panels else []
+        K = max([len(row) for c in captions for row in c.acts] + [c.index + 1 for c in concepts], default=0)
+        # full colour at the concept's largest |activation| over the store; the captions' own when unknown
+        self.scales = [max((abs(row[k]) for c in captions for row in c.acts), default=0.0) or 1.0 for k in range(K)]
+        for c in concepts:
+            if c.max_abs:
+                self.scales[c.index] = c.max_abs
+        self.captions = [_caption_view(c, self.scales) for c in captions]
+        for c in concepts:
             self._words[c.index] = ", ".join(w.word for w in c.words[:5]) or "(no words)"
             self.concepts.append(
                 {
@@ -97,14 +137,22 @@ def render_html(results: dict[str, Any], panels: Panels, title: str | None = Non
 
     by_name = {m.name: m for m in panels.methods}
     methods = [_MethodView(k, v, by_name.get(k)) for k, v in results.get("methods", {}).items()]
+    present = {k for m in methods for k, v in m.metrics.items() if v is not None}
+    table = list(METRIC_COLUMNS)
+    for key in sorted(present - {k for k, *_ in METRIC_COLUMNS}):  # top-r columns for an r other than 3
+        match = _TOP_R.fullmatch(key)
+        if match:
+            name = "CLIPScore" if match.group(1) == "clip" else "BERTScore"
+            table.append((key, f"{name} top-{match.group(2)} ↑", f"mean over the top-{match.group(2)} concepts", True))
     best = {}
-    for key, _, _, higher in METRIC_COLUMNS:
+    for key, _, _, higher in table:
         vals = [(m.metrics.get(key), m.key) for m in methods if isinstance(m.metrics.get(key), (int, float))]
         vals = [(v, k) for v, k in vals if math.isfinite(v)]
-        if vals:
+        if vals and higher is not None:
             best[key] = (max if higher else min)(vals)[1]
-    present = {k for m in methods for k, v in m.metrics.items() if v is not None}
-    columns = [{"key": k, "label": lab, "help": h} for k, lab, h, _ in METRIC_COLUMNS if k in present]
+    columns = [{"key": k, "label": lab, "help": h} for k, lab, h, _ in table if k in present]
+    baselines = [(m.label, row, cols) for m in methods for row, cols in (m.metrics.get("baselines") or {}).items()]
+    baseline_columns = sorted({c for _, _, cols in baselines for c in cols})
 
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for i, m in enumerate(methods):
@@ -135,12 +183,23 @@ def render_html(results: dict[str, Any], panels: Panels, title: str | None = Non
         recovery_rows=recovery_rows,
         sweep_svg=sweep_svg,
         funnels=funnels,
+        baselines=baselines,
+        baseline_columns=baseline_columns,
         images=panels.images,
         fmt=_fmt,
         version=__version__,
+        tojson=lambda x: Markup(_json_attr(x)),
         css=Markup(_asset("report.css")),
         js=Markup(_asset("report.js")),
     )
+
+
+def _json_attr(x: Any) -> str:
+    """JSON for a single-quoted HTML attribute: <, >, & and ' as \\u escapes (still valid JSON)."""
+    text = json.dumps(x, separators=(",", ":"))
+    for ch in "<>&'":
+        text = text.replace(ch, f"\\u{ord(ch):04x}")
+    return text
 
 
 class _Attr(dict):
