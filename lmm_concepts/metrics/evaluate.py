@@ -172,7 +172,7 @@ def evaluate(
         n_mas: most activating test images per concept for "mas_words" (default: explanations.n_images).
     """
     _check_metrics(metrics, baselines)
-    dictionary = dictionary if dictionary is not None else explanations.dictionary
+    dictionary = explanations.paired(dictionary)  # None when absent; another fit's dictionary is refused
     needs_codes = {"clipscore", "bertscore", "quality", "mas_words"} & set(metrics)
     if needs_codes and dictionary is None:
         raise ValueError(
