@@ -182,3 +182,25 @@ def tiny_clip_folder(folder) -> str:
     (folder / "open_clip_config.json").write_text(json.dumps(cfg))
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "open_clip_model.safetensors"))
     return str(folder)
+
+
+def as_lmm(llm):
+    """A text-only HookedTransformer as an `LMM` (a HookedLMM sharing its weights; no image ever reaches it)."""
+    from torch import nn
+
+    from lmm_concepts.models import HookedLMM
+    from lmm_concepts.models.config import LMMConfig
+
+    cfg = LMMConfig(family="none", n_visual_tokens=1, image_token_id=-1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return HookedLMM.from_parts(llm, nn.Identity(), nn.Identity(), cfg).eval()
+
+
+def token_sequences(tokens: Tensor, positions: Tensor):
+    """Token rows (no padding, no image) and each row's token of interest as `StoreSequences`."""
+    from lmm_concepts.metrics.sequences import StoreSequences
+    from lmm_concepts.models.interface import ModelInputs
+
+    inputs = ModelInputs(tokens, torch.ones_like(tokens), {})
+    return StoreSequences(inputs, positions.long(), [f"s{i}" for i in range(tokens.shape[0])])
