@@ -141,6 +141,15 @@ def planted_store(U: Tensor, n_per_concept: int = 6, noise: float = 0.05, seed: 
     return MemoryStore({layer: Z}, captions=caps), labels
 
 
+def planted_world():
+    """(tiny model with the planted unembedding, its concept vectors U, a planted store, the store's labels)."""
+    model = tiny_model()
+    U = concept_vectors()
+    plant_unembedding(model, U)
+    store, labels = planted_store(U)
+    return model, U, store, labels
+
+
 BERT_WORDS = ["dog", "puppy", "leash", "bark", "beach", "ocean", "sand", "wave", "pizza", "cheese", "oven", "slice",
               "a", "the", "photo", "of", "on", "here", "with", "and", "running", "red", "blue", "car"]
 

@@ -8,21 +8,12 @@ import torch
 
 import lmm_concepts as lc
 from lmm_concepts.grounding.explanations import check_pairing
-from tests._ground_fixtures import (
-    HandDictionary,
-    concept_vectors,
-    plant_unembedding,
-    planted_store,
-    tiny_model,
-)
+from tests._ground_fixtures import HandDictionary, concept_vectors, planted_world
 
 
 @pytest.fixture(scope="module")
 def grounded(tmp_path_factory):
-    model = tiny_model()
-    U = concept_vectors()
-    plant_unembedding(model, U)
-    store, _ = planted_store(U)
+    model, U, store, _ = planted_world()
     expl = lc.ground(model, HandDictionary(U), store, n_words=4)
     path = expl.save(tmp_path_factory.mktemp("expl") / "e")
     return U, store, expl, path
