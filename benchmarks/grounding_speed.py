@@ -4,7 +4,8 @@
 
 A 2-layer HookedTransformer with d_model=1024 and a 32k vocabulary (GPT-2's tokenizer is not needed: tokens are
 decoded by a WordLevel tokenizer over English words), a store of 5,000 vectors, K=50 concepts. Prints seconds per
-stage; `ground` is dominated by encoding the store, faithfulness by its (1 + n_random) forward passes per concept.
+stage; `ground` is dominated by encoding the store, faithfulness by its (1 + n_random) forward passes per concept and
+the unembedding of every scored position.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def main() -> None:
 
     import lmm_concepts as lc
     from lmm_concepts.grounding.words import english_words
-    from tests._ground_fixtures import HandDictionary, MemoryStore
+    from tests._ground_fixtures import HandDictionary, MemoryStore, as_lmm, token_sequences
 
     words = sorted(english_words())[:32000]
     vocab = {w: i for i, w in enumerate(["<unk>", "<bos>", *words[:31998]])}
@@ -43,7 +44,7 @@ def main() -> None:
     K, M = 50, 5000
     U = torch.nn.functional.normalize(torch.randn(K, 1024), dim=1)
     Z = torch.rand(M, K) @ U + 0.1 * torch.randn(M, 1024)
-    store = MemoryStore({"final": Z})
+    store = MemoryStore({"blocks.0.hook_resid_post": Z})  # block 1 downstream: every faithfulness effect is measured
     dico = HandDictionary(U).to(args.device)
 
     t = time.perf_counter()
@@ -55,10 +56,10 @@ def main() -> None:
     print(f"evaluate overlap + quality: {time.perf_counter() - t:.2f} s")
     tokens = torch.randint(2, len(vocab), (16, 16))
     t = time.perf_counter()
-    res = lc.faithfulness(model, expl, {"input": tokens}, torch.full((16,), 15), concepts=list(range(4)), n_random=4,
-                          codes=torch.full((16, K), 1.0))
-    print(f"faithfulness, 4 concepts × 16 sequences of 16 tokens × (1 + 4 random): {time.perf_counter() - t:.2f} s "
-          f"(mean drop {res.mean_drop:.3f} vs random {res.mean_random_drop:.3f})")
+    res = lc.faithfulness(as_lmm(model), expl, token_sequences(tokens, torch.full((16,), 7)), concepts=list(range(4)),
+                          n_random=4, codes=torch.full((16, K), 1.0))
+    print(f"faithfulness, 4 concepts × 16 sequences of 16 tokens (token 7, 8 later positions) × (1 + 4 random): "
+          f"{time.perf_counter() - t:.2f} s (indirect drop {res.mean_drop:.3f} vs random {res.mean_random_drop:.3f})")
 
 
 if __name__ == "__main__":

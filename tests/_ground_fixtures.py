@@ -141,6 +141,15 @@ def planted_store(U: Tensor, n_per_concept: int = 6, noise: float = 0.05, seed: 
     return MemoryStore({layer: Z}, captions=caps), labels
 
 
+def planted_world():
+    """(tiny model with the planted unembedding, its concept vectors U, a planted store, the store's labels)."""
+    model = tiny_model()
+    U = concept_vectors()
+    plant_unembedding(model, U)
+    store, labels = planted_store(U)
+    return model, U, store, labels
+
+
 BERT_WORDS = ["dog", "puppy", "leash", "bark", "beach", "ocean", "sand", "wave", "pizza", "cheese", "oven", "slice",
               "a", "the", "photo", "of", "on", "here", "with", "and", "running", "red", "blue", "car"]
 
@@ -182,3 +191,25 @@ def tiny_clip_folder(folder) -> str:
     (folder / "open_clip_config.json").write_text(json.dumps(cfg))
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "open_clip_model.safetensors"))
     return str(folder)
+
+
+def as_lmm(llm):
+    """A text-only HookedTransformer as an `LMM` (a HookedLMM sharing its weights; no image ever reaches it)."""
+    from torch import nn
+
+    from lmm_concepts.models import HookedLMM
+    from lmm_concepts.models.config import LMMConfig
+
+    cfg = LMMConfig(family="none", n_visual_tokens=1, image_token_id=-1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return HookedLMM.from_parts(llm, nn.Identity(), nn.Identity(), cfg).eval()
+
+
+def token_sequences(tokens: Tensor, positions: Tensor):
+    """Token rows (no padding, no image) and each row's token of interest as `StoreSequences`."""
+    from lmm_concepts.metrics.sequences import StoreSequences
+    from lmm_concepts.models.interface import ModelInputs
+
+    inputs = ModelInputs(tokens, torch.ones_like(tokens), {})
+    return StoreSequences(inputs, positions.long(), [f"s{i}" for i in range(tokens.shape[0])])

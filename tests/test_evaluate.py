@@ -11,12 +11,14 @@ import lmm_concepts as lc
 from lmm_concepts.metrics import EvaluationResults, clip_score, load_bert, load_clip
 from tests._ground_fixtures import (
     HandDictionary,
+    as_lmm,
     concept_vectors,
     plant_unembedding,
     planted_store,
     tiny_bert,
     tiny_clip_folder,
     tiny_model,
+    token_sequences,
 )
 
 
@@ -71,10 +73,14 @@ def test_evaluate_faithfulness_and_overlap_only(world):
     assert res.overlap == 0.0 and res.scores == {}
     tokens = torch.randint(17, 40, (6, 5))
     res = lc.evaluate(
-        expl, test, metrics=["faithfulness"], model=model,
-        faithfulness_inputs=({"input": tokens}, torch.full((6,), 4)),
+        expl, test, metrics=["faithfulness"], model=as_lmm(model),
+        faithfulness_inputs=token_sequences(tokens, torch.full((6,), 4)),
     )
-    assert res.faithfulness["mean_drop"] > res.faithfulness["mean_random_drop"]
+    # the explanations are at the final norm: definitional there, so the next-token effect is reported, no headline
+    f = res.faithfulness
+    assert f["definitional"] and f["score"] is None
+    assert f["effects"]["next_token"]["mean_drop"] > f["effects"]["next_token"]["mean_random_drop"]
+    assert "not testable" in res.to_markdown()
 
 
 def test_evaluate_bad_input(world):

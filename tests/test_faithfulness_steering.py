@@ -1,6 +1,9 @@
-"""Faithfulness ranks a planted concept above random directions; steering with α > 0 raises its word logits."""
+"""Faithfulness on a planted lens (definitional after the final norm) and its input checks; steering with α > 0 raises
+its word logits. The known-answer faithfulness tests on a hand-wired model are in test_faithfulness_known.py."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
@@ -10,10 +13,12 @@ from lmm_concepts.metrics import faithfulness
 from tests._ground_fixtures import (
     PLANTED,
     HandDictionary,
+    as_lmm,
     concept_vectors,
     plant_unembedding,
     planted_store,
     tiny_model,
+    token_sequences,
 )
 
 
@@ -33,30 +38,46 @@ def test_faithfulness_ranks_planted_concept_above_random(setup, layer):
     model, U, tokens = setup
     store, _ = planted_store(U, layer=layer)
     expl = lc.ground(model, HandDictionary(U), store, n_words=4)
-    positions = torch.full((tokens.shape[0],), tokens.shape[1] - 1)
+    seqs = token_sequences(tokens, torch.full((tokens.shape[0],), tokens.shape[1] - 1))
     # every sample carries each concept with activation 2 (codes given), so every concept is scored on all rows
     codes = torch.full((tokens.shape[0], 3), 2.0)
-    res = faithfulness(model, expl, {"input": tokens}, positions, codes=codes, n_random=8)
+    res = faithfulness(as_lmm(model), expl, seqs, codes=codes, n_random=8)
     assert [c.index for c in res.per_concept] == [0, 1, 2]
+    # both layers are read by the unembedding only: the planted words drop, but by the lens's own arithmetic
+    assert res.definitional and res.score is None and math.isnan(res.mean_drop)
     for c in res.per_concept:
-        assert c.drop > 0 and c.beats_random == 1.0 and c.drop > c.random_drop_mean + c.random_drop_std
-    assert res.frac_above_random == 1.0 and res.mean_drop > res.mean_random_drop
+        e = c.effects["next_token"]
+        assert e.drop > 0 and e.beats_random == 1.0 and e.above_random
+    assert res.effects["next_token"].frac_above_random == 1.0
     # with codes from the dictionary (relu of the captured activations), only active samples are used
-    res = faithfulness(model, expl, {"input": tokens}, positions, n_random=4)
+    res = faithfulness(as_lmm(model), expl, seqs, n_random=4)
     assert all(0 < c.n_samples <= tokens.shape[0] for c in res.per_concept)
 
 
 def test_faithfulness_bad_input(setup):
     model, U, tokens = setup
+    lmm = as_lmm(model)
     store, _ = planted_store(U)
     expl = lc.ground(model, HandDictionary(U), store, n_words=4)
+    seqs = token_sequences(tokens, torch.full((12,), 5))
     with pytest.raises(ValueError, match="empty"):
-        faithfulness(model, expl, {"input": tokens[:0]}, torch.zeros(0, dtype=torch.long))
+        faithfulness(lmm, expl, token_sequences(tokens[:0], torch.zeros(0, dtype=torch.long)))
     other = lc.Explanations(**{**expl.__dict__, "W_dec": torch.randn(3, 8)})
     with pytest.raises(ValueError, match="d_model is 16"):
-        faithfulness(model, other, {"input": tokens}, torch.full((12,), 5))
+        faithfulness(lmm, other, seqs)
     with pytest.raises(ValueError, match="no concept could be scored"):
-        faithfulness(model, expl, {"input": tokens}, torch.full((12,), 5), codes=torch.zeros(12, 3))
+        faithfulness(lmm, expl, seqs, codes=torch.zeros(12, 3))
+    with pytest.raises(ValueError, match="expected \\(12, 3\\)"):
+        faithfulness(lmm, expl, seqs, codes=torch.ones(11, 3))
+    with pytest.raises(ValueError, match="not defined at 'ln_final.hook_normalized'.*'next_token', 'direct'"):
+        faithfulness(lmm, expl, seqs, score="indirect")
+    with pytest.raises(ValueError, match="n_random must be >= 2"):
+        faithfulness(lmm, expl, seqs, n_random=1)
+    with pytest.raises(ValueError, match="another fit"):  # the dictionary is checked against the explanations
+        faithfulness(lmm, expl, seqs, dictionary=HandDictionary(U.flip(0)))
+    moved = lc.Explanations(**{**expl.__dict__, "hook_name": "blocks.0.attn.hook_z"})
+    with pytest.raises(ValueError, match="cannot place hook"):
+        faithfulness(lmm, moved, seqs)
 
 
 def test_steering_raises_concept_word_logits(setup):

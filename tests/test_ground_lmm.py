@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 import pytest
@@ -9,7 +10,7 @@ import torch
 
 import lmm_concepts as lc
 from lmm_concepts.grounding import WordFilter
-from lmm_concepts.hooks import capture_hook
+from lmm_concepts.metrics.faithfulness import EFFECTS
 from lmm_concepts.metrics.sequences import store_sequences
 from tests._extract_models import WORDS, noise_images, tiny_lmm
 
@@ -44,11 +45,19 @@ def test_ground_and_faithfulness_on_an_extracted_store(built):
     seqs = store_sequences(model, store, batch_size=4)
     assert seqs.sample_ids == store.sample_ids and not seqs.dropped
     # the regenerated sequences give back the stored vectors at the stored positions
-    cache: dict = {}
-    model.run_with_hooks(**seqs.inputs, fwd_hooks=[(expl.hook_name, capture_hook(cache, seqs.positions))])
-    torch.testing.assert_close(cache[expl.hook_name], store.layer("final"), rtol=1e-4, atol=1e-4)
-    res = lc.faithfulness(model, expl, seqs.inputs, seqs.positions, n_random=4)
-    assert res.mean_drop > res.mean_random_drop
+    for e, layer in ((expl, "final"), (expl0, 0)):
+        got = model.capture(seqs.inputs.to(model.device), [e.hook_name])[e.hook_name]
+        torch.testing.assert_close(got[torch.arange(len(seqs)), seqs.positions], store.layer(layer), rtol=1e-4,
+                                   atol=1e-4)
+    # after the final norm only the unembedding reads the vectors: no headline, the next-token effect is the lens's
+    res = lc.faithfulness(model, expl, seqs, n_random=4)
+    assert res.definitional and res.score is None and math.isnan(res.mean_drop)
+    assert set(res.effects) == {"next_token", "direct"}
+    assert res.effects["next_token"].mean_drop > res.effects["next_token"].mean_random_drop
+    # at block 0 the last block stands between: every effect is measured, the headline is the indirect one
+    res0 = lc.faithfulness(model, expl0, seqs, n_random=4)
+    assert res0.score == "indirect" and not res0.definitional and set(res0.effects) == set(EFFECTS)
+    assert all(not math.isnan(c.drop) for c in res0.per_concept)
 
 
 def test_cli_ground_evaluate_sweep(built, tmp_path, capsys):

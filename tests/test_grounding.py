@@ -11,19 +11,15 @@ from tests._ground_fixtures import (
     PLANTED,
     HandDictionary,
     concept_vectors,
-    plant_unembedding,
     planted_store,
+    planted_world,
     tiny_model,
 )
 
 
 @pytest.fixture(scope="module")
 def planted():
-    model = tiny_model()
-    U = concept_vectors()
-    plant_unembedding(model, U)
-    store, labels = planted_store(U)
-    return model, U, store, labels
+    return planted_world()
 
 
 def test_planted_unembedding_grounds_planted_words(planted):

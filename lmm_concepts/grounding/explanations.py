@@ -106,6 +106,21 @@ class Explanations:
         """The most activating images of concept k, read from the store they were found in."""
         return store.images(list(self.concepts[k].top_sample_ids))
 
+    def paired(self, dictionary=None, *, needed_for: str | None = None):
+        """The dictionary to encode new data with: `dictionary` if given, else the one kept in memory, checked to be
+        the one these explanations were grounded from (`check_pairing`). None when there is none, unless
+        `needed_for` names the caller, which then gets an error saying how to pass it."""
+        dictionary = dictionary if dictionary is not None else self.dictionary
+        if dictionary is None:
+            if needed_for is None:
+                return None
+            raise ValueError(
+                f"{needed_for} needs the fitted dictionary to encode samples: pass dictionary=..., or load the "
+                "explanations with Explanations.load(path, dictionary=...)"
+            )
+        check_pairing(self.W_dec, dictionary)
+        return dictionary
+
     def explain(self, sample, r: int = 3, *, store=None, dictionary=None):
         """Top-r concepts of one sample (see `lmm_concepts.explain`)."""
         from lmm_concepts.grounding.ground import explain
@@ -135,13 +150,44 @@ class Explanations:
             raise ValueError(f"{meta_path} is not an {SCHEMA} file")
         concepts = [ConceptExplanation(**c) for c in meta.pop("concepts")]
         W_dec = load_file(str(path / "explanations.safetensors"))["W_dec"]
-        if dictionary is not None and tuple(dictionary.W_dec.shape) != tuple(W_dec.shape):
-            raise ValueError(
-                f"the dictionary has W_dec {tuple(dictionary.W_dec.shape)} but these explanations were grounded "
-                f"from {tuple(W_dec.shape)}: pass the dictionary they were made from"
-            )
+        if dictionary is not None:
+            check_pairing(W_dec, dictionary)
         return cls(concepts=concepts, W_dec=W_dec, dictionary=dictionary, source=str(path), **meta)
 
     def to(self, device: str | torch.device) -> Explanations:
         self.W_dec = self.W_dec.to(device)
         return self
+
+
+PAIRING_RTOL = 1e-5
+"""`check_pairing`'s tolerance, relative to the largest |entry|: float32 rounding (a dictionary cast to float32 and
+back, or moved between devices, still pairs), far below what a refit changes (another seed, l1 or K moves
+entries by O(their size))."""
+
+
+def check_pairing(W_dec: Tensor, dictionary) -> None:
+    """Raise unless `dictionary.W_dec` equals `W_dec`, the concept vectors explanations were grounded from.
+
+    Codes from another dictionary (another fit, seed, l1, or the same fit with rows reordered) would be read as these
+    concepts without a word, so equal shapes are not enough: the vectors themselves must agree (to float32 rounding)."""
+    theirs = getattr(dictionary, "W_dec", None)
+    if theirs is None:
+        raise RuntimeError(f"{type(dictionary).__name__} is not fitted: pass the fitted dictionary the explanations "
+                           "were grounded from")
+    theirs = theirs.detach().to("cpu", torch.float64)
+    ours = W_dec.detach().to("cpu", torch.float64)
+    if tuple(theirs.shape) != tuple(ours.shape):
+        raise ValueError(
+            f"the dictionary has W_dec {tuple(theirs.shape)} but these explanations were grounded from "
+            f"{tuple(ours.shape)}: pass the dictionary they were made from"
+        )
+    diff = (theirs - ours).abs().max().item() if ours.numel() else 0.0
+    scale = max(ours.abs().max().item() if ours.numel() else 0.0, 1e-12)
+    if not diff <= PAIRING_RTOL * scale:  # also catches NaN
+        rows = ((theirs - ours).abs().amax(dim=1) > PAIRING_RTOL * scale).nonzero().flatten().tolist()
+        raise ValueError(
+            f"the dictionary's concept vectors differ from those these explanations were grounded from (rows "
+            f"{rows[:8]}{' ...' if len(rows) > 8 else ''} of {ours.shape[0]}, max difference {diff:.3g}): it is "
+            "another fit. Pass the dictionary the explanations were made from, or ground this one "
+            "(lc.ground(model, dictionary, store))"
+        )

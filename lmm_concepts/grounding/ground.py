@@ -167,12 +167,7 @@ def top_concepts(V: Tensor, r: int) -> tuple[Tensor, Tensor]:
 
 def explain(explanations: Explanations, sample, r: int = 3, *, store=None, dictionary=None) -> SampleExplanation:
     """The top-r concepts of one sample: a representation vector [d] or a sample id of `store`."""
-    dictionary = dictionary if dictionary is not None else explanations.dictionary
-    if dictionary is None:
-        raise ValueError(
-            "explain needs the fitted dictionary to encode the sample: pass dictionary=..., or load the explanations "
-            "with Explanations.load(path, dictionary=...)"
-        )
+    dictionary = explanations.paired(dictionary, needed_for="explain")
     sample_id, image_path, captions = None, None, None
     if isinstance(sample, Tensor):
         z = sample.reshape(1, -1) if sample.ndim == 1 else sample

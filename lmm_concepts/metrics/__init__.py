@@ -7,6 +7,7 @@ from lmm_concepts.metrics.evaluate import EvaluationResults, evaluate, noise_ima
 from lmm_concepts.metrics.faithfulness import ConceptFaithfulness, FaithfulnessResult, faithfulness
 from lmm_concepts.metrics.overlap import overlap
 from lmm_concepts.metrics.quality import DictionaryQuality, dictionary_quality, matched_cosine, seed_stability
+from lmm_concepts.metrics.sequences import StoreSequences, store_sequences
 from lmm_concepts.metrics.sweeps import SweepResults, k_sweep, layer_sweep
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "DictionaryQuality",
     "EvaluationResults",
     "FaithfulnessResult",
+    "StoreSequences",
     "SweepResults",
     "clip_score",
     "clipscore_matrix",
@@ -30,5 +32,6 @@ __all__ = [
     "noise_images",
     "overlap",
     "seed_stability",
+    "store_sequences",
     "topr_mean",
 ]

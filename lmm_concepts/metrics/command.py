@@ -77,9 +77,8 @@ def run_evaluate(cfg: EvaluateConfig) -> None:
         from lmm_concepts.metrics.sequences import store_sequences
 
         model = cfg.model.load()
-        expl.dictionary.to(model.cfg.device)
-        seqs = store_sequences(model, test)
-        inputs = (seqs.inputs, seqs.positions)
+        expl.dictionary.to(model.device)
+        inputs = store_sequences(model, test)
     res = evaluate(expl, test, clip=clip, bert=bert, metrics=cfg.metrics, r=cfg.r, model=model,
                    faithfulness_inputs=inputs)
     res.save(cfg.out)

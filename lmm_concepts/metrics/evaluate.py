@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -35,7 +35,9 @@ from lmm_concepts.grounding.ground import top_concepts
 from lmm_concepts.grounding.store_access import encode_all, meta_get, pick_layer, store_matrix
 from lmm_concepts.metrics.bertscore import as_bert
 from lmm_concepts.metrics.clipscore import as_clip, clipscore_matrix, topr_mean
+from lmm_concepts.metrics.faithfulness import faithfulness_line
 from lmm_concepts.metrics.overlap import overlap
+from lmm_concepts.metrics.sequences import StoreSequences
 
 SCHEMA = "lmm_concepts.evaluation/1"
 METRICS = ("clipscore", "bertscore", "overlap", "mas_words", "quality", "faithfulness")
@@ -79,11 +81,7 @@ class EvaluationResults:
                 f"mean activation {q['mean_activation']:.4f}, dead concepts {q['n_dead']}/{q['n_concepts']}"
             )
         if self.faithfulness:
-            f = self.faithfulness
-            lines.append(
-                f"- faithfulness: mean log-prob drop of a concept's words {f['mean_drop']:.4f} vs random directions "
-                f"{f['mean_random_drop']:.4f}; {100 * f['frac_above_random']:.0f}% of concepts above random"
-            )
+            lines.append(faithfulness_line(self.faithfulness))
         if self.bert_rescaled is False:
             lines.append("- BERTScore is not baseline-rescaled (no baseline file given for the local encoder)")
         lines += [f"- note: {n}" for n in self.notes]
@@ -156,7 +154,7 @@ def evaluate(
     dictionary=None,
     r: int = 3,
     model=None,
-    faithfulness_inputs: tuple[Mapping[str, Tensor], Tensor] | None = None,
+    faithfulness_inputs: StoreSequences | None = None,
     n_mas: int | None = None,
     seed: int = 0,
 ) -> EvaluationResults:
@@ -167,12 +165,12 @@ def evaluate(
         bert: a BertModel (`load_bert`) — needed for "bertscore".
         dictionary: the fitted dictionary (default: the one kept by `ground`), to encode the test samples.
         r: the top-r column (the paper: 3); top-1 is always reported.
-        model, faithfulness_inputs: for "faithfulness": the model and (run_with_hooks kwargs, positions) of
-            the test sequences (see `lmm_concepts.metrics.faithfulness`).
+        model, faithfulness_inputs: for "faithfulness": the model and the test store's sequences
+            (`metrics.sequences.store_sequences(model, test_store)`; see `lmm_concepts.metrics.faithfulness`).
         n_mas: most activating test images per concept for "mas_words" (default: explanations.n_images).
     """
     _check_metrics(metrics, baselines)
-    dictionary = dictionary if dictionary is not None else explanations.dictionary
+    dictionary = explanations.paired(dictionary)  # None when absent; another fit's dictionary is refused
     needs_codes = {"clipscore", "bertscore", "quality", "mas_words"} & set(metrics)
     if needs_codes and dictionary is None:
         raise ValueError(
@@ -185,8 +183,8 @@ def evaluate(
         bert = as_bert(bert)
     if "faithfulness" in metrics and (model is None or faithfulness_inputs is None):
         raise ValueError(
-            "faithfulness needs model=... and faithfulness_inputs=(run_with_hooks kwargs, positions) for the test "
-            "sequences"
+            "faithfulness needs model=... and faithfulness_inputs=store_sequences(model, test_store) (the test "
+            "store's sequences, from lmm_concepts.metrics.sequences)"
         )
     layer = pick_layer(test_store, explanations.layer)
     K = explanations.n_concepts
@@ -283,6 +281,6 @@ def evaluate(
     if "faithfulness" in metrics:
         from lmm_concepts.metrics.faithfulness import faithfulness
 
-        inputs, positions = faithfulness_inputs
-        res.faithfulness = faithfulness(model, explanations, inputs, positions, dictionary=dictionary, seed=seed).to_dict()
+        res.faithfulness = faithfulness(model, explanations, faithfulness_inputs, dictionary=dictionary,
+                                        seed=seed).to_dict()
     return res

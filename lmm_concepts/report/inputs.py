@@ -48,12 +48,16 @@ def load_explanations(path: PathLike, dictionary: Any = None) -> Explanations:
             f"{path}: these explanations do not say which dictionary they were grounded from, and the samples' "
             "codes need it: pass the dictionary folder (--dictionary, or dictionaries=... in Python)"
         )
-    if tuple(expl.dictionary.W_dec.shape) != tuple(expl.W_dec.shape):
-        raise RunInputError(
-            f"{path}: the dictionary has W_dec {tuple(expl.dictionary.W_dec.shape)} but the explanations were "
-            f"grounded from {tuple(expl.W_dec.shape)}: pass the dictionary they were made from"
-        )
+    _check_paired(expl, path)
     return expl
+
+
+def _check_paired(expl: Explanations, where: Any) -> None:
+    """The dictionary must be the one the explanations were grounded from (its W_dec, not only its shape)."""
+    try:
+        expl.paired()
+    except ValueError as err:
+        raise RunInputError(f"{where}: {err}") from err
 
 
 def _dictionary(value: Any, where: PathLike) -> Any:
@@ -93,6 +97,7 @@ def as_explanations(explanations: Any, dictionaries: Any = None) -> dict[str, Ex
             if expl.dictionary is None:
                 raise RunInputError(f"explanations {name!r} hold no dictionary: ground them with the fitted "
                                     "dictionary, or pass it (dictionaries=...)")
+            _check_paired(expl, name)
             out[str(name)] = expl
         else:
             out[str(name)] = load_explanations(expl, dictionaries.get(name))
