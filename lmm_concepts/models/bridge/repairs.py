@@ -15,8 +15,11 @@ Each was found by comparing a tiny random model through the bridge with the same
 2. **KV cache.** transformers 5.24 hands the attention module its cache as `cache=`; the bridge's reimplemented
    attention (`AttentionBridge._update_kv_cache`) reads only `past_key_values=` / `layer_past=`, so the cache
    was never filled: HF `generate` through the bridge attended, at each new token, to that token alone (greedy
-   tokens diverged from HF's from the second one). Fix: a forward pre-hook passes the cache under the name the
-   bridge reads. Measured after: greedy and beam tokens identical to HF `generate` on left-padded batches.
+   tokens diverged from HF's from the second one; TransformerLens's own `generate` gives the same wrong tokens).
+   Fix: on attention bridges that reimplement the forward (those that override `AttentionBridge.forward`; the
+   base class hands everything to the HF module, which reads `cache=` itself), a forward pre-hook passes the
+   cache under the name the bridge reads. Measured after: greedy and beam tokens identical to HF `generate` on
+   left-padded batches (LLaVA), and on LLaVA-NeXT, LLaVA-OneVision, Gemma 3, Qwen2.5-VL and Idefics3 probes.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ def _cache_as_past_key_values(module: nn.Module, args: tuple, kwargs: dict[str, 
 
 def pass_kv_cache_to_attention(bridge: nn.Module) -> None:
     for module in bridge.modules():
-        if isinstance(module, AttentionBridge) and not getattr(module, "_lmm_cache_hook", False):
+        reimplemented = isinstance(module, AttentionBridge) and type(module).forward is not AttentionBridge.forward
+        if reimplemented and not getattr(module, "_lmm_cache_hook", False):
             module.register_forward_pre_hook(_cache_as_past_key_values, with_kwargs=True)
             module._lmm_cache_hook = True
