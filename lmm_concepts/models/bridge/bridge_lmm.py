@@ -79,10 +79,12 @@ class BridgeLMM:
         return self.hf_model.config
 
     def _unembedding(self) -> nn.Module:
-        return getattr(self.bridge.unembed, "original_component", None) or self.hf_model.get_output_embeddings()
+        """The HF unembedding (`lm_head`) itself, not its bridge component."""
+        return _hf_module(self.bridge.unembed)
 
     def _embedding(self) -> nn.Module:
-        return getattr(self.bridge.embed, "original_component", None) or self.hf_model.get_input_embeddings()
+        """The HF token embedding itself (Gemma's scaling included), not its bridge component."""
+        return _hf_module(self.bridge.embed)
 
     # ------------------------------------------------------------------ the LMM interface: dimensions, identity
     @property
@@ -300,8 +302,7 @@ class BridgeLMM:
 
     def final_norm(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
         """The HF final norm itself (no hook fires)."""
-        norm = getattr(self.bridge.ln_final, "original_component", None) or self.bridge.ln_final
-        return norm(x.to(self.W_U.dtype))
+        return _hf_module(self.bridge.ln_final)(x.to(self.W_U.dtype))
 
     def unembed_vectors(self, x: Float[Tensor, "... d_model"], use_bias: bool = False) -> Float[Tensor, "... d_vocab"]:
         logits = x.to(self.W_U.dtype) @ self.W_U
@@ -349,6 +350,12 @@ class BridgeLMM:
         generated = sequences[:, inputs.input_ids.shape[1]:]
         return finish_output(self, inputs.input_ids, inputs.attention_mask, inputs.images, generated, eos_token_id,
                              pad, max_new_tokens)
+
+
+def _hf_module(component: nn.Module) -> nn.Module:
+    """The HF module a bridge component wraps (calling it fires no hook)."""
+    original = getattr(component, "original_component", None)
+    return original if original is not None else component
 
 
 def _one_image_per_sample(images: Any) -> list[Image.Image]:
