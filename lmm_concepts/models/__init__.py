@@ -1,5 +1,7 @@
-"""The multimodal model: vision encoder -> connector -> visual tokens injected into a TransformerLens LLM."""
+"""The multimodal models behind the `LMM` interface (`interface.py`): `HookedLMM` (vision encoder -> connector ->
+visual tokens injected into a TransformerLens LLM) and `BridgeLMM` (an HF model under TransformerLens's bridge)."""
 
+from lmm_concepts.models.bridge import BridgeLMM
 from lmm_concepts.models.config import LMMConfig
 from lmm_concepts.models.connectors import (
     CONNECTORS,
@@ -17,6 +19,7 @@ from lmm_concepts.models.vision import HFClipVision, OpenClipVision
 __all__ = [
     "CONNECTORS",
     "AttentionResampler",
+    "BridgeLMM",
     "GenerationOutput",
     "HFClipVision",
     "HookedLMM",

@@ -8,6 +8,7 @@ positions are wrong for float-embedding input with the KV cache. Here every step
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -105,17 +106,18 @@ def beam_search(
     return history[best]
 
 
-def finish_output(model: HookedLMM, input_ids: Tensor, attention_mask: Tensor, pixel_values: Tensor,
-                  generated: Tensor, eos_token_id: int | None, pad_token_id: int,
+def finish_output(model, input_ids: Tensor, attention_mask: Tensor, images: dict[str, Tensor],
+                  generated: Tensor, eos_token_id: int | Sequence[int] | None, pad_token_id: int,
                   max_new_tokens: int) -> GenerationOutput:
     """Pad after EOS (and up to `max_new_tokens` when every row ended early), build the full sequence and its
-    attention mask, decode the texts."""
+    attention mask, decode the texts. `eos_token_id` may list several ids (chat models end a turn with their own)."""
     if generated.shape[1] < max_new_tokens:
         generated = torch.nn.functional.pad(generated, (0, max_new_tokens - generated.shape[1]), value=pad_token_id)
         if eos_token_id is None:
             raise RuntimeError("decoding stopped early without an EOS token")
     if eos_token_id is not None and generated.shape[1]:
-        is_eos = (generated == eos_token_id).int()
+        eos = torch.as_tensor(eos_token_id, device=generated.device).reshape(-1)
+        is_eos = torch.isin(generated, eos).int()
         after_eos = (is_eos.cumsum(dim=1) - is_eos) > 0  # strictly after the first EOS
     else:
         after_eos = torch.zeros_like(generated, dtype=torch.bool)
@@ -126,7 +128,7 @@ def finish_output(model: HookedLMM, input_ids: Tensor, attention_mask: Tensor, p
     return GenerationOutput(
         sequences=torch.cat([input_ids, generated], dim=1),
         attention_mask=torch.cat([attention_mask, gen_mask], dim=1),
-        images={"pixel_values": pixel_values},
+        images=dict(images),
         prompt_length=input_ids.shape[1],
         generated_ids=generated,
         texts=texts,

@@ -49,13 +49,17 @@ def load_image(image: ImageLike) -> Image.Image:
 
 
 def read_hf_preprocessor_config(folder: str | Path) -> dict[str, Any]:
-    """Size, mean and std from an HF `preprocessor_config.json` (CLIPImageProcessor layout).
+    """Size, mean and std from an HF `preprocessor_config.json` (CLIPImageProcessor layout), or from the
+    "image_processor" section of `processor_config.json`, where transformers 5 writes it.
 
     Returns keys `image_size`, `image_mean`, `image_std` (only those present in the file)."""
     path = Path(folder) / "preprocessor_config.json"
-    if not path.is_file():
+    if path.is_file():
+        cfg = json.loads(path.read_text())
+    elif (Path(folder) / "processor_config.json").is_file():
+        cfg = json.loads((Path(folder) / "processor_config.json").read_text()).get("image_processor", {})
+    else:
         return {}
-    cfg = json.loads(path.read_text())
     out: dict[str, Any] = {}
     crop = cfg.get("crop_size")
     size = cfg.get("size")

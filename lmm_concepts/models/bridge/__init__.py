@@ -1,0 +1,22 @@
+"""The TransformerBridge backend: any multimodal family TransformerLens's `TransformerBridge` adapts, the Hugging
+Face model kept as it is. `BridgeLMM` implements the `LMM` interface; one `FamilySpec` per family file says what
+the family does differently, registered by the HF architecture names of its `config.json`."""
+
+from lmm_concepts.models.bridge import llava as _llava  # noqa: F401  (registers its family)
+from lmm_concepts.models.bridge.bridge_lmm import BridgeLMM
+from lmm_concepts.models.bridge.family import (
+    CAPTION_INSTRUCTION,
+    FamilySpec,
+    family_for,
+    register_family,
+    supported_architectures,
+)
+
+__all__ = [
+    "CAPTION_INSTRUCTION",
+    "BridgeLMM",
+    "FamilySpec",
+    "family_for",
+    "register_family",
+    "supported_architectures",
+]
