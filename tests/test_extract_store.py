@@ -173,3 +173,34 @@ def test_layer_files_are_streamed_in_and_memory_mapped_out(tmp_path):
     with pytest.raises(ValueError, match="wrote 1000 rows, expected 2000"):
         write_streamed(tmp_path / "bad.safetensors", iter([torch.zeros(1000, 4)]), 2000, 4, torch.float32)
     assert not (tmp_path / "bad.safetensors").exists()
+
+
+def test_store_lock_refuses_a_second_holder_and_takes_over_a_dead_ones(tmp_path, monkeypatch, caplog):
+    import errno
+    import fcntl
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from lmm_concepts.extraction.lock import StoreLock, StoreLockedError
+
+    with StoreLock(tmp_path / "s") as held:
+        assert json.loads(held.path.read_text())["pid"] == os.getpid()
+        with pytest.raises(StoreLockedError, match=f"pid {os.getpid()} on {socket.gethostname()}"):
+            StoreLock(tmp_path / "s").acquire()
+    assert not (tmp_path / "s" / ".lock").exists()  # released: the file goes with it
+
+    # a filesystem without flock: the record alone decides
+    def no_flock(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lock_file = tmp_path / "s" / ".lock"
+    lock_file.write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname()}))  # a live process
+    with pytest.raises(StoreLockedError, match=f"pid {os.getppid()}"):
+        StoreLock(tmp_path / "s").acquire()
+    lock_file.write_text(json.dumps({"pid": int(dead.stdout), "host": socket.gethostname()}))  # a dead one
+    with StoreLock(tmp_path / "s"):
+        assert f"taking over the lock left by pid {int(dead.stdout)}" in caplog.text

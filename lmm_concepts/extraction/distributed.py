@@ -8,7 +8,8 @@ per-layer files and marks the manifest complete. So the store equals a single-pr
 after a crash skips every batch already committed, whichever rank wrote it.
 
 `extract` calls `run_ranks` instead of its single-process loop when a process group with more than one
-rank is initialised; rank 0 creates (or clears) the store before the others open it.
+rank is initialised; rank 0 takes the store's lock (held by it for the whole run, see `lock.py`, so a second
+run into the same folder is refused) and creates (or clears) the store before the others open it.
 """
 
 from __future__ import annotations
@@ -34,10 +35,11 @@ def rank_and_world() -> tuple[int, int]:
 
 
 def open_writer(make: Callable[[bool], object], out) -> object:
-    """`make(may_overwrite)` on rank 0 first (it creates or clears the store), then on the other ranks.
+    """`make(owner)` on rank 0 first (`owner=True`: it takes the store's lock and creates or clears the store),
+    then on the other ranks (`owner=False`: they add batches to the store rank 0 holds).
 
-    If rank 0 cannot open the store (another extraction's store in `out`), every rank raises instead of the
-    others waiting for it forever.
+    If rank 0 cannot open the store (another extraction's store in `out`, or another run holding its lock), every
+    rank raises instead of the others waiting for it forever.
     """
     rank, world = rank_and_world()
     if world == 1:

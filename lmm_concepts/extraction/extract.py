@@ -33,6 +33,7 @@ from lmm_concepts.data.base import (
     iter_batches,
     n_samples,
 )
+from lmm_concepts.extraction.lock import StoreLock
 from lmm_concepts.extraction.positions import check_position_rule, left_padding, sequence_position
 from lmm_concepts.extraction.selection import check_producible, find_word, mentions, word_forms, word_pattern
 from lmm_concepts.extraction.shards import store_dtype
@@ -270,10 +271,25 @@ def extract(
     from lmm_concepts.extraction import distributed
 
     _, world = distributed.rank_and_world()
-    writer = distributed.open_writer(lambda may: StoreWriter(out, manifest, overwrite=overwrite and may), out)
-    if not writer.complete:
-        run = _run if world == 1 else distributed.run_ranks
-        run(model, data, writer, forms, hooks, position, prompt, max_new_tokens, batch_size, num_workers, progress)
+    lock = StoreLock(out)  # one writer per store for the whole run; the ranks of one run share it (rank 0 holds it)
+
+    def open_store(owner: bool) -> StoreWriter:
+        if not owner:
+            return StoreWriter(out, manifest, owner=False)
+        lock.acquire()
+        try:
+            return StoreWriter(out, manifest, overwrite=overwrite)
+        except BaseException:
+            lock.release()
+            raise
+
+    try:
+        writer = distributed.open_writer(open_store, out)
+        if not writer.complete:
+            run = _run if world == 1 else distributed.run_ranks
+            run(model, data, writer, forms, hooks, position, prompt, max_new_tokens, batch_size, num_workers, progress)
+    finally:
+        lock.release()
     return RepresentationStore.open(out)
 
 

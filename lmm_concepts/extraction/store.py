@@ -8,6 +8,7 @@ Layout of a store folder:
     rejections.jsonl           one row per rejected image: {sample_id, reason, detail}
     images/                    copies of kept images that came without a file (in-memory or HF datasets)
     parts/<batch>/             while running: per-batch shards and `batch.json` (the batch's commit record)
+    .lock                      while running: the writer's lock (pid, host), see `lock.py`
 
 Readers refuse an incomplete store unless `allow_incomplete=True`; an incomplete store is read from its parts.
 """

@@ -75,9 +75,13 @@ def image_file_name(sample_id: str) -> str:
 
 
 class StoreWriter:
-    """Creates or continues the store at `out` for the extraction described by `manifest`."""
+    """Creates or continues the store at `out` for the extraction described by `manifest`.
 
-    def __init__(self, out: str | Path, manifest: dict[str, Any], *, overwrite: bool = False):
+    The `owner` (the process holding the store's lock, see `lock.py`) creates, clears and merges the store; under
+    torchrun the other ranks open it with `owner=False` once rank 0 has, and only add their batches to `parts/`.
+    """
+
+    def __init__(self, out: str | Path, manifest: dict[str, Any], *, overwrite: bool = False, owner: bool = True):
         self.out = Path(out)
         manifest = {"format": STORE_FORMAT, "format_version": FORMAT_VERSION, "complete": False, **manifest}
         self.manifest = json.loads(json.dumps(_jsonable(manifest)))  # compared with the saved one: same types
@@ -85,18 +89,20 @@ class StoreWriter:
         if existing.exists():
             old = read_json(existing)
             differs = [k for k in IDENTITY_KEYS if old.get(k) != self.manifest.get(k)]
-            if differs and not overwrite:
+            if differs and not (overwrite and owner):
                 raise FileExistsError(
                     f"{self.out} holds a store for another extraction (differs in: {', '.join(differs)}); "
                     "pass overwrite=True to replace it, or choose another output folder"
                 )
-            if overwrite:
+            if overwrite and owner:
                 self.clear()
             else:
                 self.manifest = old  # same extraction: continue (or reuse) it
-                if self.complete:  # a run killed after completing but before cleaning up
+                if self.complete and owner:  # a run killed after completing but before cleaning up
                     shutil.rmtree(self.out / PARTS_DIR, ignore_errors=True)
-        if not existing.exists():
+        elif not owner:
+            raise RuntimeError(f"{existing} is missing: rank 0 creates the store before the other ranks open it")
+        if owner and not existing.exists():
             write_json(existing, self.manifest)
 
     @property
