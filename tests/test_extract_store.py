@@ -12,6 +12,7 @@ from safetensors import safe_open
 import lmm_concepts as lc
 from lmm_concepts._memory import rss_anon_mb
 from lmm_concepts.extraction.store import committed_batches
+from lmm_concepts.extraction.writer import image_file_name
 from tests._extract_fixtures import ScriptedLMM, coded_image
 
 SCRIPTS = {
@@ -204,3 +205,62 @@ def test_store_lock_refuses_a_second_holder_and_takes_over_a_dead_ones(tmp_path,
     lock_file.write_text(json.dumps({"pid": int(dead.stdout), "host": socket.gethostname()}))  # a dead one
     with StoreLock(tmp_path / "s"):
         assert f"taking over the lock left by pid {int(dead.stdout)}" in caplog.text
+
+
+def test_overwrite_deletes_only_what_the_store_wrote(model, tmp_path, monkeypatch):
+    from lmm_concepts.errors import ConflictingOutputError
+
+    # `out` is a folder that already holds the user's files, an images/ folder among them
+    out = tmp_path / "d"
+    (out / "images").mkdir(parents=True)
+    coded_image(9).save(out / "images" / "user.png")
+    (out / "notes.txt").write_text("mine")
+    first = lc.extract(model, items(), "dog", layers=["final"], out=out, batch_size=2, progress=False)
+    copied = {p.name for p in (out / "images").iterdir()} - {"user.png"}
+    assert len(copied) == 3 and first.manifest["created_dirs"] == ["layers", "parts"]
+    # a batch killed after copying its image but before its commit record: the image is still the store's
+    real_write_json = lc.extraction.writer.write_json
+
+    def dies_at_commit(path, obj, indent=2):
+        if path.name == "batch.json":
+            raise KeyboardInterrupt
+        return real_write_json(path, obj, indent)
+
+    monkeypatch.setattr(lc.extraction.writer, "write_json", dies_at_commit)
+    with pytest.raises(KeyboardInterrupt):
+        lc.extract(model, [("late", coded_image(0), ["a dog"])], "dog", layers=[0], out=tmp_path / "k",
+                   progress=False)
+    monkeypatch.undo()
+    assert len(list((tmp_path / "k" / "images").iterdir())) == 1
+
+    again = lc.extract(model, items(), "cat", layers=["final"], out=out, overwrite=True, progress=False)
+    assert again.sample_ids == ["s3", "s5"]
+    names = {p.name for p in (out / "images").iterdir()}
+    assert "user.png" in names and not names & copied and len(names) == 3  # the old store's copies went
+    assert (out / "notes.txt").read_text() == "mine" and len(again.images(["s3", "s5"])) == 2
+    lc.extract(model, [("x", coded_image(1), ["dog"])], "dog", layers=[1], out=tmp_path / "k", overwrite=True,
+               progress=False)
+    assert [p.name for p in (tmp_path / "k" / "images").iterdir()] == [image_file_name("x")]
+
+    # a JSONL dataset whose folder is also the output: its images are never the store's
+    ds = tmp_path / "ds"
+    (ds / "images").mkdir(parents=True)
+    for c in (0, 1):
+        coded_image(c).save(ds / "images" / f"{c}.png")
+    rows = [{"id": f"j{c}", "image": f"images/{c}.png", "captions": [CAPTIONS[c]]} for c in (0, 1)]
+    (ds / "data.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    data = lc.JsonlCaptions(ds / "data.jsonl")
+    lc.extract(model, data, "dog", layers=["final"], out=ds, progress=False)
+    store = lc.extract(model, data, "dog", layers=[0], out=ds, overwrite=True, progress=False)
+    assert sorted(p.name for p in (ds / "images").iterdir()) == ["0.png", "1.png"]
+    assert store.images(["j0"])[0].getpixel((0, 0)) == (0, 0, 0)
+
+    # the store never replaces files of its names that it did not write, overwrite or not
+    for name, make in (("metadata.jsonl", lambda p: p.write_text("{}\n")), ("parts", lambda p: p.mkdir()),
+                       ("manifest.json", lambda p: p.write_text('{"name": "my project"}'))):
+        folder = tmp_path / f"taken_{name}"
+        folder.mkdir()
+        make(folder / name)
+        with pytest.raises(ConflictingOutputError, match=name):
+            lc.extract(model, items(), "dog", out=folder, overwrite=True, progress=False)
+        assert sorted(p.name for p in folder.iterdir()) == [name]

@@ -115,7 +115,7 @@ class ExtractConfig:
     num_workers: int = 0
     """DataLoader workers decoding images."""
     overwrite: bool = False
-    """Replace a store of another extraction in --out."""
+    """Replace a store of another extraction in --out (only that store's own files are deleted)."""
     model: ModelSpec = field(default_factory=ModelSpec)
     data: DataSpec = field(default_factory=DataSpec)
 

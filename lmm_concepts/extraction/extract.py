@@ -242,7 +242,8 @@ def extract(
         plural: also accept plural forms ("dogs", "boxes", "puppies").
         dtype: storage dtype: "float32", "float16" or "bfloat16".
         num_workers: DataLoader workers decoding images.
-        overwrite: replace a store of another extraction in `out`.
+        overwrite: replace a store of another extraction in `out`: only that store's own files are deleted (see
+            `writer.py`), never other files in `out`.
         progress: show a progress bar (images/s and the count kept).
     """
     check_position_rule(position)
