@@ -66,19 +66,56 @@ def check_inputs(state: DemoState) -> None:
     unknown = [m for m in cfg.methods if m not in METHODS]
     if unknown or not cfg.methods:
         raise DemoInputError(f"unknown method(s) {unknown}; choose among {', '.join(METHODS)}")
+    if state.folder.exists() and not state.folder.is_dir():
+        raise DemoInputError(f"--out {state.folder} is a file; give a folder (new or a previous demo's)")
     if state.folder.exists() and any(state.folder.iterdir()):
         if not cfg.overwrite:
             raise DemoInputError(
-                f"output folder {state.folder} already exists and is not empty; pass --overwrite to replace it "
-                "or choose another --out"
+                f"output folder {state.folder} already exists and is not empty; pass --overwrite to replace a "
+                "previous demo's outputs there, or choose another --out"
             )
-        if not (state.folder / "results.json").exists() and not (state.folder / "reps").exists():
-            raise DemoInputError(
-                f"refusing to overwrite {state.folder}: it does not look like a demo folder (no results.json or "
-                "reps/); choose another --out"
-            )
-        shutil.rmtree(state.folder)
+        remove_previous_outputs(state.folder, cfg.replace)
     state.folder.mkdir(parents=True, exist_ok=True)
+
+
+#: what the demo writes into its folder (stages: world/, reps/, explanations/, evaluation/; report: the rest)
+DEMO_OUTPUTS = ("results.json", "panels.json", "report.html", "world", "reps", "explanations", "evaluation")
+
+
+def remove_previous_outputs(folder: Path, replace: list[str]) -> None:
+    """Delete a previous demo's outputs from `folder`, plus the entries named in `replace`; refuse (deleting
+    nothing) when the folder holds anything else, or when another run is writing one of its stores."""
+    from lmm_concepts.extraction.lock import StoreLock
+
+    bad = [r for r in replace if not r or Path(r).name != r or r in (".", "..")]
+    if bad:
+        raise DemoInputError(f"--replace takes names of entries directly inside --out, got {bad}")
+    entries = {p.name for p in folder.iterdir()}
+    if not entries & {"results.json", "reps"}:
+        raise DemoInputError(
+            f"refusing to overwrite {folder}: it does not look like a demo folder (no results.json or reps/); "
+            "choose another --out"
+        )
+    foreign = sorted(entries - set(DEMO_OUTPUTS) - set(replace))
+    if foreign:
+        it = "it" if len(foreign) == 1 else "them"
+        raise DemoInputError(
+            f"refusing to overwrite {folder}: it holds {', '.join(foreign)}, which the demo did not write; move {it} "
+            f"away, choose another --out, or add --replace {' '.join(foreign)} to delete {it} too"
+        )
+    locks = [StoreLock(p) for p in sorted((folder / "reps").glob("*")) if p.is_dir()]
+    try:
+        for lock in locks:  # a demo still extracting into this folder keeps it
+            lock.acquire()
+        for name in sorted(entries & {*DEMO_OUTPUTS, *replace}):
+            path = folder / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+    finally:
+        for lock in locks:
+            lock.release()
 
 
 def load_models(state: DemoState) -> None:
