@@ -18,7 +18,10 @@ class GroundConfig:
     out: str = ""
     """Output folder for the explanations (explanations.json + explanations.safetensors)."""
     layer: str | None = None
-    """Store layer the dictionary was fitted on (default: the only one, or 'final')."""
+    """Store layer the dictionary was fitted on (default: the hook its cfg.json records, else the only one, or
+    'final'); another layer than the recorded one is refused unless --allow_layer_mismatch."""
+    allow_layer_mismatch: bool = False
+    """Ground the dictionary at --layer even though it records another hook (said in the notes)."""
     n_words: int = 15
     """Words per concept (never padded: fewer when the filter leaves fewer)."""
     n_images: int = 5
@@ -43,7 +46,7 @@ def _need(value: str, flag: str, command: str) -> str:
 def run(cfg: GroundConfig) -> None:
     from lmm_concepts.dictionary import load_dictionary
     from lmm_concepts.extraction import RepresentationStore
-    from lmm_concepts.grounding.ground import ground
+    from lmm_concepts.grounding.ground import fitted_hook, ground
 
     store = RepresentationStore.open(_need(cfg.store, "store", "ground"))
     dictionary = load_dictionary(_need(cfg.dictionary, "dictionary", "ground"))
@@ -61,10 +64,13 @@ def run(cfg: GroundConfig) -> None:
     expl = ground(
         model, dictionary.to(model.cfg.device), store, n_words=cfg.n_words, n_images=cfg.n_images, lens=cfg.lens,
         layer=layer, use_bias=cfg.use_bias, n_candidates=cfg.n_candidates, word_filter=word_filter,
+        allow_layer_mismatch=cfg.allow_layer_mismatch,
     )  # fmt: skip
     expl.save(out)
     for c in expl.concepts:
         print(f"concept {c.index:3d}: {', '.join(c.words) or '(no word passes the filter)'}")
     for note in expl.notes:
         print(f"note: {note}")
-    print(f"{out}: {len(expl)} concepts, lens {expl.lens} at {expl.hook_name}")
+    fitted = fitted_hook(dictionary)
+    on = f" (the dictionary was fitted on {fitted})" if fitted not in (None, expl.hook_name) else ""
+    print(f"{out}: {len(expl)} concepts, lens {expl.lens} at {expl.hook_name}{on}")

@@ -3,12 +3,29 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from lmm_concepts.errors import InputError
+
 FINAL_NAMES = ("final", "ln_final.hook_normalized")
+
+
+def as_store(store, what: str = "store"):
+    """`store` as an object with the store attributes: a store folder is opened; None or anything else is refused."""
+    if isinstance(store, (str, os.PathLike)):
+        from lmm_concepts.extraction.store import RepresentationStore
+
+        return RepresentationStore.open(store)
+    if not all(hasattr(store, a) for a in ("layers", "layer", "metadata", "sample_ids")):
+        raise InputError(
+            f"{what} must be a RepresentationStore (lmm_concepts.RepresentationStore.open(folder)) or its folder, "
+            f"got {type(store).__name__}"
+        )
+    return store
 
 
 def pick_layer(store, layer: str | int | None) -> str:

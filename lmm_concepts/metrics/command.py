@@ -54,6 +54,8 @@ class EvaluateConfig:
     """The top-r column (top-1 is always reported)."""
     with_model: bool = False
     """Load the model (--model.*) to rerun the test sequences for faithfulness."""
+    allow_layer_mismatch: bool = False
+    """Use a dictionary that records another hook than the test store's layer (said in the notes)."""
     scorers: ScorerSpec = field(default_factory=ScorerSpec)
     model: ModelSpec = field(default_factory=ModelSpec)
 
@@ -81,7 +83,7 @@ def run_evaluate(cfg: EvaluateConfig) -> None:
         seqs = store_sequences(model, test)
         inputs = (seqs.inputs, seqs.positions)
     res = evaluate(expl, test, clip=clip, bert=bert, metrics=cfg.metrics, r=cfg.r, model=model,
-                   faithfulness_inputs=inputs)
+                   faithfulness_inputs=inputs, allow_layer_mismatch=cfg.allow_layer_mismatch)
     res.save(cfg.out)
     print(res.to_markdown())
 

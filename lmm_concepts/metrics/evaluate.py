@@ -30,9 +30,10 @@ from safetensors.torch import load_file
 from torch import Tensor
 
 from lmm_concepts._io import read_json, write_json, write_safetensors, write_text
+from lmm_concepts.errors import InputError
 from lmm_concepts.grounding.explanations import concept_text
-from lmm_concepts.grounding.ground import top_concepts
-from lmm_concepts.grounding.store_access import encode_all, meta_get, pick_layer, store_matrix
+from lmm_concepts.grounding.ground import check_dictionary_layer, top_concepts
+from lmm_concepts.grounding.store_access import as_store, encode_all, meta_get, pick_layer, store_matrix
 from lmm_concepts.metrics.bertscore import as_bert
 from lmm_concepts.metrics.clipscore import as_clip, clipscore_matrix, topr_mean
 from lmm_concepts.metrics.overlap import overlap
@@ -159,6 +160,7 @@ def evaluate(
     faithfulness_inputs: tuple[Mapping[str, Tensor], Tensor] | None = None,
     n_mas: int | None = None,
     seed: int = 0,
+    allow_layer_mismatch: bool = False,
 ) -> EvaluationResults:
     """Score `explanations` on `test_store` (see the module docstring for rows and columns).
 
@@ -170,8 +172,11 @@ def evaluate(
         model, faithfulness_inputs: for "faithfulness": the model and (run_with_hooks kwargs, positions) of
             the test sequences (see `lmm_concepts.metrics.faithfulness`).
         n_mas: most activating test images per concept for "mas_words" (default: explanations.n_images).
+        allow_layer_mismatch: use a dictionary recorded as fitted on another hook than the test layer (said in
+            `notes`); refused otherwise.
     """
     _check_metrics(metrics, baselines)
+    test_store = as_store(test_store, "test_store")
     dictionary = dictionary if dictionary is not None else explanations.dictionary
     needs_codes = {"clipscore", "bertscore", "quality", "mas_words"} & set(metrics)
     if needs_codes and dictionary is None:
@@ -191,8 +196,10 @@ def evaluate(
     layer = pick_layer(test_store, explanations.layer)
     K = explanations.n_concepts
     if r > K:
-        raise ValueError(f"r={r} is more than the {K} concepts")
+        raise InputError(f"r={r} (--r) is more than the {K} concepts: choose r ≤ {K}")
     notes: list[str] = []
+    if dictionary is not None and (mismatch := check_dictionary_layer(dictionary, layer, allow_layer_mismatch)):
+        notes.append(mismatch)
     res = EvaluationResults(scores={}, n_test=0, r=r, layer=layer, notes=notes)
     if "overlap" in metrics:
         res.overlap = overlap(explanations.words())
