@@ -264,3 +264,16 @@ def test_overwrite_deletes_only_what_the_store_wrote(model, tmp_path, monkeypatc
         with pytest.raises(ConflictingOutputError, match=name):
             lc.extract(model, items(), "dog", out=folder, overwrite=True, progress=False)
         assert sorted(p.name for p in folder.iterdir()) == [name]
+
+
+def test_duplicate_ids_in_memory_are_refused_like_jsonl(model, tmp_path):
+    from lmm_concepts.errors import InputError
+
+    dup = [("a", coded_image(0), ["a dog"]), ("b", coded_image(1), ["dog"]), ("a", coded_image(4), ["a dog"])]
+    with pytest.raises(InputError, match=r"sample id 'a' occurs more than once \(items 0 and 2\)"):
+        lc.extract(model, dup, "dog", out=tmp_path / "s", progress=False)
+    assert not (tmp_path / "s").exists()  # refused before anything was written
+    with pytest.raises(ValueError, match="'a' occurs more than once"):  # read once: checked as it is read
+        list(lc.IterableCaptions(iter(dup)))
+    with pytest.raises(ValueError, match="'a' occurs more than once"):
+        list(lc.IterableCaptions(iter(dup)).iter_from(2))

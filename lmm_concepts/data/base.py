@@ -19,6 +19,8 @@ from typing import Any
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from lmm_concepts.errors import InputError
+
 #: What a dataset may hold for an image before decoding: a file path, encoded bytes, a decoded PIL image,
 #: or a HF `datasets` Image dict ({"bytes": ..., "path": ...}).
 ImageRef = str | os.PathLike | bytes | Image.Image | dict
@@ -123,11 +125,14 @@ class IterableCaptions(IterableDataset):
     name (the synthetic world's `WorldSample(id, image, captions, attributes)` gives an `attributes` field).
 
     `image` is a path, bytes or a PIL image; images are decoded as the iteration reaches them. A list can be
-    read again (so a killed extraction resumes); a generator is read once.
+    read again (so a killed extraction resumes); a generator is read once. Ids must be unique, as in every dataset
+    here (a store finds rows and copied images by id): a list is checked at once, any other iterable as it is read.
     """
 
     def __init__(self, items: Iterable[tuple]):
         self.items = items
+        if isinstance(items, (list, tuple)):  # in memory already: reading the ids decodes nothing
+            _check_unique((str(item[0]) for item in items if isinstance(item, (tuple, list)) and item), "item")
 
     def __iter__(self) -> Iterator[Sample]:
         return self.iter_from(0)
@@ -137,15 +142,35 @@ class IterableCaptions(IterableDataset):
         if isinstance(self.items, Sequence):  # e.g. a world split: index from `start`, render nothing before it
             pairs: Iterable[tuple[int, Any]] = ((n, self.items[n]) for n in range(start, len(self.items)))
         else:
-            pairs = itertools.islice(enumerate(self.items), start, None)
+            pairs = enumerate(self.items)
+        seen: dict[str, int] = {}
         for n, item in pairs:
             if not isinstance(item, (tuple, list)) or len(item) not in (3, 4):
-                raise ValueError(
+                raise InputError(
                     f"item {n} of the iterable must be (id, image, captions) or (id, image, captions, extras), "
                     f"got {type(item).__name__}"
                 )
             sample_id, ref, captions, *rest = item
-            yield make_sample(sample_id, ref, as_captions(captions, f"item {n}"), _extras(item, rest, n))
+            if str(sample_id) in seen:
+                raise _duplicate(str(sample_id), f"items {seen[str(sample_id)]} and {n}")
+            seen[str(sample_id)] = n
+            if n >= start:
+                yield make_sample(sample_id, ref, as_captions(captions, f"item {n}"), _extras(item, rest, n))
+
+
+def _duplicate(sample_id: str, where: str) -> InputError:
+    return InputError(
+        f"sample id {sample_id!r} occurs more than once ({where}); ids must be unique — a store finds each row and "
+        "copied image by its id: give every sample its own id"
+    )
+
+
+def _check_unique(ids: Iterable[str], what: str) -> None:
+    seen: dict[str, int] = {}
+    for n, i in enumerate(ids):
+        if i in seen:
+            raise _duplicate(i, f"{what}s {seen[i]} and {n}")
+        seen[i] = n
 
 
 def _extras(item: tuple, rest: list, n: int) -> dict[str, Any]:
