@@ -277,3 +277,42 @@ def test_duplicate_ids_in_memory_are_refused_like_jsonl(model, tmp_path):
         list(lc.IterableCaptions(iter(dup)))
     with pytest.raises(ValueError, match="'a' occurs more than once"):
         list(lc.IterableCaptions(iter(dup)).iter_from(2))
+
+
+def test_a_changed_dataset_with_the_same_ids_is_refused_naming_what_changed(model, tmp_path):
+    import os
+
+    from lmm_concepts.errors import ConflictingOutputError
+
+    lc.extract(model, items(), "dog", out=tmp_path / "s", batch_size=2, progress=False)
+    assert (tmp_path / "s" / "dataset_index.jsonl").is_file()
+    changed = items()
+    changed[1] = ("s1", coded_image(1).rotate(90).point(lambda v: 255 - v), changed[1][2], changed[1][3])  # pixels
+    changed[4] = ("s4", changed[4][1], ["a DOG, again"], changed[4][3])  # a caption
+    with pytest.raises(ConflictingOutputError, match=r"differs in: dataset.*2 changed: 's1', 's4'"):
+        lc.extract(model, changed, "dog", out=tmp_path / "s", batch_size=2, progress=False)
+    with pytest.raises(ConflictingOutputError, match=r"1 added: 'new'"):
+        lc.extract(model, [*items(), ("new", coded_image(0), ["dog"])], "dog", out=tmp_path / "s", batch_size=2,
+                   progress=False)
+
+    # files: their size and modification time stand for their content (no image is read to check)
+    (tmp_path / "img").mkdir()
+    for c in (0, 1):
+        coded_image(c).save(tmp_path / "img" / f"{c}.png")
+    rows = [{"id": f"w{c}", "image": f"img/{c}.png", "captions": [CAPTIONS[c]]} for c in (0, 1)]
+    (tmp_path / "d.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    lc.extract(model, lc.JsonlCaptions(tmp_path / "d.jsonl"), "dog", out=tmp_path / "j", progress=False)
+    lc.extract(model, lc.JsonlCaptions(tmp_path / "d.jsonl"), "dog", out=tmp_path / "j", progress=False)  # same
+    coded_image(4).save(tmp_path / "img" / "1.png")
+    st = os.stat(tmp_path / "img" / "1.png")
+    os.utime(tmp_path / "img" / "1.png", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # coarse clocks
+    with pytest.raises(ConflictingOutputError, match=r"1 changed: 'w1';"):
+        lc.extract(model, lc.JsonlCaptions(tmp_path / "d.jsonl"), "dog", out=tmp_path / "j", progress=False)
+
+    # a world split is a pure function of its config
+    from lmm_concepts.data.synthetic import SyntheticWorld
+    from lmm_concepts.extraction.extract import dataset_identity
+
+    a, _ = dataset_identity(lc.IterableCaptions(SyntheticWorld(seed=0, n_train=4, n_test=1).split("train")))
+    b, _ = dataset_identity(lc.IterableCaptions(SyntheticWorld(seed=1, n_train=4, n_test=1).split("train")))
+    assert a["content_digest"] and a["content_digest"] != b["content_digest"] and a["ids_digest"] is None

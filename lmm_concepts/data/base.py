@@ -7,8 +7,10 @@ Every dataset here is a map-style torch `Dataset` whose items are `Sample`s (or 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import itertools
+import json
 import os
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence, Sized
@@ -74,6 +76,38 @@ def decode_image(ref: ImageRef) -> Image.Image:
         return im.convert("RGB")
 
 
+def _digest(*parts: bytes) -> str:
+    h = hashlib.blake2b(digest_size=8)
+    for part in parts:
+        h.update(part)
+    return h.hexdigest()
+
+
+def ref_fingerprint(ref: ImageRef) -> str:
+    """What identifies an image reference's content, cheaply: a file's size and modification time (its bytes are
+    never read), a hash of in-memory bytes or pixels. Equal fingerprints: the same image, barring a file rewritten
+    with the same size within the filesystem's time resolution."""
+    if isinstance(ref, dict):
+        ref = ref.get("bytes") or ref.get("path") or b""
+    if isinstance(ref, (str, os.PathLike)):
+        try:
+            st = os.stat(ref)
+        except OSError:
+            return "missing"
+        return f"file:{st.st_size}:{st.st_mtime_ns}"
+    if isinstance(ref, (bytes, bytearray)):
+        return "bytes:" + _digest(bytes(ref))
+    if isinstance(ref, Image.Image):
+        return "pixels:" + _digest(f"{ref.mode}{ref.size}".encode(), ref.tobytes())
+    return f"unknown:{type(ref).__name__}"
+
+
+def sample_fingerprint(ref: ImageRef, captions: Any, extras: Any = None) -> str:
+    """A sample's content (image, captions and extra fields) as 16 hex digits; see `ref_fingerprint`."""
+    text = json.dumps([captions, extras or {}], sort_keys=True, default=str, ensure_ascii=False)
+    return _digest(ref_fingerprint(ref).encode(), text.encode())
+
+
 def make_sample(
     sample_id: Any, ref: ImageRef, captions: list[str], extras: dict[str, Any] | None = None
 ) -> Sample:
@@ -108,6 +142,12 @@ class CaptionDataset(Dataset):
     def sample_ids(self) -> list[str]:
         return [self.sample_id(i) for i in range(len(self))]
 
+    def fingerprints(self) -> Iterator[tuple[str, str]]:
+        """(id, `sample_fingerprint`) of every item, in order, without decoding any image."""
+        for i in range(len(self)):
+            sample_id, ref, captions, extras = self.raw(i)
+            yield sample_id, sample_fingerprint(ref, captions, extras)
+
     def _check_unique_ids(self) -> None:
         ids = self.sample_ids()
         if len(set(ids)) != len(ids):
@@ -131,8 +171,10 @@ class IterableCaptions(IterableDataset):
 
     def __init__(self, items: Iterable[tuple]):
         self.items = items
-        if isinstance(items, (list, tuple)):  # in memory already: reading the ids decodes nothing
-            _check_unique((str(item[0]) for item in items if isinstance(item, (tuple, list)) and item), "item")
+        if isinstance(items, (list, tuple)):  # in memory already: checking the items decodes nothing
+            for n, item in enumerate(items):
+                _check_item(item, n)
+            _check_unique((str(item[0]) for item in items), "item")
 
     def __iter__(self) -> Iterator[Sample]:
         return self.iter_from(0)
@@ -145,17 +187,21 @@ class IterableCaptions(IterableDataset):
             pairs = enumerate(self.items)
         seen: dict[str, int] = {}
         for n, item in pairs:
-            if not isinstance(item, (tuple, list)) or len(item) not in (3, 4):
-                raise InputError(
-                    f"item {n} of the iterable must be (id, image, captions) or (id, image, captions, extras), "
-                    f"got {type(item).__name__}"
-                )
+            _check_item(item, n)
             sample_id, ref, captions, *rest = item
             if str(sample_id) in seen:
                 raise _duplicate(str(sample_id), f"items {seen[str(sample_id)]} and {n}")
             seen[str(sample_id)] = n
             if n >= start:
                 yield make_sample(sample_id, ref, as_captions(captions, f"item {n}"), _extras(item, rest, n))
+
+
+def _check_item(item: Any, n: int) -> None:
+    if not isinstance(item, (tuple, list)) or len(item) not in (3, 4):
+        raise InputError(
+            f"item {n} of the iterable must be (id, image, captions) or (id, image, captions, extras), "
+            f"got {type(item).__name__}{f' of length {len(item)}' if isinstance(item, (tuple, list)) else ''}"
+        )
 
 
 def _duplicate(sample_id: str, where: str) -> InputError:

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from lmm_concepts.data.base import CaptionDataset, as_captions
+from lmm_concepts.data.base import CaptionDataset, as_captions, sample_fingerprint
 
 
 class HFDiskCaptions(CaptionDataset):
@@ -65,7 +65,18 @@ class HFDiskCaptions(CaptionDataset):
         return list(self._ids)
 
     def raw(self, i: int):
-        row: dict[str, Any] = self.ds[i]
+        return self._item(i, self.ds[i])
+
+    def fingerprints(self):
+        """As `CaptionDataset.fingerprints`, reading the table in blocks rather than row by row."""
+        i = 0
+        for block in self.ds.iter(batch_size=1024):
+            for k in range(len(block[self.image_column])):
+                sample_id, ref, captions, extras = self._item(i, {c: v[k] for c, v in block.items()})
+                yield sample_id, sample_fingerprint(ref, captions, extras)
+                i += 1
+
+    def _item(self, i: int, row: dict[str, Any]):
         ref = row[self.image_column]
         if isinstance(ref, str) and self.image_root is not None and not Path(ref).is_absolute():
             ref = str(self.image_root / ref)

@@ -221,6 +221,10 @@ class WorldSplit(Sequence):
         for i in range(self.n):
             yield self.world.sample(self.name, i)
 
+    def content_identity(self) -> str:
+        """What fixes every sample of the split (a store's dataset identity): the world's config and the split."""
+        return json.dumps({"world": dataclasses.asdict(self.world.cfg), "split": self.name}, sort_keys=True)
+
 
 # ---------------------------------------------------------------------------------------------------------------
 def caption(attributes: dict[str, Any], template: int) -> str:

@@ -32,6 +32,7 @@ from lmm_concepts.data.base import (
     as_dataset,
     iter_batches,
     n_samples,
+    sample_fingerprint,
 )
 from lmm_concepts.extraction.lock import StoreLock
 from lmm_concepts.extraction.positions import check_position_rule, left_padding, sequence_position
@@ -94,15 +95,40 @@ def model_identity(model) -> dict[str, Any]:
     }
 
 
-def dataset_identity(data) -> dict[str, Any]:
-    """Class, size and a digest of the sample ids, where they can be read without decoding anything."""
+def dataset_identity(data) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+    """What identifies the dataset in a store's manifest, and the per-sample fingerprints behind it.
+
+    Class, size, a digest of the ids and one of the content: every sample's captions, extra fields and image
+    (`data.base.sample_fingerprint`: a file's size and mtime — its bytes are not read —, a hash of in-memory bytes
+    or pixels), all read without decoding an image. The (id, fingerprint) list is kept in the store
+    (`dataset_index.jsonl`) so that a changed dataset is refused with the changed ids named. Data that can be read
+    only once (a generator) has neither.
+    """
     ids: list[str] | None = None
+    index: list[tuple[str, str]] | None = None
+    content: str | None = None
     if isinstance(data, CaptionDataset):
         ids = data.sample_ids()
+        try:
+            index = list(data.fingerprints())
+        except NotImplementedError:  # a subclass without raw(): its ids identify it
+            index = None
     elif isinstance(data, IterableCaptions) and isinstance(data.items, (list, tuple)):
         ids = [str(item[0]) for item in data.items]  # in memory already: reading ids decodes nothing
-    digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16] if ids is not None else None
-    return {"class": type(data).__name__, "n_samples": n_samples(data), "ids_digest": digest}
+        index = [(str(item[0]), sample_fingerprint(item[1], item[2], item[3] if len(item) > 3 else None))
+                 for item in data.items]
+    elif isinstance(data, IterableCaptions) and hasattr(data.items, "content_identity"):
+        content = _digest(str(data.items.content_identity()))  # e.g. a world split: a pure function of its config
+    if index is not None:
+        content = _digest("\n".join(f"{i}\t{fp}" for i, fp in index))
+    digest = _digest("\n".join(ids)) if ids is not None else None
+    identity = {"class": type(data).__name__, "n_samples": n_samples(data), "ids_digest": digest,
+                "content_digest": content}
+    return identity, index
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclasses.dataclass
@@ -254,6 +280,7 @@ def extract(
     check_producible(model.tokenizer, forms)
     hooks = resolve_layers(model, layers)
     data = as_dataset(dataset)
+    identity, index = dataset_identity(data)
     manifest = {
         "model": model_identity(model),
         "word": forms[0],
@@ -265,7 +292,7 @@ def extract(
         "max_new_tokens": max_new_tokens,
         "batch_size": batch_size,
         "dtype": dtype,
-        "dataset": dataset_identity(data),
+        "dataset": identity,
         "library_version": _version(),
     }
     # under torchrun (a process group of several ranks) batch i goes to rank i % world; see distributed.py
@@ -279,7 +306,7 @@ def extract(
             return StoreWriter(out, manifest, owner=False)
         lock.acquire()
         try:
-            return StoreWriter(out, manifest, overwrite=overwrite)
+            return StoreWriter(out, manifest, overwrite=overwrite, dataset_index=index)
         except BaseException:
             lock.release()
             raise

@@ -57,9 +57,10 @@ IDENTITY_KEYS = (
     "dtype",
     "dataset",
 )
-FORMAT_VERSION = 2  # 2: created_dirs, images listed per batch
+FORMAT_VERSION = 2  # 2: created_dirs, images listed per batch, the dataset's content in its identity
 #: the store's own fixed files and folders (folders: owned whole, except `images/`, which may be shared)
-OWN_FILES = (MANIFEST, METADATA, REJECTIONS)
+DATASET_INDEX = "dataset_index.jsonl"  # (id, fingerprint) of every sample the store was made from
+OWN_FILES = (MANIFEST, METADATA, REJECTIONS, DATASET_INDEX)
 OWN_DIRS = (LAYERS_DIR, PARTS_DIR)
 BATCH_IMAGES = "images.json"
 _IMAGE_NAME = re.compile(r"[\w.-]{0,80}-[0-9a-f]{8}\.png")
@@ -103,7 +104,15 @@ class StoreWriter:
     torchrun the other ranks open it with `owner=False` once rank 0 has, and only add their batches to `parts/`.
     """
 
-    def __init__(self, out: str | Path, manifest: dict[str, Any], *, overwrite: bool = False, owner: bool = True):
+    def __init__(
+        self,
+        out: str | Path,
+        manifest: dict[str, Any],
+        *,
+        overwrite: bool = False,
+        owner: bool = True,
+        dataset_index: list[tuple[str, str]] | None = None,
+    ):
         self.out = Path(out)
         manifest = {"format": STORE_FORMAT, "format_version": FORMAT_VERSION, "complete": False, **manifest}
         self.manifest = json.loads(json.dumps(_jsonable(manifest)))  # compared with the saved one: same types
@@ -117,8 +126,9 @@ class StoreWriter:
                 )
             differs = [k for k in IDENTITY_KEYS if old.get(k) != self.manifest.get(k)]
             if differs and not (overwrite and owner):
+                changed = self._dataset_changes(dataset_index) if "dataset" in differs else ""
                 raise ConflictingOutputError(
-                    f"{self.out} holds a store for another extraction (differs in: {', '.join(differs)}); "
+                    f"{self.out} holds a store for another extraction (differs in: {', '.join(differs)}){changed}; "
                     "pass overwrite=True to replace it, or choose another output folder"
                 )
             if overwrite and owner:
@@ -133,10 +143,28 @@ class StoreWriter:
             self._check_free()
             self.manifest["created_dirs"] = [d for d in (*OWN_DIRS, IMAGES_DIR) if not (self.out / d).exists()]
             write_json(existing, self.manifest)
+        if owner and dataset_index is not None and not (self.out / DATASET_INDEX).exists():
+            self._write_jsonl(DATASET_INDEX, ([i, fp] for i, fp in dataset_index))  # after the manifest: it is ours
 
     @property
     def complete(self) -> bool:
         return bool(self.manifest.get("complete"))
+
+    def _dataset_changes(self, index: list[tuple[str, str]] | None) -> str:
+        """Which samples differ from those the store was made from (from its `dataset_index.jsonl`)."""
+        if index is None or not (self.out / DATASET_INDEX).is_file():
+            return ""
+        old = {row[0]: row[1] for row in read_jsonl(self.out / DATASET_INDEX)}
+        new = dict(index)
+        parts = []
+        for what, ids in (("changed", [i for i in new if i in old and new[i] != old[i]]),
+                          ("added", [i for i in new if i not in old]), ("removed", [i for i in old if i not in new])):
+            if ids:
+                more = f" and {len(ids) - 5} more" if len(ids) > 5 else ""
+                parts.append(f"{len(ids)} {what}: {', '.join(map(repr, ids[:5]))}{more}")
+        if not parts and list(new) != list(old):
+            parts.append("the same samples in another order")
+        return f"; the dataset's samples differ from the store's — {'; '.join(parts)}" if parts else ""
 
     def _check_free(self) -> None:
         """Refuse to create a store over files of its names that it did not write (it would replace them)."""
