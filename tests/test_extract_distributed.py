@@ -54,3 +54,12 @@ def test_a_second_run_is_refused_by_every_rank_while_the_store_is_locked(tmp_pat
     assert errors[0].startswith("StoreLockedError") and "being written by another extraction" in errors[0]
     assert "rank 0 could not open the store" in errors[1]
     assert sorted(p.name for p in part.iterdir()) == []  # nothing written; the lock file went with its holder
+
+
+def test_ranks_that_keep_nothing_all_raise_and_leave_no_store(tmp_path):
+    part = tmp_path / "empty"
+    codes = run_ranks(extract_worker, 2, tmp_path, str(part), "eats")  # in a caption, never generated
+    assert codes == [1, 1]
+    for r in range(2):
+        assert "no sample kept for 'eats'" in (tmp_path / f"error{r}.txt").read_text()
+    assert not part.exists()  # the empty store went, and the folder the run made with it

@@ -316,3 +316,29 @@ def test_a_changed_dataset_with_the_same_ids_is_refused_naming_what_changed(mode
     a, _ = dataset_identity(lc.IterableCaptions(SyntheticWorld(seed=0, n_train=4, n_test=1).split("train")))
     b, _ = dataset_identity(lc.IterableCaptions(SyntheticWorld(seed=1, n_train=4, n_test=1).split("train")))
     assert a["content_digest"] and a["content_digest"] != b["content_digest"] and a["ids_digest"] is None
+
+
+def test_a_refused_start_leaves_the_folder_as_it_was_and_the_corrected_rerun_runs(model, tmp_path):
+    from lmm_concepts.errors import InputError
+
+    out = tmp_path / "s"
+    for bad, match in (({"batch_size": 0}, r"batch_size must be a whole number ≥ 1, got 0 \(--batch_size\)"),
+                       ({"batch_size": 1.5}, r"batch_size .* got 1.5"),
+                       ({"max_new_tokens": True}, "max_new_tokens"),
+                       ({"num_workers": -1}, "num_workers"),
+                       ({"token": "zebra"}, r"no ground-truth caption of the 6 samples holds 'zebra'"),
+                       ({"token": "dogs"}, "holds 'dogs'"),
+                       ({"token": "Do"}, "holds 'Do'")):
+        with pytest.raises(InputError, match=match):
+            lc.extract(model, items(), **{"token": "dog", **bad}, out=out, progress=False)
+        assert not out.exists(), bad  # nothing written, no folder made
+    # a word the captions hold but the model never generates: computed, found empty, removed with a clear error
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match=r"no sample kept for 'eats'.*The model generated, e.g.: 'a hotdog'"):
+        lc.extract(model, items(), "eats", out=out, batch_size=2, progress=False)
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    assert len(lc.extract(model, items(), "dog", out=out, batch_size=2, progress=False)) == 3  # the corrected rerun
+    plural = [("p", coded_image(0), ["two dogs"])]
+    with pytest.raises(InputError, match=r"its plural does: pass plural=True"):
+        lc.extract(model, plural, "dog", out=tmp_path / "p", progress=False)

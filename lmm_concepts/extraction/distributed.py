@@ -65,7 +65,7 @@ def open_writer(make: Callable[[bool], object], out) -> object:
 def run_ranks(model, data, writer, forms, hooks, position, prompt, max_new_tokens, batch_size, num_workers,
               progress) -> None:
     """This rank's share of an extraction (batches rank, rank + world, …), then the merge on rank 0."""
-    from lmm_concepts.extraction.extract import process_batch
+    from lmm_concepts.extraction.extract import generated_examples, nothing_kept, process_batch
 
     rank, world = rank_and_world()
     pattern = word_pattern(forms)
@@ -96,11 +96,11 @@ def run_ranks(model, data, writer, forms, hooks, position, prompt, max_new_token
     dist.barrier()  # every rank's batches are committed
     funnel = _funnel(writer.out)
     if funnel["kept"] == 0:  # every rank raises the same error, so none waits for the others
-        raise ValueError(
-            f"no sample kept for {forms[0]!r}: of {funnel['images']} images, {funnel['unreadable']} were unreadable, "
-            f"{funnel['not_in_captions']} lacked the word in their ground-truth captions and {funnel['not_generated']} "
-            "in their generated captions. (What was computed is kept in the output folder.)"
-        )
+        error = nothing_kept(forms, funnel, generated_examples(writer.out))
+        dist.barrier()  # every rank has read the records
+        if rank == 0:
+            writer.clear(writer.manifest)
+        raise error
     if rank == 0:
         writer.finalize({"funnel": funnel})
     dist.barrier()  # the merged store is there for every rank to open

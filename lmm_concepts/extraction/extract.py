@@ -34,6 +34,7 @@ from lmm_concepts.data.base import (
     n_samples,
     sample_fingerprint,
 )
+from lmm_concepts.errors import ConflictingOutputError, InputError
 from lmm_concepts.extraction.lock import StoreLock
 from lmm_concepts.extraction.positions import check_position_rule, left_padding, sequence_position
 from lmm_concepts.extraction.selection import check_producible, find_word, mentions, word_forms, word_pattern
@@ -272,14 +273,22 @@ def extract(
             `writer.py`), never other files in `out`.
         progress: show a progress bar (images/s and the count kept).
     """
+    # every check before anything is written: a refused start leaves `out` as it was
     check_position_rule(position)
     store_dtype(dtype)
-    if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    check_count("max_new_tokens", max_new_tokens, 1)
+    check_count("batch_size", batch_size, 1)
+    check_count("num_workers", num_workers, 0)
+    if prompt is not None and not isinstance(prompt, str):
+        raise InputError(f"prompt must be a string or None (the model's default), got {type(prompt).__name__}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConflictingOutputError(f"out={str(out)!r} is a file: the store is a folder; choose another --out")
     forms = word_forms(token, plural)
     check_producible(model.tokenizer, forms)
     hooks = resolve_layers(model, layers)
     data = as_dataset(dataset)
+    check_captions_hold(data, forms, plural)
     identity, index = dataset_identity(data)
     manifest = {
         "model": model_identity(model),
@@ -311,6 +320,7 @@ def extract(
             lock.release()
             raise
 
+    created = not out.exists()
     try:
         writer = distributed.open_writer(open_store, out)
         if not writer.complete:
@@ -318,7 +328,70 @@ def extract(
             run(model, data, writer, forms, hooks, position, prompt, max_new_tokens, batch_size, num_workers, progress)
     finally:
         lock.release()
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # a run that wrote nothing leaves no folder behind
     return RepresentationStore.open(out)
+
+
+def check_count(name: str, value: Any, least: int) -> None:
+    """`value` is an int (not a bool) of at least `least`, or an error naming the option."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise InputError(f"{name} must be a whole number ≥ {least}, got {value!r} (--{name})")
+
+
+def _captions(data) -> Iterable[Any]:
+    """Every sample's ground-truth captions, read without decoding an image; nothing for data read only once."""
+    if isinstance(data, CaptionDataset):
+        return (data.raw(i)[2] for i in range(len(data)))
+    if isinstance(data, IterableCaptions) and isinstance(data.items, (list, tuple)):
+        return (item[2] for item in data.items)
+    return ()
+
+
+def check_captions_hold(data, forms: Sequence[str], plural: bool) -> None:
+    """Refuse a word that no ground-truth caption holds before any work (the scan stops at the first caption
+    that does, so a word the data uses costs a few samples' reading)."""
+    pattern = word_pattern(forms)
+    seen = []
+    try:
+        for captions in _captions(data):
+            if mentions(captions, pattern):
+                return
+            seen.append(captions)
+    except NotImplementedError:  # a dataset without raw(): the extraction's funnel will tell
+        return
+    if not seen:
+        return
+    hint = ""
+    if not plural and any(mentions(c, word_pattern(word_forms(forms[0], True))) for c in seen):
+        hint = " (its plural does: pass plural=True / --plural true)"
+    raise InputError(
+        f"no ground-truth caption of the {len(seen)} samples holds {forms[0]!r} as a whole word{hint}: every sample "
+        "would be rejected; choose a word the captions use (--token)"
+    )
+
+
+def nothing_kept(forms: Sequence[str], funnel: dict[str, int], examples: list[str]) -> InputError:
+    """The error of a finished extraction that kept no sample, with a few of the captions the model generated."""
+    generated = f" The model generated, e.g.: {'; '.join(repr(e.strip()) for e in examples[:3])}." if examples else ""
+    return InputError(
+        f"no sample kept for {forms[0]!r}: of {funnel['images']} images, {funnel['unreadable']} were unreadable, "
+        f"{funnel['not_in_captions']} lacked the word in their ground-truth captions and {funnel['not_generated']} "
+        f"in their generated captions.{generated} Choose a word the model generates, raise max_new_tokens, or pass "
+        "plural=True. (The empty store was removed from the output folder.)"
+    )
+
+
+def generated_examples(out: Path, n: int = 3) -> list[str]:
+    """Up to `n` generated captions of samples rejected as "not_generated", from the committed batch records."""
+    examples: list[str] = []
+    for b in committed_batches(out):
+        for r in read_json(b / BATCH_RECORD)["rejected"]:
+            if r["reason"] == "not_generated" and r.get("detail") and len(examples) < n:
+                examples.append(r["detail"])
+        if len(examples) >= n:
+            break
+    return examples
 
 
 def _run(model, data, writer, forms, hooks, position, prompt, max_new_tokens, batch_size, num_workers, progress):
@@ -352,13 +425,10 @@ def _run(model, data, writer, forms, hooks, position, prompt, max_new_tokens, ba
         bar.close()
         model.train(was_training)
     summary = {"images": funnel["images"], **{r: funnel[r] for r in REASONS}, "kept": funnel["kept"]}
-    if funnel["kept"] == 0:
-        raise ValueError(
-            f"no sample kept for {forms[0]!r}: of {summary['images']} images, {summary['unreadable']} were unreadable, "
-            f"{summary['not_in_captions']} lacked the word in their ground-truth captions and {summary['not_generated']} "
-            "in their generated captions. Choose a word the dataset's captions use, raise max_new_tokens, or pass "
-            "plural=True. (What was computed is kept in the output folder.)"
-        )
+    if funnel["kept"] == 0:  # a store of nothing: removed, so that the corrected rerun finds the folder as it was
+        examples = generated_examples(writer.out)
+        writer.clear(writer.manifest)
+        raise nothing_kept(forms, summary, examples)
     writer.finalize({"funnel": summary})
 
 
