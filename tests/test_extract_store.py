@@ -342,3 +342,21 @@ def test_a_refused_start_leaves_the_folder_as_it_was_and_the_corrected_rerun_run
     plural = [("p", coded_image(0), ["two dogs"])]
     with pytest.raises(InputError, match=r"its plural does: pass plural=True"):
         lc.extract(model, plural, "dog", out=tmp_path / "p", progress=False)
+
+
+def test_files_a_killed_merge_left_half_written_are_removed_by_the_rerun(model, tmp_path):
+    out = tmp_path / "s"
+    lc.extract(model, items(), "dog", layers=[0, "final"], out=out, batch_size=2, progress=False)
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["complete"] = False  # as if SIGKILLed during the final merge, leaving temporary files
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    orphans = [out / "layers" / ".blocks.0.hook_resid_post.safetensors.k2j4_x.tmp", out / ".metadata.jsonl.a1b2c3.tmp",
+               out / ".manifest.json.zz99.tmp", out / "images" / f".{image_file_name('s1')}.q1w2.tmp"]
+    for p in orphans:
+        p.write_bytes(b"half")
+    (out / "images" / ".user.png.q1w2.tmp").write_bytes(b"not the store's")
+    store = lc.extract(model, items(), "dog", layers=[0, "final"], out=out, batch_size=2, progress=False)
+    assert store.complete and len(store) == 3 and not any(p.exists() for p in orphans)
+    assert sorted(p.name for p in (out / "layers").iterdir()) == ["blocks.0.hook_resid_post.safetensors",
+                                                                 "ln_final.hook_normalized.safetensors"]
+    assert (out / "images" / ".user.png.q1w2.tmp").exists()  # never a file the store did not write

@@ -143,6 +143,8 @@ class StoreWriter:
             self._check_free()
             self.manifest["created_dirs"] = [d for d in (*OWN_DIRS, IMAGES_DIR) if not (self.out / d).exists()]
             write_json(existing, self.manifest)
+        if owner:  # what a run killed inside an atomic write left (a SIGKILL during the final merge)
+            self.remove_orphans(self.manifest.get("layers", []))
         if owner and dataset_index is not None and not (self.out / DATASET_INDEX).exists():
             self._write_jsonl(DATASET_INDEX, ([i, fp] for i, fp in dataset_index))  # after the manifest: it is ours
 
