@@ -89,3 +89,8 @@ def gated_tiny_lmm():
 
     model.generate = gated_generate
     return model
+
+
+def broken_lmm():
+    """A model factory that fails the way a bug would (not bad input): the CLI's exit status 1."""
+    raise RuntimeError("the GPU caught fire")

@@ -120,8 +120,9 @@ def test_a_dictionary_is_grounded_and_evaluated_only_at_the_layer_it_records(bui
 
     args = ["ground", "--store", str(store.path), "--dictionary", str(tmp_path / "dico"), "--out",
             str(tmp_path / "ex"), "--layer", "0", "--model", "tests._extract_models:tiny_lmm"]
-    with pytest.raises(InputError, match="--allow_layer_mismatch"):
+    with pytest.raises(SystemExit, match="--allow_layer_mismatch") as exit_:
         main(args)
+    assert exit_.value.code == 2  # bad input
     main([*args, "--allow_layer_mismatch", "true"])
     out = capsys.readouterr().out
     assert "note: the dictionary was fitted on ln_final.hook_normalized but is applied at blocks.0" in out

@@ -23,10 +23,11 @@ from tqdm.auto import tqdm
 
 from lmm_concepts.demo.config import METHODS, DemoConfig  # noqa: F401  (DemoConfig: the CLI table names it here)
 from lmm_concepts.demo.findings import paper_findings
+from lmm_concepts.errors import InputError
 from lmm_concepts.metrics.recovery import RecoveryResult, concept_recovery
 
 
-class DemoInputError(ValueError):
+class DemoInputError(InputError):
     """A demo option the demo cannot run with; the message says how to fix it."""
 
 
@@ -343,12 +344,7 @@ def run_demo(cfg: DemoConfig, stages: list[tuple[str, Callable[[DemoState], None
 
 def demo_command(cfg: DemoConfig) -> None:
     """Entry point of `lmm-concepts demo`: run, then print the headline table and the findings."""
-    from lmm_concepts.zoo import ToyWeightsError
-
-    try:
-        state = run_demo(cfg)
-    except (DemoInputError, ToyWeightsError) as exc:
-        raise SystemExit(f"lmm-concepts demo: {exc}") from None
+    state = run_demo(cfg)  # failures: one line from the CLI (DemoInputError: bad input, exit status 2)
     print(summary_text(state.results))
     print(f"\nwrote {state.folder / 'report.html'} and {state.folder / 'results.json'}")
 

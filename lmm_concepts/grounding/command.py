@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from lmm_concepts.errors import InputError
 from lmm_concepts.extraction.command import ModelSpec
 
 
@@ -39,7 +40,7 @@ class GroundConfig:
 
 def _need(value: str, flag: str, command: str) -> str:
     if not value:
-        raise SystemExit(f"lmm-concepts {command}: --{flag} is required")
+        raise InputError(f"--{flag} is required")
     return value
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from lmm_concepts.errors import InputError
 from lmm_concepts.extraction.command import ModelSpec
 
 
@@ -68,14 +69,14 @@ def run_evaluate(cfg: EvaluateConfig) -> None:
 
     for flag in ("explanations", "dictionary", "test_store", "out"):
         if not getattr(cfg, flag):
-            raise SystemExit(f"lmm-concepts evaluate: --{flag} is required")
+            raise InputError(f"--{flag} is required")
     expl = Explanations.load(cfg.explanations, dictionary=load_dictionary(cfg.dictionary))
     test = RepresentationStore.open(cfg.test_store)
     clip, bert = cfg.scorers.load()
     model, inputs = None, None
     if "faithfulness" in cfg.metrics:
         if not cfg.with_model:
-            raise SystemExit("lmm-concepts evaluate: faithfulness reruns the model: add --with_model (and --model.*)")
+            raise InputError("--metrics faithfulness reruns the model: add --with_model true (and --model)")
         from lmm_concepts.metrics.sequences import store_sequences
 
         model = cfg.model.load()
@@ -132,7 +133,7 @@ def make_learner(name: str, n_concepts: int, l1: float):
     import lmm_concepts.dictionary as dictionary
 
     if name not in LEARNERS:
-        raise SystemExit(f"unknown --learner {name!r}: choose one of {', '.join(LEARNERS)}")
+        raise InputError(f"unknown --learner {name!r}: choose one of {', '.join(LEARNERS)}")
     cls_name, takes_l1 = LEARNERS[name]
     cls = getattr(dictionary, cls_name)
     return cls(n_concepts, l1=l1) if takes_l1 else cls(n_concepts)
@@ -144,9 +145,9 @@ def run_sweep(cfg: SweepConfig) -> None:
 
     for flag in ("train_store", "test_store", "out"):
         if not getattr(cfg, flag):
-            raise SystemExit(f"lmm-concepts sweep: --{flag} is required")
+            raise InputError(f"--{flag} is required")
     if cfg.over not in ("k", "layer"):
-        raise SystemExit(f"--over must be 'k' or 'layer', got {cfg.over!r}")
+        raise InputError(f"--over must be 'k' or 'layer', got {cfg.over!r}")
     train, test = RepresentationStore.open(cfg.train_store), RepresentationStore.open(cfg.test_store)
     model = cfg.model.load()
     clip, bert = cfg.scorers.load()
