@@ -137,6 +137,13 @@ def test_bad_inputs(model, tmp_path):
         lc.extract(model, items(), "dog", layers=[-3], out=tmp_path / "x", progress=False)
     with pytest.raises(ValueError, match="no hook point 'blocks.0.hook_nope'"):
         lc.extract(model, items(), "dog", layers=["blocks.0.hook_nope"], out=tmp_path / "x", progress=False)
+    with pytest.raises(ValueError, match=r"a layer must be an int \(a block index\), 'final' or a hook name, got float 1.5"):
+        lc.extract(model, items(), "dog", layers=1.5, out=tmp_path / "x", progress=False)
+    with pytest.raises(ValueError, match=r"no hook point 'nonsense': give a block index \(0..1, .* such as \w"):
+        lc.extract(model, items(), "dog", layers="nonsense", out=tmp_path / "x", progress=False)
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(FileExistsError, match="a_file is a file: the output is a folder"):
+        lc.extract(model, items(), "dog", out=tmp_path / "a_file", progress=False)
     with pytest.raises(ValueError, match="position must be one of"):
         lc.extract(model, items(), "dog", out=tmp_path / "x", position="after", progress=False)
     with pytest.raises(ValueError, match=r"of 6 images, 0 were unreadable, 5 lacked .* and 1 in their generated"):

@@ -50,7 +50,7 @@ def as_captions(value: Any, where: str) -> list[str]:
         return [value]
     if isinstance(value, Sequence) and all(isinstance(c, str) for c in value):
         return list(value)
-    raise ValueError(f"{where}: captions must be a string or a list of strings, got {type(value).__name__}: {value!r:.80}")
+    raise InputError(f"{where}: captions must be a string or a list of strings, got {type(value).__name__}: {value!r:.80}")
 
 
 def image_path_of(ref: ImageRef) -> str | None:
@@ -152,7 +152,7 @@ class CaptionDataset(Dataset):
         ids = self.sample_ids()
         if len(set(ids)) != len(ids):
             dup = next(i for i, c in Counter(ids).items() if c > 1)
-            raise ValueError(
+            raise InputError(
                 f"{type(self).__name__}: sample id {dup!r} occurs more than once; ids must be unique "
                 "(pass an id field/column that is unique, or leave it unset to number the samples)"
             )
@@ -226,7 +226,7 @@ def _extras(item: tuple, rest: list, n: int) -> dict[str, Any]:
     if hasattr(item, "_fields"):
         return {item._fields[3]: rest[0]}
     if not isinstance(rest[0], dict):
-        raise ValueError(f"item {n}: the 4th element (extras) must be a dict, got {type(rest[0]).__name__}")
+        raise InputError(f"item {n}: the 4th element (extras) must be a dict, got {type(rest[0]).__name__}")
     return rest[0]
 
 
@@ -261,7 +261,7 @@ def iter_batches(
     sees the same batches as an uninterrupted one.
     """
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
     start = start_batch * batch_size
     if isinstance(dataset, IterableDataset):
         if isinstance(dataset, IterableCaptions):

@@ -26,6 +26,8 @@ from lmm_concepts.demo.findings import paper_findings
 from lmm_concepts.errors import InputError
 from lmm_concepts.metrics.recovery import RecoveryResult, concept_recovery
 
+TOP_R = 3  # each test image's strongest concepts scored (CLIPScore top-3, the paper's) and shown in the report
+
 
 class DemoInputError(InputError):
     """A demo option the demo cannot run with; the message says how to fix it."""
@@ -67,6 +69,16 @@ def check_inputs(state: DemoState) -> None:
     unknown = [m for m in cfg.methods if m not in METHODS]
     if unknown or not cfg.methods:
         raise DemoInputError(f"unknown method(s) {unknown}; choose among {', '.join(METHODS)}")
+    least = {"n_train": 1, "n_test": 1, "n_concepts": TOP_R, "batch_size": 1, "n_words": 1, "n_images": 0,
+             "n_show": 0, "sae_training_samples": 1}
+    for name, low in least.items():
+        if getattr(cfg, name) < low:
+            why = f" (each test image is scored by its top-{TOP_R} concepts)" if name == "n_concepts" else ""
+            raise DemoInputError(f"--{name} must be at least {low}{why}, got {getattr(cfg, name)}")
+    if not cfg.l1 >= 0:
+        raise DemoInputError(f"--l1 must be ≥ 0, got {cfg.l1}")
+    if cfg.layer != "final" and not cfg.layer.lstrip("-").isdigit():
+        raise DemoInputError(f"--layer must be 'final' or a block index, got {cfg.layer!r}")
     if state.folder.exists() and not state.folder.is_dir():
         raise DemoInputError(f"--out {state.folder} is a file; give a folder (new or a previous demo's)")
     if state.folder.exists() and any(state.folder.iterdir()):
@@ -208,7 +220,7 @@ def evaluate_methods(state: DemoState) -> None:
     methods = state.results.setdefault("methods", {})
     for method in tqdm(state.cfg.methods, desc="evaluate", leave=False):
         scores = evaluate(state.explanations[method], state.stores["test"], clip=state.clip,
-                          metrics=["overlap", "clipscore"], baselines=("random_words", "gt_captions"), r=3,
+                          metrics=["overlap", "clipscore"], baselines=("random_words", "gt_captions"), r=TOP_R,
                           seed=state.cfg.seed)
         scores.save(state.folder / "evaluation" / method)  # the table, plus per-image scores
         methods.setdefault(method, {}).update(_metric_values(scores))

@@ -14,6 +14,7 @@ The batch is then committed to the store whole (see `writer.py`), so a killed ru
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import re
 from collections import Counter
@@ -24,7 +25,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from lmm_concepts._io import read_json
+from lmm_concepts._io import check_output_folder, read_json
 from lmm_concepts.data.base import (
     CaptionDataset,
     IterableCaptions,
@@ -34,7 +35,7 @@ from lmm_concepts.data.base import (
     n_samples,
     sample_fingerprint,
 )
-from lmm_concepts.errors import ConflictingOutputError, InputError
+from lmm_concepts.errors import InputError
 from lmm_concepts.extraction.lock import StoreLock
 from lmm_concepts.extraction.positions import check_position_rule, left_padding, sequence_position
 from lmm_concepts.extraction.selection import check_producible, find_word, mentions, word_forms, word_pattern
@@ -52,16 +53,19 @@ from lmm_concepts.extraction.writer import StoreWriter, _jsonable, image_file_na
 
 def resolve_layers(model, layers: Sequence[int | str] | int | str) -> list[str]:
     """Hook names for `layers` (indices, "final" or hook names), checked against the model, duplicates dropped."""
-    if isinstance(layers, (int, str)):
-        layers = [layers]
+    if not isinstance(layers, (list, tuple)):
+        layers = [layers]  # one layer; resolve_layer_name names anything that is not one
     if not layers:
-        raise ValueError("layers is empty: pass at least one, e.g. layers=['final'] or layers=[-1, 'final']")
+        raise InputError("layers is empty: pass at least one, e.g. layers=['final'] or layers=[-1, 'final']")
     names = [resolve_layer_name(layer, model.cfg.n_layers) for layer in layers]
     for name in names:
         if name not in model.hook_dict:
-            close = [h for h in model.hook_dict if h.endswith(name.rsplit(".", 1)[-1])][:3]
-            raise ValueError(
-                f"the model has no hook point {name!r}; use a layer index, 'final', or a hook name such as {close}"
+            close = difflib.get_close_matches(name, list(model.hook_dict), n=3, cutoff=0.6)
+            n = model.cfg.n_layers
+            examples = close or [f"blocks.{n - 1}.hook_resid_post", "ln_final.hook_normalized"]
+            raise InputError(
+                f"the model has no hook point {name!r}: give a block index (0..{n - 1}, or negative from the end), "
+                f"'final', or a hook name such as {', '.join(examples)} (--layers)"
             )
     return list(dict.fromkeys(names))
 
@@ -281,9 +285,7 @@ def extract(
     check_count("num_workers", num_workers, 0)
     if prompt is not None and not isinstance(prompt, str):
         raise InputError(f"prompt must be a string or None (the model's default), got {type(prompt).__name__}")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConflictingOutputError(f"out={str(out)!r} is a file: the store is a folder; choose another --out")
+    out = check_output_folder(out)
     forms = word_forms(token, plural)
     check_producible(model.tokenizer, forms)
     hooks = resolve_layers(model, layers)

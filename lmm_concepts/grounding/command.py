@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from lmm_concepts.errors import InputError
+from lmm_concepts._io import check_output_folder
+from lmm_concepts.errors import InputError, MissingInputError
 from lmm_concepts.extraction.command import ModelSpec
 
 
@@ -51,12 +53,12 @@ def run(cfg: GroundConfig) -> None:
 
     store = RepresentationStore.open(_need(cfg.store, "store", "ground"))
     dictionary = load_dictionary(_need(cfg.dictionary, "dictionary", "ground"))
-    out = _need(cfg.out, "out", "ground")
+    out = check_output_folder(_need(cfg.out, "out", "ground"))
+    if cfg.words_file and not Path(cfg.words_file).is_file():
+        raise MissingInputError(f"--words_file {cfg.words_file}: no such file (one word per line)")
     model = cfg.model.load()
     word_filter = None
     if cfg.words_file:
-        from pathlib import Path
-
         from lmm_concepts.grounding.words import WordFilter
 
         words = Path(cfg.words_file).read_text(encoding="utf-8").split()

@@ -38,7 +38,7 @@ def check_dictionary(model, dictionary) -> Tensor:
         raise RuntimeError(f"{type(dictionary).__name__} is not fitted: call .fit(Z) before grounding it")
     d_model = model.W_U.shape[0]
     if W_dec.shape[1] != d_model:
-        raise ValueError(
+        raise InputError(
             f"the dictionary's concept vectors have d={W_dec.shape[1]} but the model's d_model is {d_model}: it was "
             "fitted on another model; fit it on representations extracted from this model"
         )
@@ -107,9 +107,9 @@ def ground(
     mismatch = check_dictionary_layer(dictionary, resolve_hook_name(layer), allow_layer_mismatch)
     lens = lens or default_lens(layer)
     if lens not in LENSES:
-        raise ValueError(f"lens must be one of {LENSES}, got {lens!r}")
+        raise InputError(f"lens must be one of {LENSES}, got {lens!r}")
     if n_images < 0:
-        raise ValueError(f"n_images must be ≥ 0, got {n_images}")
+        raise InputError(f"n_images must be ≥ 0, got {n_images}")
     W_dec = check_dictionary(model, dictionary)
     Z = store_matrix(store, layer)
     V = encode_all(dictionary, Z)
@@ -199,9 +199,9 @@ class SampleExplanation:
 def top_concepts(V: Tensor, r: int) -> tuple[Tensor, Tensor]:
     """Activations and indices of each row's r strongest concepts, strongest first."""
     if r < 1:
-        raise ValueError(f"r must be ≥ 1, got {r}")
+        raise InputError(f"r must be ≥ 1, got {r}")
     if r > V.shape[1]:
-        raise ValueError(f"r={r} is more than the dictionary's {V.shape[1]} concepts")
+        raise InputError(f"r={r} is more than the dictionary's {V.shape[1]} concepts")
     return V.topk(r, dim=1)
 
 
@@ -209,7 +209,7 @@ def explain(explanations: Explanations, sample, r: int = 3, *, store=None, dicti
     """The top-r concepts of one sample: a representation vector [d] or a sample id of `store`."""
     dictionary = dictionary if dictionary is not None else explanations.dictionary
     if dictionary is None:
-        raise ValueError(
+        raise InputError(
             "explain needs the fitted dictionary to encode the sample: pass dictionary=..., or load the explanations "
             "with Explanations.load(path, dictionary=...)"
         )
@@ -217,10 +217,10 @@ def explain(explanations: Explanations, sample, r: int = 3, *, store=None, dicti
     if isinstance(sample, Tensor):
         z = sample.reshape(1, -1) if sample.ndim == 1 else sample
         if z.shape[0] != 1:
-            raise ValueError(f"explain takes one sample, got {z.shape[0]} rows; call it per row")
+            raise InputError(f"explain takes one sample, got {z.shape[0]} rows; call it per row")
     else:
         if store is None:
-            raise ValueError(f"sample {sample!r} is an id: pass the store it comes from (store=...)")
+            raise InputError(f"sample {sample!r} is an id: pass the store it comes from (store=...)")
         ids = list(store.sample_ids)
         if sample not in ids:
             raise KeyError(f"sample id {sample!r} is not in the store ({len(ids)} samples)")

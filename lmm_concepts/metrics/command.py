@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from lmm_concepts._io import check_output_folder
 from lmm_concepts.errors import InputError
 from lmm_concepts.extraction.command import ModelSpec
 
@@ -70,6 +71,8 @@ def run_evaluate(cfg: EvaluateConfig) -> None:
     for flag in ("explanations", "dictionary", "test_store", "out"):
         if not getattr(cfg, flag):
             raise InputError(f"--{flag} is required")
+    check_output_folder(cfg.out)
+    check_scorers(cfg.metrics, cfg.scorers)
     expl = Explanations.load(cfg.explanations, dictionary=load_dictionary(cfg.dictionary))
     test = RepresentationStore.open(cfg.test_store)
     clip, bert = cfg.scorers.load()
@@ -87,6 +90,20 @@ def run_evaluate(cfg: EvaluateConfig) -> None:
                    faithfulness_inputs=inputs, allow_layer_mismatch=cfg.allow_layer_mismatch)
     res.save(cfg.out)
     print(res.to_markdown())
+
+
+def check_scorers(metrics: list[str], scorers: ScorerSpec) -> None:
+    """The local models the chosen metrics need, named as the options that give them (before anything loads)."""
+    if {"clipscore", "mas_words"} & set(metrics) and not scorers.clip:
+        raise InputError(
+            "--metrics clipscore / mas_words need a CLIP model: give --clip <local open_clip folder> (or an open_clip "
+            "model name with --clip_checkpoint <weights>), or leave them out of --metrics"
+        )
+    if "bertscore" in metrics and not scorers.bert:
+        raise InputError(
+            "--metrics bertscore needs a text encoder: give --bert <local Hugging Face encoder folder> (and "
+            "--bert_layers), or leave bertscore out of --metrics"
+        )
 
 
 @dataclass
@@ -148,6 +165,8 @@ def run_sweep(cfg: SweepConfig) -> None:
             raise InputError(f"--{flag} is required")
     if cfg.over not in ("k", "layer"):
         raise InputError(f"--over must be 'k' or 'layer', got {cfg.over!r}")
+    check_output_folder(cfg.out)
+    check_scorers(cfg.metrics, cfg.scorers)
     train, test = RepresentationStore.open(cfg.train_store), RepresentationStore.open(cfg.test_store)
     model = cfg.model.load()
     clip, bert = cfg.scorers.load()

@@ -30,7 +30,7 @@ from safetensors.torch import load_file
 from torch import Tensor
 
 from lmm_concepts._io import read_json, write_json, write_safetensors, write_text
-from lmm_concepts.errors import InputError
+from lmm_concepts.errors import InputError, MissingInputError
 from lmm_concepts.grounding.explanations import concept_text
 from lmm_concepts.grounding.ground import check_dictionary_layer, top_concepts
 from lmm_concepts.grounding.store_access import as_store, encode_all, meta_get, pick_layer, store_matrix
@@ -102,10 +102,10 @@ class EvaluationResults:
     def load(cls, path: str | os.PathLike) -> EvaluationResults:
         path = Path(path)
         if not (path / "results.json").is_file():
-            raise FileNotFoundError(f"no results.json in {path}: give the folder written by EvaluationResults.save")
+            raise MissingInputError(f"no results.json in {path}: give the folder written by EvaluationResults.save")
         meta = read_json(path / "results.json")
         if meta.pop("schema", None) != SCHEMA:
-            raise ValueError(f"{path / 'results.json'} is not an {SCHEMA} file")
+            raise InputError(f"{path / 'results.json'} is not an {SCHEMA} file")
         arrays = load_file(str(path / "results.safetensors")) if (path / "results.safetensors").is_file() else {}
         return cls(arrays=arrays, **meta)
 
@@ -140,10 +140,10 @@ def encode_store_images(clip, store, ids: list, chunk: int = 256) -> Tensor:
 def _check_metrics(metrics: Sequence[str], baselines: Sequence[str]) -> None:
     bad = [m for m in metrics if m not in METRICS]
     if bad:
-        raise ValueError(f"unknown metrics {bad}; choose from {METRICS}")
+        raise InputError(f"unknown metrics {bad}; choose from {METRICS}")
     bad = [b for b in baselines if b not in BASELINES]
     if bad:
-        raise ValueError(f"unknown baselines {bad}; choose from {BASELINES}")
+        raise InputError(f"unknown baselines {bad}; choose from {BASELINES}")
 
 
 def evaluate(
@@ -180,7 +180,7 @@ def evaluate(
     dictionary = dictionary if dictionary is not None else explanations.dictionary
     needs_codes = {"clipscore", "bertscore", "quality", "mas_words"} & set(metrics)
     if needs_codes and dictionary is None:
-        raise ValueError(
+        raise InputError(
             f"{sorted(needs_codes)} need the fitted dictionary to encode the test samples: pass dictionary=..., or "
             "load the explanations with Explanations.load(path, dictionary=...)"
         )
@@ -189,7 +189,7 @@ def evaluate(
     if "bertscore" in metrics:
         bert = as_bert(bert)
     if "faithfulness" in metrics and (model is None or faithfulness_inputs is None):
-        raise ValueError(
+        raise InputError(
             "faithfulness needs model=... and faithfulness_inputs=(run_with_hooks kwargs, positions) for the test "
             "sequences"
         )
