@@ -8,20 +8,24 @@ file meanwhile sees that the path no longer names it and tries again, so two run
 
 Under torchrun the ranks of one run share the lock: rank 0 holds it (see `extraction/distributed.py`).
 
-On a filesystem without `flock` the lock falls back to the file's record alone: a record from a live process on
+On a filesystem (or platform) without `flock` the lock falls back to the file's record alone: a record from a live process on
 this host, or from another host, refuses the run; one from a dead process on this host is taken over.
 """
 
 from __future__ import annotations
 
 import errno
-import fcntl
 import json
 import logging
 import os
 import socket
 import time
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # no flock on this platform (Windows): the record alone decides, as on such filesystems
+    fcntl = None
 
 LOCK_FILE = ".lock"
 log = logging.getLogger(__name__)
@@ -106,6 +110,8 @@ class StoreLock:
     def _try_lock(self, fd: int) -> bool:
         """Lock `fd`; False when the path no longer names the file locked (retry); raise when held elsewhere."""
         try:
+            if fcntl is None:
+                raise OSError(errno.ENOSYS, "flock is not available")
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise self._busy(_read(fd)) from None
