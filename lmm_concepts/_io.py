@@ -60,6 +60,16 @@ def write_safetensors(
     return _atomic(path, lambda tmp: save_file(flat, tmp, metadata=dict(metadata) if metadata else None))
 
 
+def check_output_folder(path: str | os.PathLike, option: str = "--out") -> Path:
+    """`path` as a folder to write into: refused at once (before any work) when it is an existing file."""
+    from lmm_concepts.errors import ConflictingOutputError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConflictingOutputError(f"{option} {path} is a file: the output is a folder; choose another {option}")
+    return path
+
+
 def read_json(path: str | os.PathLike) -> Any:
     with open(path, encoding="utf-8") as f:
         return json.load(f)

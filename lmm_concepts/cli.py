@@ -3,6 +3,10 @@
 Each command is a config dataclass (its fields, with their docstrings, become the options and `--help`;
 the same dataclass is saved as JSON beside the results) and a function that takes it. Commands are listed
 in `COMMANDS` as import paths and imported only when run, so `lmm-concepts --help` stays fast.
+
+A failure prints one line, `lmm-concepts <command>: error: <what and the fix>`, and exits with status 2 for bad
+input (`lmm_concepts.errors.InputError`, a bad option) or 1 for any other failure; `--debug` (anywhere on the line)
+or LMM_CONCEPTS_DEBUG=1 prints the traceback as well.
 """
 
 from __future__ import annotations
@@ -10,8 +14,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
+
+from lmm_concepts.errors import InputError
+
+DEBUG_ENV = "LMM_CONCEPTS_DEBUG"
 
 # name -> ("module", "ConfigClass", "function", "one-line help")
 COMMANDS: dict[str, tuple[str, str, str, str]] = {
@@ -57,12 +67,45 @@ def _resolve(name: str) -> tuple[type, Callable]:
     return getattr(mod, cfg_name), getattr(mod, fn_name)
 
 
+class CommandError(SystemExit):
+    """How `main` ends on a failure: `code` is the exit status; the message (already printed) is its str."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(status)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def fail(prog: str, message: str, status: int) -> CommandError:
+    """Print `message` as one line on stderr; the exception that ends the command with `status`."""
+    line = " ".join(str(message).split())
+    print(f"{prog}: error: {line}", file=sys.stderr)
+    return CommandError(line, status)
+
+
+class _OneLineErrors:
+    """argparse's errors as one line (the usage is a --help away), exit status 2."""
+
+    def error(self, message: str):
+        raise fail(self.prog, f"{message} (see {self.prog} --help)", 2)
+
+
+class _Parser(_OneLineErrors, argparse.ArgumentParser):
+    pass
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The top-level parser; only `command`'s options are built (importing just that command's module)."""
     import simple_parsing
 
-    parser = argparse.ArgumentParser(prog="lmm-concepts", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=simple_parsing.ArgumentParser)
+    class CommandParser(_OneLineErrors, simple_parsing.ArgumentParser):
+        pass
+
+    parser = _Parser(prog="lmm-concepts", description=__doc__.splitlines()[0],
+                     epilog=f"--debug (or {DEBUG_ENV}=1) prints a failure's traceback as well as its one-line message")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
     for name, (_, _, _, help_) in COMMANDS.items():
         # options accept --n-concepts as well as --n_concepts
         p = sub.add_parser(
@@ -79,9 +122,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get(DEBUG_ENV, "").strip() not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
     command = next((a for a in argv if not a.startswith("-")), None)
     if command is not None and command not in COMMANDS:
-        raise SystemExit(f"lmm-concepts: unknown command {command!r}; choose one of: {', '.join(COMMANDS)}")
+        raise fail("lmm-concepts", f"unknown command {command!r}; choose one of: {', '.join(COMMANDS)}", 2)
     args = build_parser(command).parse_args(argv)
     if args.command is None:
         build_parser().print_help()
@@ -89,7 +134,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     _, fn = _resolve(args.command)
     cfg = args.cfg
     assert dataclasses.is_dataclass(cfg)
-    fn(cfg)
+    prog = f"lmm-concepts {args.command}"
+    try:
+        fn(cfg)
+    except (SystemExit, KeyboardInterrupt) as err:
+        if isinstance(err, SystemExit) and not isinstance(err.code, str):
+            raise  # an exit status already (argparse, --help)
+        if debug:
+            traceback.print_exc()
+        if isinstance(err, KeyboardInterrupt):
+            raise fail(prog, "interrupted (a resumable command continues where it stopped when rerun)", 130) from None
+        raise fail(prog, err.code, 2) from None
+    except Exception as err:
+        if debug:
+            traceback.print_exc()
+        if isinstance(err, InputError):
+            raise fail(prog, str(err), 2) from None
+        hint = "" if debug else f" (rerun with --debug or {DEBUG_ENV}=1 for the traceback)"
+        raise fail(prog, f"{type(err).__name__}: {err or type(err).__name__}{hint}", 1) from None
 
 
 if __name__ == "__main__":

@@ -116,13 +116,13 @@ def dying_worker(rank, world_size, out: Path, checkpoint, die_rank, die_at):
 
 
 # ---------------------------------------------------------------------------------------------- extraction
-def extract_worker(rank, world_size, out: Path, store: str):
+def extract_worker(rank, world_size, out: Path, store: str, token: str = "dog"):
     from test_extract_distributed import LAYERS, SCRIPTS, items
 
     import lmm_concepts as lc
     from tests._extract_fixtures import ScriptedLMM
 
-    lc.extract(ScriptedLMM(SCRIPTS), items(), "dog", layers=LAYERS, out=store, batch_size=2, progress=False)
+    lc.extract(ScriptedLMM(SCRIPTS), items(), token, layers=LAYERS, out=store, batch_size=2, progress=False)
 
 
 def planted_store(path: Path, Z: torch.Tensor) -> Path:

@@ -69,3 +69,28 @@ def slow_tiny_lmm():
 
     model.generate = slow_generate
     return model
+
+
+def gated_tiny_lmm():
+    """`tiny_lmm()` whose captioning waits until the file named by $LMM_TEST_GATE exists, so a test can hold a run
+    in the middle (with the store's lock taken) for as long as it needs, on any machine."""
+    import os
+    from pathlib import Path
+
+    model = tiny_lmm()
+    generate = model.generate
+    gate = Path(os.environ["LMM_TEST_GATE"])
+
+    def gated_generate(*args, **kwargs):
+        deadline = time.time() + 300
+        while not gate.exists() and time.time() < deadline:
+            time.sleep(0.02)
+        return generate(*args, **kwargs)
+
+    model.generate = gated_generate
+    return model
+
+
+def broken_lmm():
+    """A model factory that fails the way a bug would (not bad input): the CLI's exit status 1."""
+    raise RuntimeError("the GPU caught fire")

@@ -64,6 +64,8 @@ def test_hf_dataset_from_local_disk_decodes_lazily(tmp_path):
     data = lc.HFDiskCaptions(tmp_path / "hf")
     s = data[1]
     assert s.id == "1" and s.captions == ["a cat"] and s.extras == {"k": 8} and s.image.getpixel((0, 0)) == (1, 0, 0)
+    prints = list(data.fingerprints())  # read in blocks: the same as row by row
+    assert prints == list(lc.CaptionDataset.fingerprints(data)) and len({fp for _, fp in prints}) == 3
     datasets.DatasetDict({"test": ds}).save_to_disk(str(tmp_path / "hfd"))
     with pytest.raises(ValueError, match=r"holds splits \['test'\]: pass split="):
         lc.HFDiskCaptions(tmp_path / "hfd")

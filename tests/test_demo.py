@@ -56,3 +56,34 @@ def test_missing_or_corrupt_weights_say_how_to_retrain(tmp_path):
         (corrupt / name).write_bytes(b"\x00garbage")
     with pytest.raises(SystemExit, match="train-toy"):
         main(["demo", "--out", str(tmp_path / "p"), "--toy", str(corrupt)])
+
+
+def test_overwrite_replaces_only_a_previous_demos_outputs(tmp_path):
+    proj = tmp_path / "proj"
+    (proj / "code").mkdir(parents=True)
+    (proj / "results.json").write_text("{}")
+    (proj / "code" / "thesis.tex").write_text("precious")
+    (proj / "notes.txt").write_text("mine")
+    with pytest.raises(DemoInputError, match=r"it holds code, notes.txt, which the demo did not write.*--replace"):
+        _check(out=str(proj), overwrite=True)
+    assert (proj / "code" / "thesis.tex").read_text() == "precious" and (proj / "results.json").exists()
+    with pytest.raises(DemoInputError, match="holds notes.txt"):
+        _check(out=str(proj), overwrite=True, replace=["code"])  # still refused: nothing deleted
+    assert (proj / "code" / "thesis.tex").exists()
+    with pytest.raises(DemoInputError, match="names of entries directly inside"):
+        _check(out=str(proj), overwrite=True, replace=["../elsewhere"])
+    _check(out=str(proj), overwrite=True, replace=["code", "notes.txt"])  # told which files to replace
+    assert proj.is_dir() and not any(proj.iterdir())
+
+    # a previous demo's outputs go, the folder stays; a demo still writing its stores keeps them
+    for name in ("reps/train", "world/images", "explanations/pca", "evaluation/pca"):
+        (proj / name).mkdir(parents=True)
+    for name in ("results.json", "panels.json", "report.html"):
+        (proj / name).write_text("{}")
+    from lmm_concepts.extraction.lock import StoreLock, StoreLockedError
+
+    with StoreLock(proj / "reps" / "train"), pytest.raises(StoreLockedError):
+        _check(out=str(proj), overwrite=True)
+    assert (proj / "results.json").exists() and (proj / "world" / "images").is_dir()
+    _check(out=str(proj), overwrite=True)
+    assert not any(proj.iterdir())

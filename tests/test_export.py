@@ -200,11 +200,11 @@ def test_export_bad_input_names_both_sides(run, tmp_path):
     meta = json.loads((moved / "explanations.json").read_text())
     meta["store"] = str(tmp_path / "nowhere")
     (moved / "explanations.json").write_text(json.dumps(meta))
-    with pytest.raises(RunInputError, match=rf"explanations 'moved' \({moved}\): the store {tmp_path / 'nowhere'}"
+    with pytest.raises(SystemExit, match=rf"explanations 'moved' \({moved}\): the store {tmp_path / 'nowhere'}"
                                             r".*missing"):
         main(["export", str(moved), "--out", str(tmp_path / "x"), *MODEL])
     other = make_run(tmp_path / "other", seed=1)  # a store of another model
-    with pytest.raises(RunInputError, match=r"grounded on a store of HookedLMM \(depalm\).*weights "
+    with pytest.raises(SystemExit, match=r"grounded on a store of HookedLMM \(depalm\).*weights "
                                             rf"{run.store.manifest['model']['weights_digest']}.*{other.store.path} "
                                             rf"belongs to .*weights {other.store.manifest['model']['weights_digest']}"):
         main(["export", str(run.explanations), "--store", str(other.store.path), "--out", str(tmp_path / "y"), *MODEL])

@@ -41,3 +41,25 @@ def test_two_ranks_extract_the_single_process_store(tmp_path):
     m1, m2 = (json.loads((s.path / "manifest.json").read_text()) for s in (dist, single))
     assert m1 == m2
     assert not (part / "parts").exists()  # the per-rank parts were merged and removed
+
+
+def test_a_second_run_is_refused_by_every_rank_while_the_store_is_locked(tmp_path):
+    from lmm_concepts.extraction.lock import StoreLock
+
+    part = tmp_path / "locked"
+    with StoreLock(part):  # another run holds the store
+        codes = run_ranks(extract_worker, 2, tmp_path, str(part))
+    assert codes == [1, 1]
+    errors = [(tmp_path / f"error{r}.txt").read_text() for r in range(2)]
+    assert errors[0].startswith("StoreLockedError") and "being written by another extraction" in errors[0]
+    assert "rank 0 could not open the store" in errors[1]
+    assert sorted(p.name for p in part.iterdir()) == []  # nothing written; the lock file went with its holder
+
+
+def test_ranks_that_keep_nothing_all_raise_and_leave_no_store(tmp_path):
+    part = tmp_path / "empty"
+    codes = run_ranks(extract_worker, 2, tmp_path, str(part), "eats")  # in a caption, never generated
+    assert codes == [1, 1]
+    for r in range(2):
+        assert "no sample kept for 'eats'" in (tmp_path / f"error{r}.txt").read_text()
+    assert not part.exists()  # the empty store went, and the folder the run made with it

@@ -105,7 +105,7 @@ def test_peak_memory_does_not_grow_with_the_dataset(model, tmp_path):
     assert large - small < 8, f"peak RssAnon {small:.1f} MiB for 24 images, {large:.1f} MiB for 240"
 
 
-def test_cli_killed_mid_run_resumes_to_the_uninterrupted_store(model, world, tmp_path):
+def test_cli_killed_mid_run_resumes_to_the_uninterrupted_store(model, world, tmp_path, caplog):
     folder, word = world
     args = [
         "extract", "--model", "tests._extract_models:slow_tiny_lmm", "--data", str(folder / "data.jsonl"),
@@ -124,8 +124,11 @@ def test_cli_killed_mid_run_resumes_to_the_uninterrupted_store(model, world, tmp
     partial = lc.RepresentationStore.open(tmp_path / "killed", allow_incomplete=True)
     n_before = len(list((tmp_path / "killed" / "parts").glob("*/batch.json")))
     assert 3 <= n_before < 8 and not partial.complete
+    assert json.loads((tmp_path / "killed" / ".lock").read_text())["pid"] == proc.pid  # left by the killed run
 
     cli_main(args)  # the same command, in this process: continues at the first unwritten batch
+    assert f"taking over the lock left by pid {proc.pid}" in caplog.text  # the stale lock, taken over with a message
+    assert not (tmp_path / "killed" / ".lock").exists()
     resumed = lc.RepresentationStore.open(tmp_path / "killed")
     data = lc.JsonlCaptions(folder / "data.jsonl")
     whole = lc.extract(
@@ -138,3 +141,36 @@ def test_cli_killed_mid_run_resumes_to_the_uninterrupted_store(model, world, tmp
         a, b = resumed.layer(name), whole.layer(name)
         assert a.dtype == torch.bfloat16 and torch.equal(a, b), name
     assert resumed.metadata[0]["attributes"] == {"n": int(resumed.sample_ids[0][3:])}
+
+
+def test_a_second_run_into_the_same_store_is_refused_while_the_first_runs(model, world, tmp_path):
+    """Two real processes: the second is refused at once (the lock names the first), the first ends complete."""
+    folder, word = world
+    out = tmp_path / "shared"
+    args = [
+        sys.executable, "-m", "lmm_concepts", "extract", "--data", str(folder / "data.jsonl"), "--token", word,
+        "--layers", "final", "--batch_size", "1", "--max_new_tokens", "6", "--out", str(out),
+    ]  # fmt: skip
+    gate = tmp_path / "go"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "LMM_TEST_GATE": str(gate)}
+    first = subprocess.Popen([*args, "--model", "tests._extract_models:gated_tiny_lmm"], cwd=ROOT, env=env,
+                             stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    lock = out / ".lock"
+    while not (lock.exists() and lock.read_text()) and first.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert first.poll() is None, first.stderr.read().decode()[-2000:]
+    assert json.loads(lock.read_text())["pid"] == first.pid
+    # the second run (not gated) reaches the store while the first holds it: refused, nothing of the first touched
+    second = subprocess.run([*args, "--model", "tests._extract_models:tiny_lmm"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=240)
+    assert second.returncode == 1, second.stderr
+    assert f"being written by another extraction (pid {first.pid}" in second.stderr
+    assert first.poll() is None and json.loads(lock.read_text())["pid"] == first.pid
+    gate.touch()  # let the first run go on
+    assert first.wait(timeout=240) == 0, first.stderr.read().decode()[-2000:]
+    store = lc.RepresentationStore.open(out)
+    whole = lc.extract(model, lc.JsonlCaptions(folder / "data.jsonl"), word, ["final"], tmp_path / "whole",
+                       batch_size=1, max_new_tokens=6, progress=False)
+    assert store.metadata == whole.metadata and torch.equal(store.layer("final"), whole.layer("final"))
+    assert store.manifest["n_kept"] == len(whole) > 0 and not lock.exists()

@@ -12,6 +12,7 @@ from safetensors import safe_open
 import lmm_concepts as lc
 from lmm_concepts._memory import rss_anon_mb
 from lmm_concepts.extraction.store import committed_batches
+from lmm_concepts.extraction.writer import image_file_name
 from tests._extract_fixtures import ScriptedLMM, coded_image
 
 SCRIPTS = {
@@ -136,6 +137,13 @@ def test_bad_inputs(model, tmp_path):
         lc.extract(model, items(), "dog", layers=[-3], out=tmp_path / "x", progress=False)
     with pytest.raises(ValueError, match="no hook point 'blocks.0.hook_nope'"):
         lc.extract(model, items(), "dog", layers=["blocks.0.hook_nope"], out=tmp_path / "x", progress=False)
+    with pytest.raises(ValueError, match=r"a layer must be an int \(a block index\), 'final' or a hook name, got float 1.5"):
+        lc.extract(model, items(), "dog", layers=1.5, out=tmp_path / "x", progress=False)
+    with pytest.raises(ValueError, match=r"no hook point 'nonsense': give a block index \(0..1, .* such as \w"):
+        lc.extract(model, items(), "dog", layers="nonsense", out=tmp_path / "x", progress=False)
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(FileExistsError, match="a_file is a file: the output is a folder"):
+        lc.extract(model, items(), "dog", out=tmp_path / "a_file", progress=False)
     with pytest.raises(ValueError, match="position must be one of"):
         lc.extract(model, items(), "dog", out=tmp_path / "x", position="after", progress=False)
     with pytest.raises(ValueError, match=r"of 6 images, 0 were unreadable, 5 lacked .* and 1 in their generated"):
@@ -173,3 +181,189 @@ def test_layer_files_are_streamed_in_and_memory_mapped_out(tmp_path):
     with pytest.raises(ValueError, match="wrote 1000 rows, expected 2000"):
         write_streamed(tmp_path / "bad.safetensors", iter([torch.zeros(1000, 4)]), 2000, 4, torch.float32)
     assert not (tmp_path / "bad.safetensors").exists()
+
+
+def test_store_lock_refuses_a_second_holder_and_takes_over_a_dead_ones(tmp_path, monkeypatch, caplog):
+    import errno
+    import fcntl
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from lmm_concepts.extraction.lock import StoreLock, StoreLockedError
+
+    with StoreLock(tmp_path / "s") as held:
+        assert json.loads(held.path.read_text())["pid"] == os.getpid()
+        with pytest.raises(StoreLockedError, match=f"pid {os.getpid()} on {socket.gethostname()}"):
+            StoreLock(tmp_path / "s").acquire()
+    assert not (tmp_path / "s" / ".lock").exists()  # released: the file goes with it
+
+    # a filesystem without flock: the record alone decides
+    def no_flock(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lock_file = tmp_path / "s" / ".lock"
+    lock_file.write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname()}))  # a live process
+    with pytest.raises(StoreLockedError, match=f"pid {os.getppid()}"):
+        StoreLock(tmp_path / "s").acquire()
+    lock_file.write_text(json.dumps({"pid": int(dead.stdout), "host": socket.gethostname()}))  # a dead one
+    with StoreLock(tmp_path / "s"):
+        assert f"taking over the lock left by pid {int(dead.stdout)}" in caplog.text
+
+
+def test_overwrite_deletes_only_what_the_store_wrote(model, tmp_path, monkeypatch):
+    from lmm_concepts.errors import ConflictingOutputError
+
+    # `out` is a folder that already holds the user's files, an images/ folder among them
+    out = tmp_path / "d"
+    (out / "images").mkdir(parents=True)
+    coded_image(9).save(out / "images" / "user.png")
+    (out / "notes.txt").write_text("mine")
+    first = lc.extract(model, items(), "dog", layers=["final"], out=out, batch_size=2, progress=False)
+    copied = {p.name for p in (out / "images").iterdir()} - {"user.png"}
+    assert len(copied) == 3 and first.manifest["created_dirs"] == ["layers", "parts"]
+    # a batch killed after copying its image but before its commit record: the image is still the store's
+    real_write_json = lc.extraction.writer.write_json
+
+    def dies_at_commit(path, obj, indent=2):
+        if path.name == "batch.json":
+            raise KeyboardInterrupt
+        return real_write_json(path, obj, indent)
+
+    monkeypatch.setattr(lc.extraction.writer, "write_json", dies_at_commit)
+    with pytest.raises(KeyboardInterrupt):
+        lc.extract(model, [("late", coded_image(0), ["a dog"])], "dog", layers=[0], out=tmp_path / "k",
+                   progress=False)
+    monkeypatch.undo()
+    assert len(list((tmp_path / "k" / "images").iterdir())) == 1
+
+    again = lc.extract(model, items(), "cat", layers=["final"], out=out, overwrite=True, progress=False)
+    assert again.sample_ids == ["s3", "s5"]
+    names = {p.name for p in (out / "images").iterdir()}
+    assert "user.png" in names and not names & copied and len(names) == 3  # the old store's copies went
+    assert (out / "notes.txt").read_text() == "mine" and len(again.images(["s3", "s5"])) == 2
+    lc.extract(model, [("x", coded_image(1), ["dog"])], "dog", layers=[1], out=tmp_path / "k", overwrite=True,
+               progress=False)
+    assert [p.name for p in (tmp_path / "k" / "images").iterdir()] == [image_file_name("x")]
+
+    # a JSONL dataset whose folder is also the output: its images are never the store's
+    ds = tmp_path / "ds"
+    (ds / "images").mkdir(parents=True)
+    for c in (0, 1):
+        coded_image(c).save(ds / "images" / f"{c}.png")
+    rows = [{"id": f"j{c}", "image": f"images/{c}.png", "captions": [CAPTIONS[c]]} for c in (0, 1)]
+    (ds / "data.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    data = lc.JsonlCaptions(ds / "data.jsonl")
+    lc.extract(model, data, "dog", layers=["final"], out=ds, progress=False)
+    store = lc.extract(model, data, "dog", layers=[0], out=ds, overwrite=True, progress=False)
+    assert sorted(p.name for p in (ds / "images").iterdir()) == ["0.png", "1.png"]
+    assert store.images(["j0"])[0].getpixel((0, 0)) == (0, 0, 0)
+
+    # the store never replaces files of its names that it did not write, overwrite or not
+    for name, make in (("metadata.jsonl", lambda p: p.write_text("{}\n")), ("parts", lambda p: p.mkdir()),
+                       ("manifest.json", lambda p: p.write_text('{"name": "my project"}'))):
+        folder = tmp_path / f"taken_{name}"
+        folder.mkdir()
+        make(folder / name)
+        with pytest.raises(ConflictingOutputError, match=name):
+            lc.extract(model, items(), "dog", out=folder, overwrite=True, progress=False)
+        assert sorted(p.name for p in folder.iterdir()) == [name]
+
+
+def test_duplicate_ids_in_memory_are_refused_like_jsonl(model, tmp_path):
+    from lmm_concepts.errors import InputError
+
+    dup = [("a", coded_image(0), ["a dog"]), ("b", coded_image(1), ["dog"]), ("a", coded_image(4), ["a dog"])]
+    with pytest.raises(InputError, match=r"sample id 'a' occurs more than once \(items 0 and 2\)"):
+        lc.extract(model, dup, "dog", out=tmp_path / "s", progress=False)
+    assert not (tmp_path / "s").exists()  # refused before anything was written
+    with pytest.raises(ValueError, match="'a' occurs more than once"):  # read once: checked as it is read
+        list(lc.IterableCaptions(iter(dup)))
+    with pytest.raises(ValueError, match="'a' occurs more than once"):
+        list(lc.IterableCaptions(iter(dup)).iter_from(2))
+
+
+def test_a_changed_dataset_with_the_same_ids_is_refused_naming_what_changed(model, tmp_path):
+    import os
+
+    from lmm_concepts.errors import ConflictingOutputError
+
+    lc.extract(model, items(), "dog", out=tmp_path / "s", batch_size=2, progress=False)
+    assert (tmp_path / "s" / "dataset_index.jsonl").is_file()
+    changed = items()
+    changed[1] = ("s1", coded_image(1).rotate(90).point(lambda v: 255 - v), changed[1][2], changed[1][3])  # pixels
+    changed[4] = ("s4", changed[4][1], ["a DOG, again"], changed[4][3])  # a caption
+    with pytest.raises(ConflictingOutputError, match=r"differs in: dataset.*2 changed: 's1', 's4'"):
+        lc.extract(model, changed, "dog", out=tmp_path / "s", batch_size=2, progress=False)
+    with pytest.raises(ConflictingOutputError, match=r"1 added: 'new'"):
+        lc.extract(model, [*items(), ("new", coded_image(0), ["dog"])], "dog", out=tmp_path / "s", batch_size=2,
+                   progress=False)
+
+    # files: their size and modification time stand for their content (no image is read to check)
+    (tmp_path / "img").mkdir()
+    for c in (0, 1):
+        coded_image(c).save(tmp_path / "img" / f"{c}.png")
+    rows = [{"id": f"w{c}", "image": f"img/{c}.png", "captions": [CAPTIONS[c]]} for c in (0, 1)]
+    (tmp_path / "d.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    lc.extract(model, lc.JsonlCaptions(tmp_path / "d.jsonl"), "dog", out=tmp_path / "j", progress=False)
+    lc.extract(model, lc.JsonlCaptions(tmp_path / "d.jsonl"), "dog", out=tmp_path / "j", progress=False)  # same
+    coded_image(4).save(tmp_path / "img" / "1.png")
+    st = os.stat(tmp_path / "img" / "1.png")
+    os.utime(tmp_path / "img" / "1.png", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # coarse clocks
+    with pytest.raises(ConflictingOutputError, match=r"1 changed: 'w1';"):
+        lc.extract(model, lc.JsonlCaptions(tmp_path / "d.jsonl"), "dog", out=tmp_path / "j", progress=False)
+
+    # a world split is a pure function of its config
+    from lmm_concepts.data.synthetic import SyntheticWorld
+    from lmm_concepts.extraction.extract import dataset_identity
+
+    a, _ = dataset_identity(lc.IterableCaptions(SyntheticWorld(seed=0, n_train=4, n_test=1).split("train")))
+    b, _ = dataset_identity(lc.IterableCaptions(SyntheticWorld(seed=1, n_train=4, n_test=1).split("train")))
+    assert a["content_digest"] and a["content_digest"] != b["content_digest"] and a["ids_digest"] is None
+
+
+def test_a_refused_start_leaves_the_folder_as_it_was_and_the_corrected_rerun_runs(model, tmp_path):
+    from lmm_concepts.errors import InputError
+
+    out = tmp_path / "s"
+    for bad, match in (({"batch_size": 0}, r"batch_size must be a whole number ≥ 1, got 0 \(--batch_size\)"),
+                       ({"batch_size": 1.5}, r"batch_size .* got 1.5"),
+                       ({"max_new_tokens": True}, "max_new_tokens"),
+                       ({"num_workers": -1}, "num_workers"),
+                       ({"token": "zebra"}, r"no ground-truth caption of the 6 samples holds 'zebra'"),
+                       ({"token": "dogs"}, "holds 'dogs'"),
+                       ({"token": "Do"}, "holds 'Do'")):
+        with pytest.raises(InputError, match=match):
+            lc.extract(model, items(), **{"token": "dog", **bad}, out=out, progress=False)
+        assert not out.exists(), bad  # nothing written, no folder made
+    # a word the captions hold but the model never generates: computed, found empty, removed with a clear error
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match=r"no sample kept for 'eats'.*The model generated, e.g.: 'a hotdog'"):
+        lc.extract(model, items(), "eats", out=out, batch_size=2, progress=False)
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    assert len(lc.extract(model, items(), "dog", out=out, batch_size=2, progress=False)) == 3  # the corrected rerun
+    plural = [("p", coded_image(0), ["two dogs"])]
+    with pytest.raises(InputError, match=r"its plural does: pass plural=True"):
+        lc.extract(model, plural, "dog", out=tmp_path / "p", progress=False)
+
+
+def test_files_a_killed_merge_left_half_written_are_removed_by_the_rerun(model, tmp_path):
+    out = tmp_path / "s"
+    lc.extract(model, items(), "dog", layers=[0, "final"], out=out, batch_size=2, progress=False)
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["complete"] = False  # as if SIGKILLed during the final merge, leaving temporary files
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    orphans = [out / "layers" / ".blocks.0.hook_resid_post.safetensors.k2j4_x.tmp", out / ".metadata.jsonl.a1b2c3.tmp",
+               out / ".manifest.json.zz99.tmp", out / "images" / f".{image_file_name('s1')}.q1w2.tmp"]
+    for p in orphans:
+        p.write_bytes(b"half")
+    (out / "images" / ".user.png.q1w2.tmp").write_bytes(b"not the store's")
+    store = lc.extract(model, items(), "dog", layers=[0, "final"], out=out, batch_size=2, progress=False)
+    assert store.complete and len(store) == 3 and not any(p.exists() for p in orphans)
+    assert sorted(p.name for p in (out / "layers").iterdir()) == ["blocks.0.hook_resid_post.safetensors",
+                                                                 "ln_final.hook_normalized.safetensors"]
+    assert (out / "images" / ".user.png.q1w2.tmp").exists()  # never a file the store did not write

@@ -103,3 +103,36 @@ def test_steering_a_hooked_lmm_during_generation(built):
     expl = lc.ground(model, lc.PCA(2).fit(store.layer("final")), store, n_words=2,
                      word_filter=WordFilter(vocabulary=frozenset(WORDS), min_length=2))
     assert len(expl.images(0, store)) == len(expl[0].top_sample_ids)
+
+
+def test_a_dictionary_is_grounded_and_evaluated_only_at_the_layer_it_records(built, tmp_path, capsys):
+    from lmm_concepts.cli import main
+    from lmm_concepts.errors import InputError
+
+    model, store, _ = built
+    lc.PCA(2).fit(store.layer("final")).save(tmp_path / "dico", hook_name=store.hook_name("final"))
+    dico = lc.load_dictionary(tmp_path / "dico")
+    assert lc.ground(model, dico, store, n_words=2).hook_name == "ln_final.hook_normalized"  # its layer by default
+    with pytest.raises(InputError, match=r"fitted on ln_final.hook_normalized .* at blocks.0.hook_resid_post"):
+        lc.ground(model, dico, store, layer=0, n_words=2)
+    expl = lc.ground(model, dico, str(store.path), layer=0, n_words=2, allow_layer_mismatch=True)  # a folder is opened
+    assert expl.hook_name == "blocks.0.hook_resid_post"
+    assert expl.notes[0] == ("the dictionary was fitted on ln_final.hook_normalized but is applied at "
+                             "blocks.0.hook_resid_post (allow_layer_mismatch)")
+    with pytest.raises(InputError, match="fitted on ln_final.hook_normalized"):
+        lc.evaluate(expl, store, metrics=["overlap"], r=2)
+    assert lc.evaluate(expl, store, metrics=["overlap"], r=2, allow_layer_mismatch=True).notes == [
+        "the dictionary was fitted on ln_final.hook_normalized but is applied at blocks.0.hook_resid_post "
+        "(allow_layer_mismatch)"]
+    with pytest.raises(InputError, match="must be a RepresentationStore .* got NoneType"):
+        lc.ground(model, dico, None)
+
+    args = ["ground", "--store", str(store.path), "--dictionary", str(tmp_path / "dico"), "--out",
+            str(tmp_path / "ex"), "--layer", "0", "--model", "tests._extract_models:tiny_lmm"]
+    with pytest.raises(SystemExit, match="--allow_layer_mismatch") as exit_:
+        main(args)
+    assert exit_.value.code == 2  # bad input
+    main([*args, "--allow_layer_mismatch", "true"])
+    out = capsys.readouterr().out
+    assert "note: the dictionary was fitted on ln_final.hook_normalized but is applied at blocks.0" in out
+    assert "at blocks.0.hook_resid_post (the dictionary was fitted on ln_final.hook_normalized)" in out

@@ -9,6 +9,7 @@ import pytest
 
 from lmm_concepts.cli import main
 from lmm_concepts.report import Panels, render_html, write_report
+from lmm_concepts.report.render import rerender
 from tests._report_fixtures import EVIL, make_report_inputs
 
 
@@ -35,7 +36,13 @@ def test_panels_round_trip_and_rerender(tmp_path):
     main(["report", str(tmp_path)])
     assert path.read_text() == first
     with pytest.raises(FileNotFoundError, match="lmm-concepts demo"):
+        rerender(tmp_path / "nowhere")
+    with pytest.raises(SystemExit, match="lmm-concepts demo") as exit_:  # the CLI: one line, bad input
         main(["report", str(tmp_path / "nowhere")])
+    assert exit_.value.code == 2
+    (tmp_path / "results.json").write_text("[1, 2]")
+    with pytest.raises(SystemExit, match=r"results.json holds a JSON list, not the object `lmm-concepts demo` writes"):
+        main(["report", str(tmp_path)])
 
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"

@@ -11,7 +11,6 @@ import torch
 
 import lmm_concepts as lc
 from lmm_concepts.cli import main
-from lmm_concepts.report.inputs import RunInputError
 from tests._report_fixtures import EVIL
 from tests._run_fixtures import MODEL, make_run
 from tests.test_report import browser, check_page_in_browser  # noqa: F401  (browser is a fixture)
@@ -90,7 +89,7 @@ def test_report_without_model_or_evaluation_says_what_is_missing(run, tmp_path):
 
 def test_report_bad_input(run, tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match=r"no explanations in .*empty: looked for .*explanations\.json.*"
+    with pytest.raises(SystemExit, match=r"no explanations in .*empty: looked for .*explanations\.json.*"
                                                 r"\*/explanations\.json.*results\.json"):
         main(["report", str(tmp_path / "empty")])
     moved = tmp_path / "moved"
@@ -98,10 +97,10 @@ def test_report_bad_input(run, tmp_path):
     meta = json.loads((moved / "explanations.json").read_text())
     meta["store"] = str(tmp_path / "gone")
     (moved / "explanations.json").write_text(json.dumps(meta))
-    with pytest.raises(RunInputError, match=rf"explanations 'moved' \({moved}\).*store {tmp_path / 'gone'}.*missing"):
+    with pytest.raises(SystemExit, match=rf"explanations 'moved' \({moved}\).*store {tmp_path / 'gone'}.*missing"):
         main(["report", str(moved)])
     meta["dictionary_path"] = None
     meta["store"] = str(run.store.path)
     (moved / "explanations.json").write_text(json.dumps(meta))
-    with pytest.raises(RunInputError, match="do not say which dictionary.*--dictionary"):
+    with pytest.raises(SystemExit, match="do not say which dictionary.*--dictionary"):
         main(["report", str(moved)])

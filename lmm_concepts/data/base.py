@@ -7,8 +7,10 @@ Every dataset here is a map-style torch `Dataset` whose items are `Sample`s (or 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import itertools
+import json
 import os
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence, Sized
@@ -18,6 +20,8 @@ from typing import Any
 
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, IterableDataset
+
+from lmm_concepts.errors import InputError
 
 #: What a dataset may hold for an image before decoding: a file path, encoded bytes, a decoded PIL image,
 #: or a HF `datasets` Image dict ({"bytes": ..., "path": ...}).
@@ -46,7 +50,7 @@ def as_captions(value: Any, where: str) -> list[str]:
         return [value]
     if isinstance(value, Sequence) and all(isinstance(c, str) for c in value):
         return list(value)
-    raise ValueError(f"{where}: captions must be a string or a list of strings, got {type(value).__name__}: {value!r:.80}")
+    raise InputError(f"{where}: captions must be a string or a list of strings, got {type(value).__name__}: {value!r:.80}")
 
 
 def image_path_of(ref: ImageRef) -> str | None:
@@ -70,6 +74,38 @@ def decode_image(ref: ImageRef) -> Image.Image:
     with Image.open(source) as im:
         im.load()
         return im.convert("RGB")
+
+
+def _digest(*parts: bytes) -> str:
+    h = hashlib.blake2b(digest_size=8)
+    for part in parts:
+        h.update(part)
+    return h.hexdigest()
+
+
+def ref_fingerprint(ref: ImageRef) -> str:
+    """What identifies an image reference's content, cheaply: a file's size and modification time (its bytes are
+    never read), a hash of in-memory bytes or pixels. Equal fingerprints: the same image, barring a file rewritten
+    with the same size within the filesystem's time resolution."""
+    if isinstance(ref, dict):
+        ref = ref.get("bytes") or ref.get("path") or b""
+    if isinstance(ref, (str, os.PathLike)):
+        try:
+            st = os.stat(ref)
+        except OSError:
+            return "missing"
+        return f"file:{st.st_size}:{st.st_mtime_ns}"
+    if isinstance(ref, (bytes, bytearray)):
+        return "bytes:" + _digest(bytes(ref))
+    if isinstance(ref, Image.Image):
+        return "pixels:" + _digest(f"{ref.mode}{ref.size}".encode(), ref.tobytes())
+    return f"unknown:{type(ref).__name__}"
+
+
+def sample_fingerprint(ref: ImageRef, captions: Any, extras: Any = None) -> str:
+    """A sample's content (image, captions and extra fields) as 16 hex digits; see `ref_fingerprint`."""
+    text = json.dumps([captions, extras or {}], sort_keys=True, default=str, ensure_ascii=False)
+    return _digest(ref_fingerprint(ref).encode(), text.encode())
 
 
 def make_sample(
@@ -106,11 +142,17 @@ class CaptionDataset(Dataset):
     def sample_ids(self) -> list[str]:
         return [self.sample_id(i) for i in range(len(self))]
 
+    def fingerprints(self) -> Iterator[tuple[str, str]]:
+        """(id, `sample_fingerprint`) of every item, in order, without decoding any image."""
+        for i in range(len(self)):
+            sample_id, ref, captions, extras = self.raw(i)
+            yield sample_id, sample_fingerprint(ref, captions, extras)
+
     def _check_unique_ids(self) -> None:
         ids = self.sample_ids()
         if len(set(ids)) != len(ids):
             dup = next(i for i, c in Counter(ids).items() if c > 1)
-            raise ValueError(
+            raise InputError(
                 f"{type(self).__name__}: sample id {dup!r} occurs more than once; ids must be unique "
                 "(pass an id field/column that is unique, or leave it unset to number the samples)"
             )
@@ -123,11 +165,16 @@ class IterableCaptions(IterableDataset):
     name (the synthetic world's `WorldSample(id, image, captions, attributes)` gives an `attributes` field).
 
     `image` is a path, bytes or a PIL image; images are decoded as the iteration reaches them. A list can be
-    read again (so a killed extraction resumes); a generator is read once.
+    read again (so a killed extraction resumes); a generator is read once. Ids must be unique, as in every dataset
+    here (a store finds rows and copied images by id): a list is checked at once, any other iterable as it is read.
     """
 
     def __init__(self, items: Iterable[tuple]):
         self.items = items
+        if isinstance(items, (list, tuple)):  # in memory already: checking the items decodes nothing
+            for n, item in enumerate(items):
+                _check_item(item, n)
+            _check_unique((str(item[0]) for item in items), "item")
 
     def __iter__(self) -> Iterator[Sample]:
         return self.iter_from(0)
@@ -137,15 +184,39 @@ class IterableCaptions(IterableDataset):
         if isinstance(self.items, Sequence):  # e.g. a world split: index from `start`, render nothing before it
             pairs: Iterable[tuple[int, Any]] = ((n, self.items[n]) for n in range(start, len(self.items)))
         else:
-            pairs = itertools.islice(enumerate(self.items), start, None)
+            pairs = enumerate(self.items)
+        seen: dict[str, int] = {}
         for n, item in pairs:
-            if not isinstance(item, (tuple, list)) or len(item) not in (3, 4):
-                raise ValueError(
-                    f"item {n} of the iterable must be (id, image, captions) or (id, image, captions, extras), "
-                    f"got {type(item).__name__}"
-                )
+            _check_item(item, n)
             sample_id, ref, captions, *rest = item
-            yield make_sample(sample_id, ref, as_captions(captions, f"item {n}"), _extras(item, rest, n))
+            if str(sample_id) in seen:
+                raise _duplicate(str(sample_id), f"items {seen[str(sample_id)]} and {n}")
+            seen[str(sample_id)] = n
+            if n >= start:
+                yield make_sample(sample_id, ref, as_captions(captions, f"item {n}"), _extras(item, rest, n))
+
+
+def _check_item(item: Any, n: int) -> None:
+    if not isinstance(item, (tuple, list)) or len(item) not in (3, 4):
+        raise InputError(
+            f"item {n} of the iterable must be (id, image, captions) or (id, image, captions, extras), "
+            f"got {type(item).__name__}{f' of length {len(item)}' if isinstance(item, (tuple, list)) else ''}"
+        )
+
+
+def _duplicate(sample_id: str, where: str) -> InputError:
+    return InputError(
+        f"sample id {sample_id!r} occurs more than once ({where}); ids must be unique — a store finds each row and "
+        "copied image by its id: give every sample its own id"
+    )
+
+
+def _check_unique(ids: Iterable[str], what: str) -> None:
+    seen: dict[str, int] = {}
+    for n, i in enumerate(ids):
+        if i in seen:
+            raise _duplicate(i, f"{what}s {seen[i]} and {n}")
+        seen[i] = n
 
 
 def _extras(item: tuple, rest: list, n: int) -> dict[str, Any]:
@@ -155,7 +226,7 @@ def _extras(item: tuple, rest: list, n: int) -> dict[str, Any]:
     if hasattr(item, "_fields"):
         return {item._fields[3]: rest[0]}
     if not isinstance(rest[0], dict):
-        raise ValueError(f"item {n}: the 4th element (extras) must be a dict, got {type(rest[0]).__name__}")
+        raise InputError(f"item {n}: the 4th element (extras) must be a dict, got {type(rest[0]).__name__}")
     return rest[0]
 
 
@@ -190,7 +261,7 @@ def iter_batches(
     sees the same batches as an uninterrupted one.
     """
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
     start = start_batch * batch_size
     if isinstance(dataset, IterableDataset):
         if isinstance(dataset, IterableCaptions):

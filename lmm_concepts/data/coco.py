@@ -8,6 +8,7 @@ from typing import Any
 
 from lmm_concepts._io import read_json
 from lmm_concepts.data.base import CaptionDataset
+from lmm_concepts.errors import InputError, MissingInputError
 
 KARPATHY_SPLITS = ("train", "restval", "val", "test")
 
@@ -22,15 +23,15 @@ class CocoKarpathy(CaptionDataset):
     def __init__(self, karpathy_json: str | os.PathLike, image_root: str | os.PathLike, split: str | None = "test"):
         path = Path(karpathy_json)
         if not path.is_file():
-            raise FileNotFoundError(f"Karpathy split file not found: {path} (expected dataset_coco.json)")
+            raise MissingInputError(f"Karpathy split file not found: {path} (expected dataset_coco.json)")
         if split is not None and split not in KARPATHY_SPLITS:
-            raise ValueError(f"split must be one of {KARPATHY_SPLITS} or None (all), got {split!r}")
+            raise InputError(f"split must be one of {KARPATHY_SPLITS} or None (all), got {split!r}")
         data = read_json(path)
         if not isinstance(data, dict) or "images" not in data:
-            raise ValueError(f"{path} is not a Karpathy split file: it has no 'images' list")
+            raise InputError(f"{path} is not a Karpathy split file: it has no 'images' list")
         self.image_root = Path(image_root)
         if not self.image_root.is_dir():
-            raise FileNotFoundError(f"image folder not found: {self.image_root}")
+            raise MissingInputError(f"image folder not found: {self.image_root}")
         self.split = split
         self.entries: list[dict[str, Any]] = [e for e in data["images"] if split is None or e.get("split") == split]
         self._check_unique_ids()

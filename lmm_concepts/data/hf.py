@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from lmm_concepts.data.base import CaptionDataset, as_captions
+from lmm_concepts.data.base import CaptionDataset, as_captions, sample_fingerprint
+from lmm_concepts.errors import InputError, MissingInputError
 
 
 class HFDiskCaptions(CaptionDataset):
@@ -34,16 +35,16 @@ class HFDiskCaptions(CaptionDataset):
         if isinstance(path, (datasets.Dataset, datasets.DatasetDict)):
             ds = path  # already loaded
         elif not Path(path).exists():
-            raise FileNotFoundError(f"no dataset saved at {path} (expected a folder written by save_to_disk)")
+            raise MissingInputError(f"no dataset saved at {path} (expected a folder written by save_to_disk)")
         else:
             ds = datasets.load_from_disk(str(path))
         if isinstance(ds, datasets.DatasetDict):
             if split is None or split not in ds:
-                raise ValueError(f"{path} holds splits {list(ds)}: pass split= to choose one")
+                raise InputError(f"{path} holds splits {list(ds)}: pass split= to choose one")
             ds = ds[split]
         for col in [image_column, captions_column, *([id_column] if id_column else [])]:
             if col not in ds.column_names:
-                raise ValueError(
+                raise InputError(
                     f"{path}: no column {col!r} (columns: {ds.column_names}); pass image_column=/captions_column="
                     "/id_column= to name the right ones"
                 )
@@ -65,7 +66,18 @@ class HFDiskCaptions(CaptionDataset):
         return list(self._ids)
 
     def raw(self, i: int):
-        row: dict[str, Any] = self.ds[i]
+        return self._item(i, self.ds[i])
+
+    def fingerprints(self):
+        """As `CaptionDataset.fingerprints`, reading the table in blocks rather than row by row."""
+        i = 0
+        for block in self.ds.iter(batch_size=1024):
+            for k in range(len(block[self.image_column])):
+                sample_id, ref, captions, extras = self._item(i, {c: v[k] for c, v in block.items()})
+                yield sample_id, sample_fingerprint(ref, captions, extras)
+                i += 1
+
+    def _item(self, i: int, row: dict[str, Any]):
         ref = row[self.image_column]
         if isinstance(ref, str) and self.image_root is not None and not Path(ref).is_absolute():
             ref = str(self.image_root / ref)

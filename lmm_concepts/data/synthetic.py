@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from lmm_concepts._io import write_text
+from lmm_concepts.errors import InputError
 
 # ---------------------------------------------------------------------------------------------------------------
 # The world's vocabulary (attribute value -> caption word). Order is fixed: it defines class indices.
@@ -135,14 +136,14 @@ class SyntheticWorld:
     def __init__(self, seed: int = 0, n_train: int = 4000, n_test: int = 500, image_size: int = 64,
                  n_captions: int = 3, count_probs: Sequence[float] = (0.5, 0.25, 0.25)):
         if n_train < 0 or n_test < 0:
-            raise ValueError(f"n_train and n_test must be >= 0, got {n_train}, {n_test}")
+            raise InputError(f"n_train and n_test must be >= 0, got {n_train}, {n_test}")
         if image_size < 16:
-            raise ValueError(f"image_size must be at least 16 pixels to draw the shapes, got {image_size}")
+            raise InputError(f"image_size must be at least 16 pixels to draw the shapes, got {image_size}")
         if not 1 <= n_captions <= len(TEMPLATES):
-            raise ValueError(f"n_captions must be in 1..{len(TEMPLATES)} (one per template), got {n_captions}")
+            raise InputError(f"n_captions must be in 1..{len(TEMPLATES)} (one per template), got {n_captions}")
         probs = tuple(float(p) for p in count_probs)
         if len(probs) != 3 or min(probs) < 0 or not math.isclose(sum(probs), 1.0, abs_tol=1e-6):
-            raise ValueError(f"count_probs must be three non-negative probabilities summing to 1, got {probs}")
+            raise InputError(f"count_probs must be three non-negative probabilities summing to 1, got {probs}")
         self.cfg = WorldConfig(seed, n_train, n_test, image_size, n_captions, probs)  # type: ignore[arg-type]
         self.train = WorldSplit(self, "train", n_train)
         self.test = WorldSplit(self, "test", n_test)
@@ -153,7 +154,7 @@ class SyntheticWorld:
 
     def split(self, name: str) -> WorldSplit:
         if name not in ("train", "test"):
-            raise ValueError(f"unknown split {name!r}; the world has 'train' and 'test'")
+            raise InputError(f"unknown split {name!r}; the world has 'train' and 'test'")
         return self.train if name == "train" else self.test
 
     def __iter__(self) -> Iterator[WorldSample]:
@@ -220,6 +221,10 @@ class WorldSplit(Sequence):
     def __iter__(self) -> Iterator[WorldSample]:
         for i in range(self.n):
             yield self.world.sample(self.name, i)
+
+    def content_identity(self) -> str:
+        """What fixes every sample of the split (a store's dataset identity): the world's config and the split."""
+        return json.dumps({"world": dataclasses.asdict(self.world.cfg), "split": self.name}, sort_keys=True)
 
 
 # ---------------------------------------------------------------------------------------------------------------

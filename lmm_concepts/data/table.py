@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lmm_concepts.data.base import CaptionDataset, as_captions
+from lmm_concepts.errors import InputError, MissingInputError
 
 
 def _resolve(root: Path, image: str) -> str:
@@ -51,7 +52,7 @@ class JsonlCaptions(_RowTable):
     ):
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"JSONL file not found: {path}")
+            raise MissingInputError(f"JSONL file not found: {path}")
         self.image_root = Path(image_root) if image_root is not None else path.parent
         self.rows = []
         with open(path, encoding="utf-8") as f:
@@ -61,10 +62,10 @@ class JsonlCaptions(_RowTable):
                 try:
                     obj = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}:{n}: not valid JSON ({exc})") from None
+                    raise InputError(f"{path}:{n}: not valid JSON ({exc})") from None
                 for key in (image_key, captions_key):
                     if key not in obj:
-                        raise ValueError(
+                        raise InputError(
                             f"{path}:{n}: no {key!r} field (fields: {sorted(obj)}); "
                             "pass image_key=/captions_key= to name the right ones"
                         )
@@ -90,7 +91,7 @@ class CsvCaptions(_RowTable):
     ):
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"CSV file not found: {path}")
+            raise MissingInputError(f"CSV file not found: {path}")
         if isinstance(caption_columns, str):
             caption_columns = (caption_columns,)
         self.image_root = Path(image_root) if image_root is not None else path.parent
@@ -100,7 +101,7 @@ class CsvCaptions(_RowTable):
             header = reader.fieldnames or []
             for col in [image_column, *caption_columns, *([id_column] if id_column else [])]:
                 if col not in header:
-                    raise ValueError(
+                    raise InputError(
                         f"{path}: no column {col!r} (columns: {header}); pass image_column=/caption_columns=/"
                         "id_column= to name the right ones"
                     )

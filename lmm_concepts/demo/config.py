@@ -16,7 +16,9 @@ class DemoConfig:
     word: str = "circle"
     """target word: a shape noun of the synthetic world (plurals are matched too)"""
     overwrite: bool = False
-    """replace an existing output folder"""
+    """replace a previous demo's outputs in --out (refused if --out holds anything else)"""
+    replace: list[str] = field(default_factory=list)
+    """with --overwrite: entries of --out that the demo did not write and may delete too (names inside --out)"""
     toy: str = ""
     """a folder written by `lmm-concepts train-toy` ("" uses the weights shipped in the package)"""
     n_train: int = 1500

@@ -23,10 +23,13 @@ from tqdm.auto import tqdm
 
 from lmm_concepts.demo.config import METHODS, DemoConfig  # noqa: F401  (DemoConfig: the CLI table names it here)
 from lmm_concepts.demo.findings import paper_findings
+from lmm_concepts.errors import InputError
 from lmm_concepts.metrics.recovery import RecoveryResult, concept_recovery
 
+TOP_R = 3  # each test image's strongest concepts scored (CLIPScore top-3, the paper's) and shown in the report
 
-class DemoInputError(ValueError):
+
+class DemoInputError(InputError):
     """A demo option the demo cannot run with; the message says how to fix it."""
 
 
@@ -66,19 +69,66 @@ def check_inputs(state: DemoState) -> None:
     unknown = [m for m in cfg.methods if m not in METHODS]
     if unknown or not cfg.methods:
         raise DemoInputError(f"unknown method(s) {unknown}; choose among {', '.join(METHODS)}")
+    least = {"n_train": 1, "n_test": 1, "n_concepts": TOP_R, "batch_size": 1, "n_words": 1, "n_images": 0,
+             "n_show": 0, "sae_training_samples": 1}
+    for name, low in least.items():
+        if getattr(cfg, name) < low:
+            why = f" (each test image is scored by its top-{TOP_R} concepts)" if name == "n_concepts" else ""
+            raise DemoInputError(f"--{name} must be at least {low}{why}, got {getattr(cfg, name)}")
+    if not cfg.l1 >= 0:
+        raise DemoInputError(f"--l1 must be ≥ 0, got {cfg.l1}")
+    if cfg.layer != "final" and not cfg.layer.lstrip("-").isdigit():
+        raise DemoInputError(f"--layer must be 'final' or a block index, got {cfg.layer!r}")
+    if state.folder.exists() and not state.folder.is_dir():
+        raise DemoInputError(f"--out {state.folder} is a file; give a folder (new or a previous demo's)")
     if state.folder.exists() and any(state.folder.iterdir()):
         if not cfg.overwrite:
             raise DemoInputError(
-                f"output folder {state.folder} already exists and is not empty; pass --overwrite to replace it "
-                "or choose another --out"
+                f"output folder {state.folder} already exists and is not empty; pass --overwrite to replace a "
+                "previous demo's outputs there, or choose another --out"
             )
-        if not (state.folder / "results.json").exists() and not (state.folder / "reps").exists():
-            raise DemoInputError(
-                f"refusing to overwrite {state.folder}: it does not look like a demo folder (no results.json or "
-                "reps/); choose another --out"
-            )
-        shutil.rmtree(state.folder)
+        remove_previous_outputs(state.folder, cfg.replace)
     state.folder.mkdir(parents=True, exist_ok=True)
+
+
+#: what the demo writes into its folder (stages: world/, reps/, explanations/, evaluation/; report: the rest)
+DEMO_OUTPUTS = ("results.json", "panels.json", "report.html", "world", "reps", "explanations", "evaluation")
+
+
+def remove_previous_outputs(folder: Path, replace: list[str]) -> None:
+    """Delete a previous demo's outputs from `folder`, plus the entries named in `replace`; refuse (deleting
+    nothing) when the folder holds anything else, or when another run is writing one of its stores."""
+    from lmm_concepts.extraction.lock import StoreLock
+
+    bad = [r for r in replace if not r or Path(r).name != r or r in (".", "..")]
+    if bad:
+        raise DemoInputError(f"--replace takes names of entries directly inside --out, got {bad}")
+    entries = {p.name for p in folder.iterdir()}
+    if not entries & {"results.json", "reps"}:
+        raise DemoInputError(
+            f"refusing to overwrite {folder}: it does not look like a demo folder (no results.json or reps/); "
+            "choose another --out"
+        )
+    foreign = sorted(entries - set(DEMO_OUTPUTS) - set(replace))
+    if foreign:
+        it = "it" if len(foreign) == 1 else "them"
+        raise DemoInputError(
+            f"refusing to overwrite {folder}: it holds {', '.join(foreign)}, which the demo did not write; move {it} "
+            f"away, choose another --out, or add --replace {' '.join(foreign)} to delete {it} too"
+        )
+    locks = [StoreLock(p) for p in sorted((folder / "reps").glob("*")) if p.is_dir()]
+    try:
+        for lock in locks:  # a demo still extracting into this folder keeps it
+            lock.acquire()
+        for name in sorted(entries & {*DEMO_OUTPUTS, *replace}):
+            path = folder / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+    finally:
+        for lock in locks:
+            lock.release()
 
 
 def load_models(state: DemoState) -> None:
@@ -172,7 +222,7 @@ def evaluate_methods(state: DemoState) -> None:
     methods = state.results.setdefault("methods", {})
     for method in tqdm(state.cfg.methods, desc="evaluate", leave=False):
         scores = evaluate(state.explanations[method], state.stores["test"], clip=state.clip,
-                          metrics=["overlap", "clipscore"], baselines=("random_words", "gt_captions"), r=3,
+                          metrics=["overlap", "clipscore"], baselines=("random_words", "gt_captions"), r=TOP_R,
                           seed=state.cfg.seed)
         scores.save(state.folder / "evaluation" / method)  # the table, plus per-image scores
         methods.setdefault(method, {}).update(_metric_values(scores))
@@ -308,12 +358,7 @@ def run_demo(cfg: DemoConfig, stages: list[tuple[str, Callable[[DemoState], None
 
 def demo_command(cfg: DemoConfig) -> None:
     """Entry point of `lmm-concepts demo`: run, then print the headline table and the findings."""
-    from lmm_concepts.zoo import ToyWeightsError
-
-    try:
-        state = run_demo(cfg)
-    except (DemoInputError, ToyWeightsError) as exc:
-        raise SystemExit(f"lmm-concepts demo: {exc}") from None
+    state = run_demo(cfg)  # failures: one line from the CLI (DemoInputError: bad input, exit status 2)
     print(summary_text(state.results))
     print(f"\nwrote {state.folder / 'report.html'} and {state.folder / 'results.json'}")
 

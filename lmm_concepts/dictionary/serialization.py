@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from lmm_concepts.dictionary.base import METADATA_KEY, ConceptDictionary
+from lmm_concepts.errors import InputError
 
 if TYPE_CHECKING:
     from sae_lens import SAE
@@ -114,7 +115,13 @@ def load_dictionary(
         raise FileNotFoundError(
             f"{path} holds no cfg.json: expected a folder written by ConceptDictionary.save or SAE.save_model"
         )
-    sae = SAE.load_from_disk(
-        path, device=str(device), dtype=dtype_to_str(dtype) if dtype is not None else None
-    )
+    try:
+        sae = SAE.load_from_disk(
+            path, device=str(device), dtype=dtype_to_str(dtype) if dtype is not None else None
+        )
+    except Exception as err:  # a truncated file, bad JSON, an unknown architecture, tampered sizes: name the folder
+        raise InputError(
+            f"cannot load the dictionary in {path} ({type(err).__name__}: {err}): its cfg.json or "
+            "sae_weights.safetensors is damaged or they do not match; save or fit it again (lmm-concepts fit)"
+        ) from err
     return learner_class_for(sae).from_sae(sae)

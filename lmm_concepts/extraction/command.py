@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from lmm_concepts.data import CocoKarpathy, CsvCaptions, HFDiskCaptions, JsonlCaptions
+from lmm_concepts.errors import InputError, MissingInputError
 from lmm_concepts.extraction.extract import extract
 
 
@@ -40,17 +41,25 @@ class ModelSpec:
             return HookedLMM.toy().to(device)
         if ":" in self.model and not Path(self.model).exists():
             module, _, fn = self.model.partition(":")
-            return getattr(importlib.import_module(module), fn)()
+            try:
+                factory = getattr(importlib.import_module(module), fn)
+            except (ImportError, AttributeError) as err:
+                raise InputError(f"--model {self.model}: cannot import it ({err}); give module:function") from None
+            return factory()
         folder = Path(self.model)
         if not (folder / "config.json").is_file():
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"--model {self.model}: not 'toy', not a folder with config.json, not module:function; "
                 "give a local LLaVA or language-model folder"
             )
-        if json.loads((folder / "config.json").read_text()).get("model_type") == "llava":
+        try:
+            model_type = json.loads((folder / "config.json").read_text()).get("model_type")
+        except (UnicodeDecodeError, ValueError, AttributeError) as err:
+            raise InputError(f"{folder / 'config.json'} is not a JSON object ({err}); repair or replace it") from None
+        if model_type == "llava":
             return HookedLMM.llava(folder, dtype=dtype, device=device)
         if self.connector is None:
-            raise ValueError(f"{folder} is a language model: DePALM also needs --connector <file.safetensors>")
+            raise InputError(f"{folder} is a language model: DePALM also needs --connector <file.safetensors>")
         return HookedLMM.depalm(
             llm=folder, vision=self.vision, vision_weights=self.vision_weights, connector=self.connector,
             dtype=dtype, device=device,
@@ -73,12 +82,12 @@ class DataSpec:
     def load(self):
         path = Path(self.data)
         if not self.data or not path.exists():
-            raise FileNotFoundError(f"--data {self.data!r}: no such file or folder")
+            raise MissingInputError(f"--data {self.data!r}: no such file or folder")
         fmt = self.format
         if fmt == "auto":
             fmt = "hf" if path.is_dir() else {".jsonl": "jsonl", ".csv": "csv", ".json": "coco"}.get(path.suffix, "")
             if not fmt:
-                raise ValueError(f"cannot tell the format of {path}: pass --format coco|jsonl|csv|hf")
+                raise InputError(f"cannot tell the format of {path}: pass --format coco|jsonl|csv|hf")
         if fmt == "coco":
             return CocoKarpathy(path, self.images or path.parent, split=self.split or "test")
         if fmt == "jsonl":
@@ -87,7 +96,7 @@ class DataSpec:
             return CsvCaptions(path, self.images)
         if fmt == "hf":
             return HFDiskCaptions(path, split=self.split, image_root=self.images)
-        raise ValueError(f"unknown --format {fmt!r}: choose auto, coco, jsonl, csv or hf")
+        raise InputError(f"unknown --format {fmt!r}: choose auto, coco, jsonl, csv or hf")
 
 
 @dataclass
@@ -115,16 +124,16 @@ class ExtractConfig:
     num_workers: int = 0
     """DataLoader workers decoding images."""
     overwrite: bool = False
-    """Replace a store of another extraction in --out."""
+    """Replace a store of another extraction in --out (only that store's own files are deleted)."""
     model: ModelSpec = field(default_factory=ModelSpec)
     data: DataSpec = field(default_factory=DataSpec)
 
 
 def run(cfg: ExtractConfig) -> None:
     if not cfg.token:
-        raise SystemExit("lmm-concepts extract: --token is required (the word of interest, e.g. --token dog)")
+        raise InputError("--token is required (the word of interest, e.g. --token dog)")
+    dataset = cfg.data.load()  # before the (slow) model: a wrong path fails at once
     model = cfg.model.load()
-    dataset = cfg.data.load()
     layers = [int(x) if x.lstrip("-").isdigit() else x for x in cfg.layers]
     store = extract(
         model, dataset, cfg.token, layers, cfg.out, position=cfg.position, batch_size=cfg.batch_size,

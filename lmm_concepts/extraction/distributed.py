@@ -8,7 +8,8 @@ per-layer files and marks the manifest complete. So the store equals a single-pr
 after a crash skips every batch already committed, whichever rank wrote it.
 
 `extract` calls `run_ranks` instead of its single-process loop when a process group with more than one
-rank is initialised; rank 0 creates (or clears) the store before the others open it.
+rank is initialised; rank 0 takes the store's lock (held by it for the whole run, see `lock.py`, so a second
+run into the same folder is refused) and creates (or clears) the store before the others open it.
 """
 
 from __future__ import annotations
@@ -34,10 +35,11 @@ def rank_and_world() -> tuple[int, int]:
 
 
 def open_writer(make: Callable[[bool], object], out) -> object:
-    """`make(may_overwrite)` on rank 0 first (it creates or clears the store), then on the other ranks.
+    """`make(owner)` on rank 0 first (`owner=True`: it takes the store's lock and creates or clears the store),
+    then on the other ranks (`owner=False`: they add batches to the store rank 0 holds).
 
-    If rank 0 cannot open the store (another extraction's store in `out`), every rank raises instead of the
-    others waiting for it forever.
+    If rank 0 cannot open the store (another extraction's store in `out`, or another run holding its lock), every
+    rank raises instead of the others waiting for it forever.
     """
     rank, world = rank_and_world()
     if world == 1:
@@ -63,7 +65,7 @@ def open_writer(make: Callable[[bool], object], out) -> object:
 def run_ranks(model, data, writer, forms, hooks, position, prompt, max_new_tokens, batch_size, num_workers,
               progress) -> None:
     """This rank's share of an extraction (batches rank, rank + world, …), then the merge on rank 0."""
-    from lmm_concepts.extraction.extract import process_batch
+    from lmm_concepts.extraction.extract import generated_examples, nothing_kept, process_batch
 
     rank, world = rank_and_world()
     pattern = word_pattern(forms)
@@ -94,11 +96,11 @@ def run_ranks(model, data, writer, forms, hooks, position, prompt, max_new_token
     dist.barrier()  # every rank's batches are committed
     funnel = _funnel(writer.out)
     if funnel["kept"] == 0:  # every rank raises the same error, so none waits for the others
-        raise ValueError(
-            f"no sample kept for {forms[0]!r}: of {funnel['images']} images, {funnel['unreadable']} were unreadable, "
-            f"{funnel['not_in_captions']} lacked the word in their ground-truth captions and {funnel['not_generated']} "
-            "in their generated captions. (What was computed is kept in the output folder.)"
-        )
+        error = nothing_kept(forms, funnel, generated_examples(writer.out))
+        dist.barrier()  # every rank has read the records
+        if rank == 0:
+            writer.clear(writer.manifest)
+        raise error
     if rank == 0:
         writer.finalize({"funnel": funnel})
     dist.barrier()  # the merged store is there for every rank to open

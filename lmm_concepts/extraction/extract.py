@@ -14,6 +14,7 @@ The batch is then committed to the store whole (see `writer.py`), so a killed ru
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import re
 from collections import Counter
@@ -24,7 +25,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from lmm_concepts._io import read_json
+from lmm_concepts._io import check_output_folder, read_json
 from lmm_concepts.data.base import (
     CaptionDataset,
     IterableCaptions,
@@ -32,7 +33,10 @@ from lmm_concepts.data.base import (
     as_dataset,
     iter_batches,
     n_samples,
+    sample_fingerprint,
 )
+from lmm_concepts.errors import InputError
+from lmm_concepts.extraction.lock import StoreLock
 from lmm_concepts.extraction.positions import check_position_rule, left_padding, sequence_position
 from lmm_concepts.extraction.selection import check_producible, find_word, mentions, word_forms, word_pattern
 from lmm_concepts.extraction.shards import store_dtype
@@ -49,16 +53,19 @@ from lmm_concepts.extraction.writer import StoreWriter, _jsonable, image_file_na
 
 def resolve_layers(model, layers: Sequence[int | str] | int | str) -> list[str]:
     """Hook names for `layers` (indices, "final" or hook names), checked against the model, duplicates dropped."""
-    if isinstance(layers, (int, str)):
-        layers = [layers]
+    if not isinstance(layers, (list, tuple)):
+        layers = [layers]  # one layer; resolve_layer_name names anything that is not one
     if not layers:
-        raise ValueError("layers is empty: pass at least one, e.g. layers=['final'] or layers=[-1, 'final']")
+        raise InputError("layers is empty: pass at least one, e.g. layers=['final'] or layers=[-1, 'final']")
     names = [resolve_layer_name(layer, model.cfg.n_layers) for layer in layers]
     for name in names:
         if name not in model.hook_dict:
-            close = [h for h in model.hook_dict if h.endswith(name.rsplit(".", 1)[-1])][:3]
-            raise ValueError(
-                f"the model has no hook point {name!r}; use a layer index, 'final', or a hook name such as {close}"
+            close = difflib.get_close_matches(name, list(model.hook_dict), n=3, cutoff=0.6)
+            n = model.cfg.n_layers
+            examples = close or [f"blocks.{n - 1}.hook_resid_post", "ln_final.hook_normalized"]
+            raise InputError(
+                f"the model has no hook point {name!r}: give a block index (0..{n - 1}, or negative from the end), "
+                f"'final', or a hook name such as {', '.join(examples)} (--layers)"
             )
     return list(dict.fromkeys(names))
 
@@ -93,15 +100,40 @@ def model_identity(model) -> dict[str, Any]:
     }
 
 
-def dataset_identity(data) -> dict[str, Any]:
-    """Class, size and a digest of the sample ids, where they can be read without decoding anything."""
+def dataset_identity(data) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+    """What identifies the dataset in a store's manifest, and the per-sample fingerprints behind it.
+
+    Class, size, a digest of the ids and one of the content: every sample's captions, extra fields and image
+    (`data.base.sample_fingerprint`: a file's size and mtime — its bytes are not read —, a hash of in-memory bytes
+    or pixels), all read without decoding an image. The (id, fingerprint) list is kept in the store
+    (`dataset_index.jsonl`) so that a changed dataset is refused with the changed ids named. Data that can be read
+    only once (a generator) has neither.
+    """
     ids: list[str] | None = None
+    index: list[tuple[str, str]] | None = None
+    content: str | None = None
     if isinstance(data, CaptionDataset):
         ids = data.sample_ids()
+        try:
+            index = list(data.fingerprints())
+        except NotImplementedError:  # a subclass without raw(): its ids identify it
+            index = None
     elif isinstance(data, IterableCaptions) and isinstance(data.items, (list, tuple)):
         ids = [str(item[0]) for item in data.items]  # in memory already: reading ids decodes nothing
-    digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16] if ids is not None else None
-    return {"class": type(data).__name__, "n_samples": n_samples(data), "ids_digest": digest}
+        index = [(str(item[0]), sample_fingerprint(item[1], item[2], item[3] if len(item) > 3 else None))
+                 for item in data.items]
+    elif isinstance(data, IterableCaptions) and hasattr(data.items, "content_identity"):
+        content = _digest(str(data.items.content_identity()))  # e.g. a world split: a pure function of its config
+    if index is not None:
+        content = _digest("\n".join(f"{i}\t{fp}" for i, fp in index))
+    digest = _digest("\n".join(ids)) if ids is not None else None
+    identity = {"class": type(data).__name__, "n_samples": n_samples(data), "ids_digest": digest,
+                "content_digest": content}
+    return identity, index
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclasses.dataclass
@@ -241,17 +273,25 @@ def extract(
         plural: also accept plural forms ("dogs", "boxes", "puppies").
         dtype: storage dtype: "float32", "float16" or "bfloat16".
         num_workers: DataLoader workers decoding images.
-        overwrite: replace a store of another extraction in `out`.
+        overwrite: replace a store of another extraction in `out`: only that store's own files are deleted (see
+            `writer.py`), never other files in `out`.
         progress: show a progress bar (images/s and the count kept).
     """
+    # every check before anything is written: a refused start leaves `out` as it was
     check_position_rule(position)
     store_dtype(dtype)
-    if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    check_count("max_new_tokens", max_new_tokens, 1)
+    check_count("batch_size", batch_size, 1)
+    check_count("num_workers", num_workers, 0)
+    if prompt is not None and not isinstance(prompt, str):
+        raise InputError(f"prompt must be a string or None (the model's default), got {type(prompt).__name__}")
+    out = check_output_folder(out)
     forms = word_forms(token, plural)
     check_producible(model.tokenizer, forms)
     hooks = resolve_layers(model, layers)
     data = as_dataset(dataset)
+    check_captions_hold(data, forms, plural)
+    identity, index = dataset_identity(data)
     manifest = {
         "model": model_identity(model),
         "word": forms[0],
@@ -263,18 +303,97 @@ def extract(
         "max_new_tokens": max_new_tokens,
         "batch_size": batch_size,
         "dtype": dtype,
-        "dataset": dataset_identity(data),
+        "dataset": identity,
         "library_version": _version(),
     }
     # under torchrun (a process group of several ranks) batch i goes to rank i % world; see distributed.py
     from lmm_concepts.extraction import distributed
 
     _, world = distributed.rank_and_world()
-    writer = distributed.open_writer(lambda may: StoreWriter(out, manifest, overwrite=overwrite and may), out)
-    if not writer.complete:
-        run = _run if world == 1 else distributed.run_ranks
-        run(model, data, writer, forms, hooks, position, prompt, max_new_tokens, batch_size, num_workers, progress)
+    lock = StoreLock(out)  # one writer per store for the whole run; the ranks of one run share it (rank 0 holds it)
+
+    def open_store(owner: bool) -> StoreWriter:
+        if not owner:
+            return StoreWriter(out, manifest, owner=False)
+        lock.acquire()
+        try:
+            return StoreWriter(out, manifest, overwrite=overwrite, dataset_index=index)
+        except BaseException:
+            lock.release()
+            raise
+
+    created = not out.exists()
+    try:
+        writer = distributed.open_writer(open_store, out)
+        if not writer.complete:
+            run = _run if world == 1 else distributed.run_ranks
+            run(model, data, writer, forms, hooks, position, prompt, max_new_tokens, batch_size, num_workers, progress)
+    finally:
+        lock.release()
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # a run that wrote nothing leaves no folder behind
     return RepresentationStore.open(out)
+
+
+def check_count(name: str, value: Any, least: int) -> None:
+    """`value` is an int (not a bool) of at least `least`, or an error naming the option."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise InputError(f"{name} must be a whole number ≥ {least}, got {value!r} (--{name})")
+
+
+def _captions(data) -> Iterable[Any]:
+    """Every sample's ground-truth captions, read without decoding an image; nothing for data read only once."""
+    if isinstance(data, CaptionDataset):
+        return (data.raw(i)[2] for i in range(len(data)))
+    if isinstance(data, IterableCaptions) and isinstance(data.items, (list, tuple)):
+        return (item[2] for item in data.items)
+    return ()
+
+
+def check_captions_hold(data, forms: Sequence[str], plural: bool) -> None:
+    """Refuse a word that no ground-truth caption holds before any work (the scan stops at the first caption
+    that does, so a word the data uses costs a few samples' reading)."""
+    pattern = word_pattern(forms)
+    seen = []
+    try:
+        for captions in _captions(data):
+            if mentions(captions, pattern):
+                return
+            seen.append(captions)
+    except NotImplementedError:  # a dataset without raw(): the extraction's funnel will tell
+        return
+    if not seen:
+        return
+    hint = ""
+    if not plural and any(mentions(c, word_pattern(word_forms(forms[0], True))) for c in seen):
+        hint = " (its plural does: pass plural=True / --plural true)"
+    raise InputError(
+        f"no ground-truth caption of the {len(seen)} samples holds {forms[0]!r} as a whole word{hint}: every sample "
+        "would be rejected; choose a word the captions use (--token)"
+    )
+
+
+def nothing_kept(forms: Sequence[str], funnel: dict[str, int], examples: list[str]) -> InputError:
+    """The error of a finished extraction that kept no sample, with a few of the captions the model generated."""
+    generated = f" The model generated, e.g.: {'; '.join(repr(e.strip()) for e in examples[:3])}." if examples else ""
+    return InputError(
+        f"no sample kept for {forms[0]!r}: of {funnel['images']} images, {funnel['unreadable']} were unreadable, "
+        f"{funnel['not_in_captions']} lacked the word in their ground-truth captions and {funnel['not_generated']} "
+        f"in their generated captions.{generated} Choose a word the model generates, raise max_new_tokens, or pass "
+        "plural=True. (The empty store was removed from the output folder.)"
+    )
+
+
+def generated_examples(out: Path, n: int = 3) -> list[str]:
+    """Up to `n` generated captions of samples rejected as "not_generated", from the committed batch records."""
+    examples: list[str] = []
+    for b in committed_batches(out):
+        for r in read_json(b / BATCH_RECORD)["rejected"]:
+            if r["reason"] == "not_generated" and r.get("detail") and len(examples) < n:
+                examples.append(r["detail"])
+        if len(examples) >= n:
+            break
+    return examples
 
 
 def _run(model, data, writer, forms, hooks, position, prompt, max_new_tokens, batch_size, num_workers, progress):
@@ -308,13 +427,10 @@ def _run(model, data, writer, forms, hooks, position, prompt, max_new_tokens, ba
         bar.close()
         model.train(was_training)
     summary = {"images": funnel["images"], **{r: funnel[r] for r in REASONS}, "kept": funnel["kept"]}
-    if funnel["kept"] == 0:
-        raise ValueError(
-            f"no sample kept for {forms[0]!r}: of {summary['images']} images, {summary['unreadable']} were unreadable, "
-            f"{summary['not_in_captions']} lacked the word in their ground-truth captions and {summary['not_generated']} "
-            "in their generated captions. Choose a word the dataset's captions use, raise max_new_tokens, or pass "
-            "plural=True. (What was computed is kept in the output folder.)"
-        )
+    if funnel["kept"] == 0:  # a store of nothing: removed, so that the corrected rerun finds the folder as it was
+        examples = generated_examples(writer.out)
+        writer.clear(writer.manifest)
+        raise nothing_kept(forms, summary, examples)
     writer.finalize({"funnel": summary})
 
 

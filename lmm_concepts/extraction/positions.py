@@ -16,13 +16,15 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from lmm_concepts.errors import InputError
+
 PositionRule = Literal["predicts", "at"]
 POSITION_RULES: tuple[str, ...] = ("predicts", "at")
 
 
 def check_position_rule(position: str) -> None:
     if position not in POSITION_RULES:
-        raise ValueError(f"position must be one of {POSITION_RULES}, got {position!r}")
+        raise InputError(f"position must be one of {POSITION_RULES}, got {position!r}")
 
 
 def left_padding(attention_mask: Int[Tensor, "batch seq"], prompt_length: int) -> Int[Tensor, " batch"]:

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 from transformers import PreTrainedTokenizerBase
 
+from lmm_concepts.errors import InputError
+
 _VOWELS = set("aeiou")
 
 
@@ -27,11 +29,11 @@ def word_forms(word: str, plural: bool = False) -> tuple[str, ...]:
     """The surface forms that count as `word`: itself, plus its English plural forms when `plural`."""
     word = word.strip()
     if not word:
-        raise ValueError("the token of interest is empty: pass a word such as token='dog'")
+        raise InputError("the token of interest is empty: pass a word such as token='dog'")
     if re.search(r"\s", word):
-        raise ValueError(f"the token of interest must be one word, got {word!r}")
+        raise InputError(f"the token of interest must be one word, got {word!r}")
     if not re.search(r"\w", word):
-        raise ValueError(f"the token of interest must contain a letter or digit, got {word!r}")
+        raise InputError(f"the token of interest must contain a letter or digit, got {word!r}")
     forms = [word]
     if plural:
         low = word.lower()
@@ -127,7 +129,7 @@ def check_producible(tokenizer: PreTrainedTokenizerBase, forms: Sequence[str]) -
             decoded = tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
             if decoded.strip() == variant.strip():
                 return
-    raise ValueError(
+    raise InputError(
         f"the tokenizer cannot produce {forms[0]!r} (it encodes to the unknown token or decodes to something else), "
         "so no generated caption can contain it: choose a word in the model's vocabulary"
     )

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from lmm_concepts._io import _atomic
+from lmm_concepts.errors import InputError
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _ST_NAMES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}
@@ -27,7 +28,7 @@ TENSOR_KEY = "activations"
 
 def store_dtype(name: str) -> torch.dtype:
     if name not in DTYPES:
-        raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {name!r}")
+        raise InputError(f"dtype must be one of {tuple(DTYPES)}, got {name!r} (--dtype)")
     return DTYPES[name]
 
 
@@ -67,13 +68,25 @@ def write_streamed(
 def read_mmap(path: str | os.PathLike) -> Tensor:
     """The tensor of a single-tensor safetensors file, memory-mapped copy-on-write (no read into memory)."""
     path = Path(path)
-    with open(path, "rb") as f:
-        n = int.from_bytes(f.read(8), "little")
-        header = json.loads(f.read(n))
-    info = header[TENSOR_KEY]
-    dtype = _FROM_ST[info["dtype"]]
-    shape = tuple(info["shape"])
-    start, end = info["data_offsets"]
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if not 0 < n <= size - 8:
+                raise ValueError(f"a header of {n} bytes in a file of {size}")
+            header = json.loads(f.read(n))
+        info = header[TENSOR_KEY]
+        dtype = _FROM_ST[info["dtype"]]
+        shape = tuple(info["shape"])
+        start, end = info["data_offsets"]
+        itemsize = torch.empty((), dtype=dtype).element_size()
+        if end - start != itemsize * int(np.prod(shape)) or 8 + n + end > size:
+            raise ValueError(f"{size} bytes, its header needs {8 + n + end}")
+    except (ValueError, KeyError, TypeError) as err:
+        raise InputError(
+            f"{path} is damaged (truncated or not a layer file: {err}); the store must be extracted again "
+            "(overwrite=True / --overwrite true)"
+        ) from None
     if end == start:
         return torch.empty(shape, dtype=dtype)
     buf = np.memmap(path, dtype=np.uint8, mode="c", offset=8 + n + start, shape=(end - start,))

@@ -8,6 +8,7 @@ Layout of a store folder:
     rejections.jsonl           one row per rejected image: {sample_id, reason, detail}
     images/                    copies of kept images that came without a file (in-memory or HF datasets)
     parts/<batch>/             while running: per-batch shards and `batch.json` (the batch's commit record)
+    .lock                      while running: the writer's lock (pid, host), see `lock.py`
 
 Readers refuse an incomplete store unless `allow_incomplete=True`; an incomplete store is read from its parts.
 """
@@ -28,6 +29,7 @@ from safetensors.torch import load_file
 from torch import Tensor
 
 from lmm_concepts._io import read_json
+from lmm_concepts.errors import InputError, MissingInputError
 from lmm_concepts.extraction.shards import TENSOR_KEY, read_mmap, store_dtype
 
 MANIFEST = "manifest.json"
@@ -48,10 +50,10 @@ def resolve_layer_name(layer: int | str, n_layers: int) -> str:
     if isinstance(layer, str) and layer.lstrip("-").isdigit():
         layer = int(layer)
     if isinstance(layer, bool):
-        raise TypeError(f"layer must be an int, 'final' or a hook name, got {layer!r}")
+        raise InputError(f"a layer must be an int, 'final' or a hook name, got {layer!r}")
     if isinstance(layer, int):
         if not -n_layers <= layer < n_layers:
-            raise ValueError(
+            raise InputError(
                 f"layer index {layer} is out of range for a model with {n_layers} layers: "
                 f"use 0..{n_layers - 1} or -{n_layers}..-1 (or 'final' for the output of the final norm)"
             )
@@ -60,14 +62,26 @@ def resolve_layer_name(layer: int | str, n_layers: int) -> str:
         return FINAL_HOOK
     if isinstance(layer, str):
         return layer
-    raise TypeError(f"layer must be an int, 'final' or a hook name, got {type(layer).__name__}")
+    raise InputError(
+        f"a layer must be an int (a block index), 'final' or a hook name, got {type(layer).__name__} {layer!r}"
+    )
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+        try:
+            return [json.loads(line) for line in f if line.strip()]
+        except ValueError as err:
+            raise InputError(f"{path} is damaged ({err}): the store must be extracted again") from None
+
+
+def _read_shard(path: Path) -> Tensor:
+    try:
+        return load_file(str(path))[TENSOR_KEY]
+    except Exception as err:  # safetensors raises its own error type, without the file's name
+        raise InputError(f"{path} is damaged ({err}): delete its batch folder and rerun the extraction") from None
 
 
 def committed_batches(root: Path) -> list[Path]:
@@ -91,10 +105,16 @@ class RepresentationStore:
     def open(cls, path: str | os.PathLike, *, allow_incomplete: bool = False) -> RepresentationStore:
         path = Path(path)
         if not (path / MANIFEST).is_file():
-            raise FileNotFoundError(f"no representation store at {path} (no {MANIFEST}); create one with lmm_concepts.extract")
-        manifest = read_json(path / MANIFEST)
-        if manifest.get("format") != STORE_FORMAT:
-            raise ValueError(f"{path / MANIFEST} is not a representation store manifest")
+            raise MissingInputError(
+                f"no representation store at {path} (no {MANIFEST}); create one with lmm_concepts.extract "
+                "(lmm-concepts extract)"
+            )
+        try:
+            manifest = read_json(path / MANIFEST)
+        except ValueError as err:
+            raise InputError(f"{path / MANIFEST} is not valid JSON ({err}): the store must be extracted again") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != STORE_FORMAT:
+            raise InputError(f"{path / MANIFEST} is not a representation store manifest: give a store's folder")
         if not manifest.get("complete") and not allow_incomplete:
             n = len(committed_batches(path))
             raise RuntimeError(
@@ -136,15 +156,25 @@ class RepresentationStore:
         name = self.hook_name(layer)
         merged = self.path / LAYERS_DIR / f"{name}.safetensors"
         if self.complete and merged.exists():
-            return read_mmap(merged)
+            return self._check_rows(read_mmap(merged), merged)
+        if self.complete:
+            raise InputError(f"{merged} is missing from the complete store at {self.path}: extract it again")
         d = self.manifest["model"]["d_model"]
-        chunks = [
-            load_file(str(b / f"{name}.safetensors"))[TENSOR_KEY]
-            for b in committed_batches(self.path)
-            if (b / f"{name}.safetensors").exists()
-        ]
+        chunks = [_read_shard(b / f"{name}.safetensors")
+                  for b in committed_batches(self.path) if (b / f"{name}.safetensors").exists()]
         dtype = store_dtype(self.manifest["dtype"])
         return torch.cat(chunks) if chunks else torch.empty(0, d, dtype=dtype)
+
+    def _check_rows(self, rows, source: Path):
+        """`rows` (a layer matrix or the metadata table), if a complete store's manifest counts as many (a damaged
+        store is named rather than read out of step)."""
+        expected = self.manifest.get("n_kept")
+        if self.complete and isinstance(expected, int) and len(rows) != expected:
+            raise InputError(
+                f"{source} holds {len(rows)} rows but {self.path / MANIFEST} counts {expected} kept samples: the "
+                f"store at {self.path} is damaged; extract it again (overwrite=True / --overwrite true)"
+            )
+        return rows
 
     # ---------------------------------------------------------------- tables
     def _batch_records(self, key: str) -> list[dict[str, Any]]:
@@ -164,7 +194,7 @@ class RepresentationStore:
         (e.g. `attributes`; renamed `data_<name>` on a clash).
         """
         if self.complete:
-            return read_jsonl(self.path / METADATA)
+            return self._check_rows(read_jsonl(self.path / METADATA), self.path / METADATA)
         return self._batch_records("kept")
 
     @cached_property

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lmm_concepts._io import check_output_folder
+from lmm_concepts.errors import InputError, MissingInputError
 from lmm_concepts.extraction.command import ModelSpec
 
 
@@ -19,7 +21,10 @@ class GroundConfig:
     out: str = ""
     """Output folder for the explanations (explanations.json + explanations.safetensors)."""
     layer: str | None = None
-    """Store layer the dictionary was fitted on (default: the only one, or 'final')."""
+    """Store layer the dictionary was fitted on (default: the hook its cfg.json records, else the only one, or
+    'final'); another layer than the recorded one is refused unless --allow_layer_mismatch."""
+    allow_layer_mismatch: bool = False
+    """Ground the dictionary at --layer even though it records another hook (said in the notes)."""
     n_words: int = 15
     """Words per concept (never padded: fewer when the filter leaves fewer)."""
     n_images: int = 5
@@ -37,18 +42,20 @@ class GroundConfig:
 
 def _need(value: str, flag: str, command: str) -> str:
     if not value:
-        raise SystemExit(f"lmm-concepts {command}: --{flag} is required")
+        raise InputError(f"--{flag} is required")
     return value
 
 
 def run(cfg: GroundConfig) -> None:
     from lmm_concepts.dictionary import load_dictionary
     from lmm_concepts.extraction import RepresentationStore
-    from lmm_concepts.grounding.ground import ground
+    from lmm_concepts.grounding.ground import fitted_hook, ground
 
     store = RepresentationStore.open(_need(cfg.store, "store", "ground"))
     dictionary = load_dictionary(_need(cfg.dictionary, "dictionary", "ground"))
-    out = _need(cfg.out, "out", "ground")
+    out = check_output_folder(_need(cfg.out, "out", "ground"))
+    if cfg.words_file and not Path(cfg.words_file).is_file():
+        raise MissingInputError(f"--words_file {cfg.words_file}: no such file (one word per line)")
     model = cfg.model.load()
     word_filter = None
     if cfg.words_file:
@@ -60,6 +67,7 @@ def run(cfg: GroundConfig) -> None:
     expl = ground(
         model, dictionary.to(model.cfg.device), store, n_words=cfg.n_words, n_images=cfg.n_images, lens=cfg.lens,
         layer=layer, use_bias=cfg.use_bias, n_candidates=cfg.n_candidates, word_filter=word_filter,
+        allow_layer_mismatch=cfg.allow_layer_mismatch,
     )  # fmt: skip
     expl.dictionary_path = str(Path(cfg.dictionary).resolve())  # so `report` and `export` can encode with it
     expl.save(out)
@@ -67,4 +75,6 @@ def run(cfg: GroundConfig) -> None:
         print(f"concept {c.index:3d}: {', '.join(c.words) or '(no word passes the filter)'}")
     for note in expl.notes:
         print(f"note: {note}")
-    print(f"{out}: {len(expl)} concepts, lens {expl.lens} at {expl.hook_name}")
+    fitted = fitted_hook(dictionary)
+    on = f" (the dictionary was fitted on {fitted})" if fitted not in (None, expl.hook_name) else ""
+    print(f"{out}: {len(expl)} concepts, lens {expl.lens} at {expl.hook_name}{on}")

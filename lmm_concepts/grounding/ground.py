@@ -14,8 +14,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from lmm_concepts.errors import InputError
 from lmm_concepts.grounding.explanations import ConceptExplanation, Explanations
-from lmm_concepts.grounding.store_access import encode_all, manifest_get, meta_get, pick_layer, store_matrix
+from lmm_concepts.grounding.store_access import (
+    as_store,
+    encode_all,
+    manifest_get,
+    meta_get,
+    pick_layer,
+    store_matrix,
+)
 from lmm_concepts.grounding.words import LENSES, WordFilter, lens_logits, top_words
 from lmm_concepts.hooks import is_after_final_norm, resolve_hook_name
 
@@ -30,11 +38,35 @@ def check_dictionary(model, dictionary) -> Tensor:
         raise RuntimeError(f"{type(dictionary).__name__} is not fitted: call .fit(Z) before grounding it")
     d_model = model.W_U.shape[0]
     if W_dec.shape[1] != d_model:
-        raise ValueError(
+        raise InputError(
             f"the dictionary's concept vectors have d={W_dec.shape[1]} but the model's d_model is {d_model}: it was "
             "fitted on another model; fit it on representations extracted from this model"
         )
     return W_dec.detach()
+
+
+def fitted_hook(dictionary) -> str | None:
+    """The hook a dictionary loaded from disk records it was fitted on (its cfg.json's `hook_name`), if any."""
+    hook = getattr(dictionary, "hook_name_", None)
+    if hook is None:  # a wrapped sae-lens SAE keeps it in its own config
+        cfg = getattr(getattr(dictionary, "sae", None), "cfg", None)
+        hook = getattr(getattr(cfg, "metadata", None), "hook_name", None)
+    return hook if isinstance(hook, str) and hook else None
+
+
+def check_dictionary_layer(dictionary, hook: str, allow_mismatch: bool) -> str | None:
+    """Refuse a dictionary recorded as fitted on another hook than `hook`; with `allow_mismatch`, the note that
+    says so instead (kept with the results)."""
+    fitted = fitted_hook(dictionary)
+    if fitted is None or fitted == hook:
+        return None
+    if not allow_mismatch:
+        raise InputError(
+            f"the dictionary was fitted on {fitted} (the hook_name in its cfg.json) but the representations asked "
+            f"for are at {hook}: choose the layer it was fitted on (layer=... / --layer), or pass "
+            "allow_layer_mismatch=True (--allow_layer_mismatch) to use it there anyway"
+        )
+    return f"the dictionary was fitted on {fitted} but is applied at {hook} (allow_layer_mismatch)"
 
 
 def ground(
@@ -50,6 +82,7 @@ def ground(
     n_candidates: int = 50,
     word_filter: WordFilter | None = None,
     seed: int = 0,
+    allow_layer_mismatch: bool = False,
 ) -> Explanations:
     """Ground each concept u_k (row of `dictionary.W_dec`) in words and in its most activating samples.
 
@@ -60,16 +93,23 @@ def ground(
         n_words: words per concept, taken from the top `n_candidates` lens tokens; never padded.
         n_images: most activating samples per concept.
         lens: "raw" or "ln_final"; None follows `layer` (see the module docstring).
-        layer: the store layer the dictionary was fitted on (default: the only one, or "final").
+        layer: the store layer the dictionary was fitted on (default: the hook the dictionary records, else the
+            only one, else "final"). A dictionary recorded as fitted on another hook is refused.
         use_bias: add the unembedding bias b_U to the lens logits.
         seed: seed of the random directions whose words are the random-words baseline.
+        allow_layer_mismatch: ground a dictionary at a layer other than the one it records; said in `notes`.
     """
+    store = as_store(store)
+    fitted = fitted_hook(dictionary)
+    if layer is None and fitted is not None and fitted in [str(x) for x in store.layers]:
+        layer = fitted
     layer = pick_layer(store, layer)
+    mismatch = check_dictionary_layer(dictionary, resolve_hook_name(layer), allow_layer_mismatch)
     lens = lens or default_lens(layer)
     if lens not in LENSES:
-        raise ValueError(f"lens must be one of {LENSES}, got {lens!r}")
+        raise InputError(f"lens must be one of {LENSES}, got {lens!r}")
     if n_images < 0:
-        raise ValueError(f"n_images must be ≥ 0, got {n_images}")
+        raise InputError(f"n_images must be ≥ 0, got {n_images}")
     W_dec = check_dictionary(model, dictionary)
     Z = store_matrix(store, layer)
     V = encode_all(dictionary, Z)
@@ -78,7 +118,7 @@ def ground(
     n_top = min(n_images, V.shape[0])
     top_act, top_idx = V.topk(n_top, dim=0) if n_top else (V[:0], V[:0].long())
     sample_ids = list(store.sample_ids)
-    concepts, notes = [], []
+    concepts, notes = [], [mismatch] if mismatch else []
     for k in range(W_dec.shape[0]):
         g = top_words(logits[k], model.tokenizer, n_words=n_words, n_candidates=n_candidates, word_filter=word_filter)
         rows = top_idx[:, k].tolist()
@@ -159,9 +199,9 @@ class SampleExplanation:
 def top_concepts(V: Tensor, r: int) -> tuple[Tensor, Tensor]:
     """Activations and indices of each row's r strongest concepts, strongest first."""
     if r < 1:
-        raise ValueError(f"r must be ≥ 1, got {r}")
+        raise InputError(f"r must be ≥ 1, got {r}")
     if r > V.shape[1]:
-        raise ValueError(f"r={r} is more than the dictionary's {V.shape[1]} concepts")
+        raise InputError(f"r={r} is more than the dictionary's {V.shape[1]} concepts")
     return V.topk(r, dim=1)
 
 
@@ -172,10 +212,10 @@ def explain(explanations: Explanations, sample, r: int = 3, *, store=None, dicti
     if isinstance(sample, Tensor):
         z = sample.reshape(1, -1) if sample.ndim == 1 else sample
         if z.shape[0] != 1:
-            raise ValueError(f"explain takes one sample, got {z.shape[0]} rows; call it per row")
+            raise InputError(f"explain takes one sample, got {z.shape[0]} rows; call it per row")
     else:
         if store is None:
-            raise ValueError(f"sample {sample!r} is an id: pass the store it comes from (store=...)")
+            raise InputError(f"sample {sample!r} is an id: pass the store it comes from (store=...)")
         ids = list(store.sample_ids)
         if sample not in ids:
             raise KeyError(f"sample id {sample!r} is not in the store ({len(ids)} samples)")

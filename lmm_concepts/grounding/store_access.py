@@ -3,12 +3,29 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from lmm_concepts.errors import InputError
+
 FINAL_NAMES = ("final", "ln_final.hook_normalized")
+
+
+def as_store(store, what: str = "store"):
+    """`store` as an object with the store attributes: a store folder is opened; None or anything else is refused."""
+    if isinstance(store, (str, os.PathLike)):
+        from lmm_concepts.extraction.store import RepresentationStore
+
+        return RepresentationStore.open(store)
+    if not all(hasattr(store, a) for a in ("layers", "layer", "metadata", "sample_ids")):
+        raise InputError(
+            f"{what} must be a RepresentationStore (lmm_concepts.RepresentationStore.open(folder)) or its folder, "
+            f"got {type(store).__name__}"
+        )
+    return store
 
 
 def pick_layer(store, layer: str | int | None) -> str:
@@ -18,11 +35,11 @@ def pick_layer(store, layer: str | int | None) -> str:
         try:
             return store.hook_name(layer)
         except (KeyError, ValueError) as e:
-            raise ValueError(f"the store has no layer {layer!r}; it holds {layers}") from e
+            raise InputError(f"the store has no layer {layer!r}; it holds {layers}") from e
     if layer is not None:
         name = str(layer)
         if name not in layers and not (name in FINAL_NAMES and any(x in FINAL_NAMES for x in layers)):
-            raise ValueError(f"the store has no layer {layer!r}; it holds {layers}")
+            raise InputError(f"the store has no layer {layer!r}; it holds {layers}")
         if name in FINAL_NAMES:
             return next(x for x in layers if x in FINAL_NAMES)
         return name
@@ -31,7 +48,7 @@ def pick_layer(store, layer: str | int | None) -> str:
     finals = [x for x in layers if x in FINAL_NAMES]
     if finals:
         return finals[0]
-    raise ValueError(f"the store holds several layers {layers}: say which one the dictionary was fitted on (layer=...)")
+    raise InputError(f"the store holds several layers {layers}: say which one the dictionary was fitted on (layer=...)")
 
 
 def store_matrix(store, layer: str) -> Tensor:
@@ -39,7 +56,7 @@ def store_matrix(store, layer: str) -> Tensor:
     if not isinstance(Z, Tensor):
         Z = torch.as_tensor(Z)
     if Z.ndim != 2 or Z.shape[0] == 0:
-        raise ValueError(f"the store's layer {layer!r} is empty (shape {tuple(Z.shape)}): extract some samples first")
+        raise InputError(f"the store's layer {layer!r} is empty (shape {tuple(Z.shape)}): extract some samples first")
     return Z
 
 
@@ -64,7 +81,7 @@ def encode_all(dictionary, Z: Tensor, batch_size: int = 4096) -> Tensor:
     if dictionary.W_dec is None:
         raise RuntimeError(f"{type(dictionary).__name__} is not fitted: call .fit(Z) before grounding it")
     if Z.shape[1] != dictionary.W_dec.shape[1]:
-        raise ValueError(
+        raise InputError(
             f"the store's vectors have d={Z.shape[1]} but the dictionary was fitted on d={dictionary.W_dec.shape[1]}"
         )
     with torch.no_grad():

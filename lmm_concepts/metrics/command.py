@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from lmm_concepts._io import check_output_folder
+from lmm_concepts.errors import InputError
 from lmm_concepts.extraction.command import ModelSpec
 
 
@@ -54,6 +56,8 @@ class EvaluateConfig:
     """The top-r column (top-1 is always reported)."""
     with_model: bool = False
     """Load the model (--model.*) to rerun the test sequences for faithfulness."""
+    allow_layer_mismatch: bool = False
+    """Use a dictionary that records another hook than the test store's layer (said in the notes)."""
     scorers: ScorerSpec = field(default_factory=ScorerSpec)
     model: ModelSpec = field(default_factory=ModelSpec)
 
@@ -66,23 +70,39 @@ def run_evaluate(cfg: EvaluateConfig) -> None:
 
     for flag in ("explanations", "dictionary", "test_store", "out"):
         if not getattr(cfg, flag):
-            raise SystemExit(f"lmm-concepts evaluate: --{flag} is required")
+            raise InputError(f"--{flag} is required")
+    check_output_folder(cfg.out)
+    check_scorers(cfg.metrics, cfg.scorers)
     expl = Explanations.load(cfg.explanations, dictionary=load_dictionary(cfg.dictionary))
     test = RepresentationStore.open(cfg.test_store)
     clip, bert = cfg.scorers.load()
     model, inputs = None, None
     if "faithfulness" in cfg.metrics:
         if not cfg.with_model:
-            raise SystemExit("lmm-concepts evaluate: faithfulness reruns the model: add --with_model (and --model.*)")
+            raise InputError("--metrics faithfulness reruns the model: add --with_model true (and --model)")
         from lmm_concepts.metrics.sequences import store_sequences
 
         model = cfg.model.load()
         expl.dictionary.to(model.device)
         inputs = store_sequences(model, test)
     res = evaluate(expl, test, clip=clip, bert=bert, metrics=cfg.metrics, r=cfg.r, model=model,
-                   faithfulness_inputs=inputs)
+                   faithfulness_inputs=inputs, allow_layer_mismatch=cfg.allow_layer_mismatch)
     res.save(cfg.out)
     print(res.to_markdown())
+
+
+def check_scorers(metrics: list[str], scorers: ScorerSpec) -> None:
+    """The local models the chosen metrics need, named as the options that give them (before anything loads)."""
+    if {"clipscore", "mas_words"} & set(metrics) and not scorers.clip:
+        raise InputError(
+            "--metrics clipscore / mas_words need a CLIP model: give --clip <local open_clip folder> (or an open_clip "
+            "model name with --clip_checkpoint <weights>), or leave them out of --metrics"
+        )
+    if "bertscore" in metrics and not scorers.bert:
+        raise InputError(
+            "--metrics bertscore needs a text encoder: give --bert <local Hugging Face encoder folder> (and "
+            "--bert_layers), or leave bertscore out of --metrics"
+        )
 
 
 @dataclass
@@ -129,7 +149,7 @@ def make_learner(name: str, n_concepts: int, l1: float):
     import lmm_concepts.dictionary as dictionary
 
     if name not in LEARNERS:
-        raise SystemExit(f"unknown --learner {name!r}: choose one of {', '.join(LEARNERS)}")
+        raise InputError(f"unknown --learner {name!r}: choose one of {', '.join(LEARNERS)}")
     cls_name, takes_l1 = LEARNERS[name]
     cls = getattr(dictionary, cls_name)
     return cls(n_concepts, l1=l1) if takes_l1 else cls(n_concepts)
@@ -141,9 +161,11 @@ def run_sweep(cfg: SweepConfig) -> None:
 
     for flag in ("train_store", "test_store", "out"):
         if not getattr(cfg, flag):
-            raise SystemExit(f"lmm-concepts sweep: --{flag} is required")
+            raise InputError(f"--{flag} is required")
     if cfg.over not in ("k", "layer"):
-        raise SystemExit(f"--over must be 'k' or 'layer', got {cfg.over!r}")
+        raise InputError(f"--over must be 'k' or 'layer', got {cfg.over!r}")
+    check_output_folder(cfg.out)
+    check_scorers(cfg.metrics, cfg.scorers)
     train, test = RepresentationStore.open(cfg.train_store), RepresentationStore.open(cfg.test_store)
     model = cfg.model.load()
     clip, bert = cfg.scorers.load()

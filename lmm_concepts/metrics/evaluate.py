@@ -30,9 +30,10 @@ from safetensors.torch import load_file
 from torch import Tensor
 
 from lmm_concepts._io import read_json, write_json, write_safetensors, write_text
+from lmm_concepts.errors import InputError, MissingInputError
 from lmm_concepts.grounding.explanations import concept_text
-from lmm_concepts.grounding.ground import top_concepts
-from lmm_concepts.grounding.store_access import encode_all, meta_get, pick_layer, store_matrix
+from lmm_concepts.grounding.ground import check_dictionary_layer, top_concepts
+from lmm_concepts.grounding.store_access import as_store, encode_all, meta_get, pick_layer, store_matrix
 from lmm_concepts.metrics.bertscore import as_bert
 from lmm_concepts.metrics.clipscore import as_clip, clipscore_matrix, topr_mean
 from lmm_concepts.metrics.faithfulness import faithfulness_line
@@ -99,10 +100,10 @@ class EvaluationResults:
     def load(cls, path: str | os.PathLike) -> EvaluationResults:
         path = Path(path)
         if not (path / "results.json").is_file():
-            raise FileNotFoundError(f"no results.json in {path}: give the folder written by EvaluationResults.save")
+            raise MissingInputError(f"no results.json in {path}: give the folder written by EvaluationResults.save")
         meta = read_json(path / "results.json")
         if meta.pop("schema", None) != SCHEMA:
-            raise ValueError(f"{path / 'results.json'} is not an {SCHEMA} file")
+            raise InputError(f"{path / 'results.json'} is not an {SCHEMA} file")
         arrays = load_file(str(path / "results.safetensors")) if (path / "results.safetensors").is_file() else {}
         return cls(arrays=arrays, **meta)
 
@@ -137,10 +138,10 @@ def encode_store_images(clip, store, ids: list, chunk: int = 256) -> Tensor:
 def _check_metrics(metrics: Sequence[str], baselines: Sequence[str]) -> None:
     bad = [m for m in metrics if m not in METRICS]
     if bad:
-        raise ValueError(f"unknown metrics {bad}; choose from {METRICS}")
+        raise InputError(f"unknown metrics {bad}; choose from {METRICS}")
     bad = [b for b in baselines if b not in BASELINES]
     if bad:
-        raise ValueError(f"unknown baselines {bad}; choose from {BASELINES}")
+        raise InputError(f"unknown baselines {bad}; choose from {BASELINES}")
 
 
 def evaluate(
@@ -157,6 +158,7 @@ def evaluate(
     faithfulness_inputs: StoreSequences | None = None,
     n_mas: int | None = None,
     seed: int = 0,
+    allow_layer_mismatch: bool = False,
 ) -> EvaluationResults:
     """Score `explanations` on `test_store` (see the module docstring for rows and columns).
 
@@ -168,12 +170,15 @@ def evaluate(
         model, faithfulness_inputs: for "faithfulness": the model and the test store's sequences
             (`metrics.sequences.store_sequences(model, test_store)`; see `lmm_concepts.metrics.faithfulness`).
         n_mas: most activating test images per concept for "mas_words" (default: explanations.n_images).
+        allow_layer_mismatch: use a dictionary recorded as fitted on another hook than the test layer (said in
+            `notes`); refused otherwise.
     """
     _check_metrics(metrics, baselines)
+    test_store = as_store(test_store, "test_store")
     dictionary = explanations.paired(dictionary)  # None when absent; another fit's dictionary is refused
     needs_codes = {"clipscore", "bertscore", "quality", "mas_words"} & set(metrics)
     if needs_codes and dictionary is None:
-        raise ValueError(
+        raise InputError(
             f"{sorted(needs_codes)} need the fitted dictionary to encode the test samples: pass dictionary=..., or "
             "load the explanations with Explanations.load(path, dictionary=...)"
         )
@@ -182,15 +187,17 @@ def evaluate(
     if "bertscore" in metrics:
         bert = as_bert(bert)
     if "faithfulness" in metrics and (model is None or faithfulness_inputs is None):
-        raise ValueError(
+        raise InputError(
             "faithfulness needs model=... and faithfulness_inputs=store_sequences(model, test_store) (the test "
             "store's sequences, from lmm_concepts.metrics.sequences)"
         )
     layer = pick_layer(test_store, explanations.layer)
     K = explanations.n_concepts
     if r > K:
-        raise ValueError(f"r={r} is more than the {K} concepts")
+        raise InputError(f"r={r} (--r) is more than the {K} concepts: choose r ≤ {K}")
     notes: list[str] = []
+    if dictionary is not None and (mismatch := check_dictionary_layer(dictionary, layer, allow_layer_mismatch)):
+        notes.append(mismatch)
     res = EvaluationResults(scores={}, n_test=0, r=r, layer=layer, notes=notes)
     if "overlap" in metrics:
         res.overlap = overlap(explanations.words())

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from lmm_concepts.errors import InputError, MissingInputError
 from lmm_concepts.grounding.explanations import Explanations
 from lmm_concepts.metrics.evaluate import EvaluationResults
 
@@ -16,7 +17,7 @@ PathLike = str | os.PathLike
 EXPLANATIONS_FILE = "explanations.json"
 
 
-class RunInputError(ValueError):
+class RunInputError(InputError):
     """Outputs that cannot be shown together (missing, or from different models); the message says which and why."""
 
 
@@ -30,7 +31,7 @@ def find_explanations(folder: PathLike) -> dict[str, Path]:
         found = {p.parent.name: p.parent for p in sorted(base.glob(f"*/{EXPLANATIONS_FILE}"))}
         if found:
             return found
-    raise FileNotFoundError(
+    raise MissingInputError(
         f"no explanations in {folder}: looked for {folder / EXPLANATIONS_FILE}, {folder}/*/{EXPLANATIONS_FILE} and "
         f"{folder}/explanations/*/{EXPLANATIONS_FILE} (folders written by `lmm-concepts ground` or Explanations.save), "
         f"and for {folder / 'results.json'} with {folder / 'panels.json'} (a saved report, written by "

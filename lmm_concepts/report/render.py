@@ -18,6 +18,7 @@ from typing import Any
 from markupsafe import Markup
 
 from lmm_concepts._io import read_json, write_json, write_text
+from lmm_concepts.errors import InputError, MissingInputError
 from lmm_concepts.report import svg
 from lmm_concepts.report.panels import CaptionPanel, MethodPanels, Panels
 
@@ -227,10 +228,25 @@ def rerender(folder: str | os.PathLike) -> Path:
     folder = Path(folder)
     results_path = folder / "results.json"
     if not results_path.is_file():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{results_path} not found: point `lmm-concepts report` at a folder written by `lmm-concepts demo` "
             "(or by lmm_concepts.report.write_report)"
         )
+    results = _read_object(results_path)
     panels_path = folder / "panels.json"
-    panels = Panels.from_dict(read_json(panels_path)) if panels_path.is_file() else Panels()
-    return write_text(folder / "report.html", render_html(read_json(results_path), panels))
+    panels = Panels.from_dict(_read_object(panels_path)) if panels_path.is_file() else Panels()
+    return write_text(folder / "report.html", render_html(results, panels))
+
+
+def _read_object(path: Path) -> dict[str, Any]:
+    """A JSON file holding an object, or an error naming the file and what to do."""
+    try:
+        obj = read_json(path)
+    except (UnicodeDecodeError, ValueError) as err:
+        raise InputError(f"{path} is not valid JSON ({err}); write it again with `lmm-concepts demo`") from None
+    if not isinstance(obj, dict):
+        raise InputError(
+            f"{path} holds a JSON {type(obj).__name__}, not the object `lmm-concepts demo` writes; point "
+            "`lmm-concepts report` at a demo's folder"
+        )
+    return obj
