@@ -1,0 +1,218 @@
+"""Tiny random checkpoints of Gemma 3 and Qwen2.5-VL, saved as a user's would be (`save_pretrained` for the
+model, a small `tokenizers` vocabulary wrapped in `PreTrainedTokenizerFast`, the family's own processor with a
+chat template shaped like the released one), every 2-D weight redrawn with std 0.15 (`redraw_weights`).
+
+Each keeps what makes its family differ from LLaVA where a tiny config can: Gemma 3's embedding scaling,
+(1 + weight) norms, a query scale that is not 1/sqrt(head_dim), sliding-window layers shorter than a prompt,
+linear-scaled rotary on global layers, and a final-logit soft-cap in its config (which HF's multimodal forward
+ignores); Qwen2.5-VL's windowed ViT, images of different sizes (different patch counts) and 3-D rotary positions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from _bridge_fixtures import hf_positions, redraw_weights, save_checkpoint
+from _model_fixtures import D_MODEL, SPECIALS, WORDS
+from PIL import Image
+from tokenizers import Tokenizer, models, pre_tokenizers, processors
+from transformers import PreTrainedTokenizerFast
+
+GEMMA3_CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ '<start_of_turn>' + ('model' if message['role'] == 'assistant' "
+    "else message['role']) + '\n' }}{% for c in message['content'] %}{% if c['type'] == 'image' %}"
+    "{{ '<start_of_image>' }}{% else %}{{ c['text'] }}{% endif %}{% endfor %}{{ '<end_of_turn>\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
+QWEN_CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' }}{% for c in message['content'] %}"
+    "{% if c['type'] == 'image' %}{{ '<|vision_start|><|image_pad|><|vision_end|>' }}{% else %}{{ c['text'] }}"
+    "{% endif %}{% endfor %}{{ '<|im_end|>\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def named_tokenizer(named: dict[str, str], more: tuple[str, ...] = (), with_bos: bool = True) -> PreTrainedTokenizerFast:
+    """The word-level test vocabulary plus special tokens, `named` ones reachable as attributes
+    (`tok.boi_token`, `tok.image_token`, ...) as the families' processors expect."""
+    specials = (*more, *named.values())
+    vocab = {w: i for i, w in enumerate([*SPECIALS, *WORDS, *specials])}
+    tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    if with_bos:
+        tk.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", vocab["<s>"])])
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
+                                  unk_token="<unk>", extra_special_tokens=named)
+    tok.add_tokens(list(more), special_tokens=True)  # transformers 5 drops additional_special_tokens beside named ones
+    return tok
+
+
+def sized_images(sizes: list[tuple[int, int]], seed: int = 0) -> list[Image.Image]:
+    """RGB noise images of the given (height, width)."""
+    rng = np.random.default_rng(seed)
+    return [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in sizes]
+
+
+def _siglip():
+    from transformers import SiglipVisionConfig
+
+    return SiglipVisionConfig(hidden_size=24, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+                              image_size=32, patch_size=8)
+
+
+def tiny_gemma3(seed: int = 0):
+    """(Gemma3ForConditionalGeneration, Gemma3Processor): SigLIP 32 px / patch 8 pooled to 4 visual tokens,
+    Gemma 3 text d_model 32, 2 layers (sliding window 6, then global)."""
+    from transformers import (
+        Gemma3Config,
+        Gemma3ForConditionalGeneration,
+        Gemma3ImageProcessor,
+        Gemma3Processor,
+        Gemma3TextConfig,
+    )
+
+    named = {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"}
+    tok = named_tokenizer(named, more=("<start_of_turn>", "<end_of_turn>"))
+    boi, eoi, image = (tok.convert_tokens_to_ids(t) for t in named.values())
+    text = Gemma3TextConfig(
+        vocab_size=len(tok), hidden_size=D_MODEL, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=8, query_pre_attn_scalar=12, sliding_window=6,
+        layer_types=["sliding_attention", "full_attention"], max_position_embeddings=256,
+        rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 1e4},
+                         "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1e6}},
+        final_logit_softcapping=3.0, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    config = Gemma3Config(text_config=text, vision_config=_siglip(), mm_tokens_per_image=4, boi_token_index=boi,
+                          eoi_token_index=eoi, image_token_index=image, pad_token_id=0)
+    torch.manual_seed(seed)
+    model = redraw_weights(Gemma3ForConditionalGeneration(config).eval(), seed=seed)
+    model.config.architectures = ["Gemma3ForConditionalGeneration"]
+    image_processor = Gemma3ImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.5, 0.4, 0.3],
+                                           image_std=[0.2, 0.25, 0.3])
+    processor = Gemma3Processor(image_processor=image_processor, tokenizer=tok, image_seq_length=4,
+                                chat_template=GEMMA3_CHAT_TEMPLATE)
+    return model, processor
+
+
+def tiny_qwen2_5_vl(seed: int = 0):
+    """(Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor): a windowed ViT (patch 8, 2x2 merge, one window
+    and one full-attention block) on images of 32 to 64 px a side (4 to 16 visual tokens), Qwen2 text d_model 32,
+    2 layers, 3-D rotary sections [1, 1, 2] of head_dim 8."""
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2_5_VLProcessor,
+        Qwen2_5_VLTextConfig,
+        Qwen2_5_VLVisionConfig,
+        Qwen2VLImageProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
+    named = {"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"}
+    tok = named_tokenizer(named, more=("<|vision_start|>", "<|vision_end|>", "<|im_start|>", "<|im_end|>"),
+                          with_bos=False)
+    ids = {t: tok.convert_tokens_to_ids(t) for t in ("<|vision_start|>", "<|vision_end|>", *named.values())}
+    text = Qwen2_5_VLTextConfig(
+        vocab_size=len(tok), hidden_size=D_MODEL, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=False,
+        rope_parameters={"rope_type": "default", "rope_theta": 1e4, "mrope_section": [1, 1, 2]},
+        pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    vision = Qwen2_5_VLVisionConfig(depth=2, hidden_size=32, intermediate_size=48, num_heads=4, out_hidden_size=D_MODEL,
+                                    patch_size=8, spatial_merge_size=2, temporal_patch_size=2, window_size=32,
+                                    fullatt_block_indexes=[1])
+    config = Qwen2_5_VLConfig(text_config=text.to_dict(), vision_config=vision.to_dict(),
+                              image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+                              vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+                              pad_token_id=0, tie_word_embeddings=False)
+    torch.manual_seed(seed)
+    model = redraw_weights(Qwen2_5_VLForConditionalGeneration(config).eval(), seed=seed)
+    model.config.architectures = ["Qwen2_5_VLForConditionalGeneration"]
+    image_processor = Qwen2VLImageProcessor(patch_size=8, merge_size=2, temporal_patch_size=2, min_pixels=32 * 32,
+                                            max_pixels=64 * 64)
+    video_processor = Qwen2VLVideoProcessor(patch_size=8, merge_size=2, temporal_patch_size=2)
+    processor = Qwen2_5_VLProcessor(image_processor=image_processor, tokenizer=tok, video_processor=video_processor,
+                                    chat_template=QWEN_CHAT_TEMPLATE)
+    return model, processor
+
+
+@dataclass(frozen=True)
+class FamilyCase:
+    """One family's parity setting: its checkpoint builder, HF class, a left-padded batch of two images with
+    prompts of different lengths, and how HF's own processor and forward are called on it."""
+
+    name: str
+    tiny: Callable[[int], tuple]
+    """seed -> (HF model, processor), weights redrawn."""
+    hf_class: str
+    prompts: tuple[str, str]
+    image_sizes: tuple[tuple[int, int], tuple[int, int]]
+    nested_images: bool
+    """The processor reads `[[image], ...]` (a flat list is every image for one sample)."""
+    explicit_positions: bool
+    """HF's plain forward counts left padding in its positions: pass generate's (`hf_positions`)."""
+    marker: str
+
+    def save(self, folder: Path, seed: int = 0) -> Path:
+        return save_checkpoint(folder, *self.tiny(seed))
+
+    def hf_model(self, folder: Path):
+        import transformers
+
+        return getattr(transformers, self.hf_class).from_pretrained(folder, attn_implementation="eager").eval()
+
+    def images(self, seed: int = 0) -> list[Image.Image]:
+        return sized_images(list(self.image_sizes), seed)
+
+    def hf_batch(self, processor, prompts=None, images=None) -> dict[str, torch.Tensor]:
+        """HF's own processor on the batch, left-padded, and generate's positions where HF's forward needs them."""
+        prompts = list(prompts or self.prompts)
+        images = images or self.images()[: len(prompts)]
+        processor.tokenizer.padding_side = "left"
+        batch = dict(processor(text=prompts, images=[[im] for im in images] if self.nested_images else images,
+                               padding=True, return_tensors="pt"))
+        if self.explicit_positions:
+            batch["position_ids"] = hf_positions(batch["attention_mask"])
+        return batch
+
+
+CASES = {
+    "gemma3": FamilyCase(
+        "gemma3", tiny_gemma3, "Gemma3ForConditionalGeneration",
+        ("<start_of_turn>user\n<start_of_image>w1 w2 w3 w4 w5<end_of_turn>\n<start_of_turn>model\n",
+         "<start_of_image> w6"),
+        ((36, 44), (40, 50)), nested_images=True, explicit_positions=True, marker="<start_of_image>"),
+    "qwen2_5_vl": FamilyCase(
+        "qwen2_5_vl", tiny_qwen2_5_vl, "Qwen2_5_VLForConditionalGeneration",
+        ("<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>w1 w2 w3<|im_end|>\n<|im_start|>assistant\n",
+         "<|vision_start|><|image_pad|><|vision_end|> w4"),
+        ((32, 64), (64, 48)), nested_images=False, explicit_positions=False, marker="<|image_pad|>"),
+}
+
+
+def generate_kwargs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """An HF batch for `generate`, which derives its own positions."""
+    return {k: v for k, v in batch.items() if k != "position_ids"}
+
+
+def save_generating_its_placeholder(case: FamilyCase, folder: Path) -> Path:
+    """The family's tiny checkpoint, changed so that its greedy caption of row 0 starts with its own image
+    placeholder: the placeholder's unembedding row is made twice that of the token row 0 would generate first
+    (its logit doubles a positive maximum; where the embedding is tied, the placeholder's embedding changes too)."""
+    model, processor = case.tiny(0)
+    with torch.no_grad():
+        first = model.generate(**generate_kwargs(case.hf_batch(processor)), do_sample=False, max_new_tokens=1,
+                               pad_token_id=0)[0, -1]
+        lm_head = model.get_output_embeddings().weight
+        lm_head[model.config.image_token_id] = 2 * lm_head[first]
+    return save_checkpoint(folder, model, processor)
+
+
+def save_gemma3_checkpoint(folder: Path, seed: int = 0) -> Path:
+    return CASES["gemma3"].save(folder, seed)
+
+
+def save_qwen2_5_vl_checkpoint(folder: Path, seed: int = 0) -> Path:
+    return CASES["qwen2_5_vl"].save(folder, seed)
