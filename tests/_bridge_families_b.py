@@ -1,11 +1,17 @@
-"""Tiny random checkpoints of Gemma 3 and Qwen2.5-VL, saved as a user's would be (`save_pretrained` for the
-model, a small `tokenizers` vocabulary wrapped in `PreTrainedTokenizerFast`, the family's own processor with a
-chat template shaped like the released one), every 2-D weight redrawn with std 0.15 (`redraw_weights`).
+"""Tiny random checkpoints of Gemma 3, Qwen2.5-VL, Mistral 3 and Qwen3-VL, saved as a user's would be
+(`save_pretrained` for the model, a small `tokenizers` vocabulary wrapped in `PreTrainedTokenizerFast`, the
+family's own processor with a chat template shaped like the released one), every 2-D weight redrawn with std 0.15
+(`redraw_weights`), and one `FamilyCase` per family: the left-padded batch of two images with prompts of different
+lengths its parity tests run on, and how HF's own processor and forward are called on it.
 
 Each keeps what makes its family differ from LLaVA where a tiny config can: Gemma 3's embedding scaling,
 (1 + weight) norms, a query scale that is not 1/sqrt(head_dim), sliding-window layers shorter than a prompt,
 linear-scaled rotary on global layers, and a final-logit soft-cap in its config (which HF's multimodal forward
-ignores); Qwen2.5-VL's windowed ViT, images of different sizes (different patch counts) and 3-D rotary positions.
+ignores); Qwen2.5-VL's windowed ViT and 3-D rotary positions; Mistral 3's Pixtral tower and [IMG_BREAK] rows;
+Qwen3-VL's DeepStack and interleaved 3-D rotary. The last three get images of different sizes (different
+numbers of patches and visual tokens).
+
+`save_<family>_checkpoint(folder, seed)` writes one family's checkpoint (for a pipeline test over every family).
 """
 
 from __future__ import annotations
@@ -33,6 +39,11 @@ QWEN_CHAT_TEMPLATE = (
     "{% if c['type'] == 'image' %}{{ '<|vision_start|><|image_pad|><|vision_end|>' }}{% else %}{{ c['text'] }}"
     "{% endif %}{% endfor %}{{ '<|im_end|>\n' }}{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+MISTRAL3_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] == 'user' %}{{ '[INST]' }}{% for c in message['content'] %}"
+    "{% if c['type'] == 'image' %}{{ '[IMG]' }}{% else %}{{ c['text'] }}{% endif %}{% endfor %}{{ '[/INST]' }}"
+    "{% else %}{% for c in message['content'] %}{{ c['text'] }}{% endfor %}{{ '</s>' }}{% endif %}{% endfor %}"
 )
 
 
@@ -137,6 +148,78 @@ def tiny_qwen2_5_vl(seed: int = 0):
                                     chat_template=QWEN_CHAT_TEMPLATE)
     return model, processor
 
+def tiny_mistral3(seed: int = 0):
+    """(Mistral3ForConditionalGeneration, PixtralProcessor): Pixtral ViT (patch 8) at the image's own size (up to
+    64 px a side, 2x2 patch merger: 2 to 16 visual tokens, in rows closed by [IMG_BREAK]), Mistral text d_model
+    32, 2 layers."""
+    from transformers import (
+        Mistral3Config,
+        Mistral3ForConditionalGeneration,
+        MistralConfig,
+        PixtralImageProcessor,
+        PixtralProcessor,
+        PixtralVisionConfig,
+    )
+
+    tok = named_tokenizer({}, more=("[IMG]", "[IMG_BREAK]", "[IMG_END]", "[INST]", "[/INST]"))
+    text = MistralConfig(vocab_size=len(tok), hidden_size=D_MODEL, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=256,
+                         sliding_window=None, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    vision = PixtralVisionConfig(hidden_size=24, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+                                 image_size=64, patch_size=8, head_dim=6)
+    config = Mistral3Config(vision_config=vision, text_config=text, image_token_index=tok.convert_tokens_to_ids("[IMG]"),
+                            spatial_merge_size=2, vision_feature_layer=-1, tie_word_embeddings=False)
+    torch.manual_seed(seed)
+    model = redraw_weights(Mistral3ForConditionalGeneration(config).eval(), seed=seed)
+    model.config.architectures = ["Mistral3ForConditionalGeneration"]
+    image_processor = PixtralImageProcessor(size={"longest_edge": 64}, patch_size=8, image_mean=[0.5, 0.4, 0.3],
+                                            image_std=[0.2, 0.25, 0.3])
+    processor = PixtralProcessor(image_processor=image_processor, tokenizer=tok, patch_size=8, spatial_merge_size=2,
+                                 chat_template=MISTRAL3_CHAT_TEMPLATE)
+    return model, processor
+
+
+def tiny_qwen3_vl(seed: int = 0):
+    """(Qwen3VLForConditionalGeneration, Qwen3VLProcessor): a ViT (patch 8, learned + 2-D rotary positions, 2x2
+    merge, DeepStack features of block 0 added to layer 0's output at the visual tokens) on images of 32 to 64
+    px a side, Qwen3 text d_model 32 (QK-norm), 2 layers, interleaved 3-D rotary sections [1, 1, 2]."""
+    from transformers import (
+        Qwen2VLImageProcessor,
+        Qwen3VLConfig,
+        Qwen3VLForConditionalGeneration,
+        Qwen3VLProcessor,
+        Qwen3VLTextConfig,
+        Qwen3VLVideoProcessor,
+        Qwen3VLVisionConfig,
+    )
+
+    named = {"image_token": "<|image_pad|>", "video_token": "<|video_pad|>", "vision_start_token": "<|vision_start|>",
+             "vision_end_token": "<|vision_end|>"}
+    tok = named_tokenizer(named, more=("<|im_start|>", "<|im_end|>"), with_bos=False)
+    ids = {k: tok.convert_tokens_to_ids(v) for k, v in named.items()}
+    text = Qwen3VLTextConfig(
+        vocab_size=len(tok), hidden_size=D_MODEL, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=8, max_position_embeddings=256,
+        rope_parameters={"rope_type": "default", "rope_theta": 1e4, "mrope_section": [1, 1, 2],
+                         "mrope_interleaved": True},
+        pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    vision = Qwen3VLVisionConfig(depth=2, hidden_size=32, intermediate_size=48, num_heads=4, out_hidden_size=D_MODEL,
+                                 patch_size=8, spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=16,
+                                 deepstack_visual_indexes=[0])
+    config = Qwen3VLConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), image_token_id=ids["image_token"],
+                           video_token_id=ids["video_token"], vision_start_token_id=ids["vision_start_token"],
+                           vision_end_token_id=ids["vision_end_token"], tie_word_embeddings=False)
+    torch.manual_seed(seed)
+    model = redraw_weights(Qwen3VLForConditionalGeneration(config).eval(), seed=seed)
+    model.config.architectures = ["Qwen3VLForConditionalGeneration"]
+    image_processor = Qwen2VLImageProcessor(patch_size=8, merge_size=2, temporal_patch_size=2, min_pixels=32 * 32,
+                                            max_pixels=64 * 64)
+    video_processor = Qwen3VLVideoProcessor(patch_size=8, merge_size=2, temporal_patch_size=2)
+    processor = Qwen3VLProcessor(image_processor=image_processor, tokenizer=tok, video_processor=video_processor,
+                                 chat_template=QWEN_CHAT_TEMPLATE)
+    return model, processor
+
+
 
 @dataclass(frozen=True)
 class FamilyCase:
@@ -189,6 +272,14 @@ CASES = {
         ("<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>w1 w2 w3<|im_end|>\n<|im_start|>assistant\n",
          "<|vision_start|><|image_pad|><|vision_end|> w4"),
         ((32, 64), (64, 48)), nested_images=False, explicit_positions=False, marker="<|image_pad|>"),
+    "mistral3": FamilyCase(
+        "mistral3", tiny_mistral3, "Mistral3ForConditionalGeneration", ("[INST][IMG]w1 w2 w3 w4[/INST]", "[IMG] w5"),
+        ((32, 64), (64, 48)), nested_images=False, explicit_positions=True, marker="[IMG]"),
+    "qwen3_vl": FamilyCase(
+        "qwen3_vl", tiny_qwen3_vl, "Qwen3VLForConditionalGeneration",
+        ("<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>w1 w2 w3<|im_end|>\n<|im_start|>assistant\n",
+         "<|vision_start|><|image_pad|><|vision_end|> w4"),
+        ((32, 64), (64, 48)), nested_images=False, explicit_positions=False, marker="<|image_pad|>"),
 }
 
 
@@ -216,3 +307,11 @@ def save_gemma3_checkpoint(folder: Path, seed: int = 0) -> Path:
 
 def save_qwen2_5_vl_checkpoint(folder: Path, seed: int = 0) -> Path:
     return CASES["qwen2_5_vl"].save(folder, seed)
+
+
+def save_mistral3_checkpoint(folder: Path, seed: int = 0) -> Path:
+    return CASES["mistral3"].save(folder, seed)
+
+
+def save_qwen3_vl_checkpoint(folder: Path, seed: int = 0) -> Path:
+    return CASES["qwen3_vl"].save(folder, seed)

@@ -1,4 +1,4 @@
-"""BridgeLMM on Gemma 3 and Qwen2.5-VL (tiny random checkpoints, weights redrawn with std 0.15) against each
+"""BridgeLMM on Gemma 3, Qwen2.5-VL, Mistral 3 and Qwen3-VL (tiny random checkpoints, weights redrawn with std 0.15) against each
 family's own HF model and processor: logits, greedy and beam captions, the "predicts" vectors of a padded batch,
 the logit lens, sae-lens's error-term SAE, the family's description and its bad input."""
 
@@ -252,3 +252,18 @@ def test_qwen2_5_vl_rope_state_never_leaks_between_calls(qwen):
         hf(**case.hf_batch(model.processor, ["<|image_pad|> w9"], case.images()[:1]))  # HF's own state, elsewhere
     out = model.generate_from_inputs(inputs, max_new_tokens=6)
     assert torch.equal(out.sequences[:, : ref.shape[1]], ref)
+
+
+def test_qwen3_vl_deepstack_is_added_outside_the_resid_post_hook(tmp_path):
+    """DeepStack features are added to the visual tokens between decoder layers 0 and 1: blocks.0's resid_post
+    lacks them there (blocks.1's input has them), and every other position is the same in both hooks."""
+    case = CASES["qwen3_vl"]
+    model = BridgeLMM.from_folder(case.save(tmp_path / "tiny-qwen3_vl"), device="cpu")
+    assert list(model.config.vision_config.deepstack_visual_indexes) == [0]
+    inputs = model.build_inputs(case.images(), list(case.prompts))
+    with torch.no_grad():
+        acts = model.capture(inputs, [resid_hook(0), "blocks.1.hook_in"])
+    visual = model._placeholders(inputs)[0]
+    other = inputs.attention_mask.bool() & ~visual
+    assert torch.equal(acts[resid_hook(0)][other], acts["blocks.1.hook_in"][other])
+    assert ((acts[resid_hook(0)] - acts["blocks.1.hook_in"])[visual].abs().amax(-1) > 1e-3).all()
