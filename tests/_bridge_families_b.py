@@ -28,6 +28,8 @@ from PIL import Image
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
+from lmm_concepts.models.interface import ModelInputs
+
 GEMMA3_CHAT_TEMPLATE = (
     "{% for message in messages %}{{ '<start_of_turn>' + ('model' if message['role'] == 'assistant' "
     "else message['role']) + '\n' }}{% for c in message['content'] %}{% if c['type'] == 'image' %}"
@@ -237,6 +239,8 @@ class FamilyCase:
     explicit_positions: bool
     """HF's plain forward counts left padding in its positions: pass generate's (`hf_positions`)."""
     marker: str
+    token_counts_follow_size: bool
+    """The two images take different numbers of visual tokens (their sizes differ)."""
 
     def save(self, folder: Path, seed: int = 0) -> Path:
         return save_checkpoint(folder, *self.tiny(seed))
@@ -266,26 +270,73 @@ CASES = {
         "gemma3", tiny_gemma3, "Gemma3ForConditionalGeneration",
         ("<start_of_turn>user\n<start_of_image>w1 w2 w3 w4 w5<end_of_turn>\n<start_of_turn>model\n",
          "<start_of_image> w6"),
-        ((36, 44), (40, 50)), nested_images=True, explicit_positions=True, marker="<start_of_image>"),
+        ((36, 44), (40, 50)), nested_images=True, explicit_positions=True, marker="<start_of_image>",
+        token_counts_follow_size=False),
     "qwen2_5_vl": FamilyCase(
         "qwen2_5_vl", tiny_qwen2_5_vl, "Qwen2_5_VLForConditionalGeneration",
         ("<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>w1 w2 w3<|im_end|>\n<|im_start|>assistant\n",
          "<|vision_start|><|image_pad|><|vision_end|> w4"),
-        ((32, 64), (64, 48)), nested_images=False, explicit_positions=False, marker="<|image_pad|>"),
+        ((32, 64), (64, 48)), nested_images=False, explicit_positions=False, marker="<|image_pad|>",
+        token_counts_follow_size=True),
     "mistral3": FamilyCase(
         "mistral3", tiny_mistral3, "Mistral3ForConditionalGeneration", ("[INST][IMG]w1 w2 w3 w4[/INST]", "[IMG] w5"),
-        ((32, 64), (64, 48)), nested_images=False, explicit_positions=True, marker="[IMG]"),
+        ((32, 64), (64, 48)), nested_images=False, explicit_positions=True, marker="[IMG]",
+        token_counts_follow_size=True),
     "qwen3_vl": FamilyCase(
         "qwen3_vl", tiny_qwen3_vl, "Qwen3VLForConditionalGeneration",
         ("<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>w1 w2 w3<|im_end|>\n<|im_start|>assistant\n",
          "<|vision_start|><|image_pad|><|vision_end|> w4"),
-        ((32, 64), (64, 48)), nested_images=False, explicit_positions=False, marker="<|image_pad|>"),
+        ((32, 64), (64, 48)), nested_images=False, explicit_positions=False, marker="<|image_pad|>",
+        token_counts_follow_size=True),
 }
 
 
 def generate_kwargs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """An HF batch for `generate`, which derives its own positions."""
     return {k: v for k, v in batch.items() if k != "position_ids"}
+
+
+def logit_gap(case: FamilyCase, model, hf, inputs) -> float:
+    """Max abs difference between `model.logits(inputs)` and HF's own forward on its own processor's batch, over
+    the real (unpadded) positions."""
+    batch = case.hf_batch(model.processor)
+    if not torch.equal(inputs.input_ids, batch["input_ids"]):
+        raise AssertionError(f"{case.name}: build_inputs gives other token ids than HF's processor")
+    with torch.no_grad():
+        return float((model.logits(inputs) - hf(**batch).logits)[inputs.attention_mask.bool()].abs().max())
+
+
+def captions_equal(case: FamilyCase, model, hf, inputs, num_beams: int = 1, max_new_tokens: int = 8) -> bool:
+    """`model.generate_from_inputs` gives HF `generate`'s tokens on HF's own processor batch."""
+    out = model.generate_from_inputs(inputs, max_new_tokens=max_new_tokens, num_beams=num_beams)
+    with torch.no_grad():
+        ref = hf.generate(**generate_kwargs(case.hf_batch(model.processor)), do_sample=False, num_beams=num_beams,
+                          max_new_tokens=max_new_tokens, pad_token_id=0, eos_token_id=2)
+    return out.generated_ids.shape[1] == max_new_tokens and torch.equal(out.sequences[:, : ref.shape[1]], ref)
+
+
+def predicts_gaps(case: FamilyCase, model, inputs, names: list[str], max_new_tokens: int = 6) -> dict[str, float]:
+    """Max abs difference, per hook, between the vectors extraction stores (at the position before each generated
+    token, read from the padded batch's whole sequences: `generate(...).inputs()`) and those of each image alone,
+    unpadded (its own `build_inputs`, then the same generated tokens)."""
+    out = model.generate_from_inputs(inputs, max_new_tokens=max_new_tokens)
+    with torch.no_grad():
+        batched = model.capture(out.inputs(), names)
+    start, images = out.prompt_length, case.images()
+    gaps = dict.fromkeys(names, 0.0)
+    for b in range(inputs.batch_size):
+        n_new = int(out.attention_mask[b, start:].sum())
+        if n_new < 2:
+            raise AssertionError(f"{case.name}: row {b} generated {n_new} tokens; too few to compare")
+        alone = model.build_inputs(images[b: b + 1], case.prompts[b])
+        ids = torch.cat([alone.input_ids, out.generated_ids[b: b + 1, :n_new]], dim=1)
+        with torch.no_grad():
+            acts = model.capture(ModelInputs(ids, torch.ones_like(ids), alone.images), names)
+        first = alone.input_ids.shape[1] - 1
+        for name in names:
+            gap = (batched[name][b, start - 1: start - 1 + n_new] - acts[name][0, first: first + n_new]).abs().max()
+            gaps[name] = max(gaps[name], float(gap))
+    return gaps
 
 
 def save_generating_its_placeholder(case: FamilyCase, folder: Path) -> Path:

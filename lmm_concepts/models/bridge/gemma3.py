@@ -45,8 +45,8 @@ class Gemma3Family(FamilySpec):
         batch = super().process(processor, prompts, [[image] for image in images])  # one list per sample
         if batch["pixel_values"].shape[0] != len(images):
             raise ValueError(f"the Gemma3 processor cut {len(images)} images into {batch['pixel_values'].shape[0]} "
-                             "crops (pan and scan); lmm-concepts reads one image as one set of visual tokens: set "
-                             "processor.image_processor.do_pan_and_scan = False")
+                             "crops (pan and scan); lmm-concepts reads one image as one set of visual tokens: turn "
+                             "pan and scan off in the processor's settings (do_pan_and_scan = False)")
         return batch
 
     def forward_kwargs(self, inputs: ModelInputs, takes_image: Bool[Tensor, "batch pos"]) -> dict[str, Any]:
