@@ -23,10 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from _bridge_fixtures import hf_positions, redraw_weights, save_checkpoint
-from _model_fixtures import D_MODEL, SPECIALS, WORDS
+from _model_fixtures import D_MODEL, make_tokenizer
 from PIL import Image
-from tokenizers import Tokenizer, models, pre_tokenizers, processors
-from transformers import PreTrainedTokenizerFast
 
 from lmm_concepts.models.interface import ModelInputs
 
@@ -47,21 +45,6 @@ MISTRAL3_CHAT_TEMPLATE = (
     "{% if c['type'] == 'image' %}{{ '[IMG]' }}{% else %}{{ c['text'] }}{% endif %}{% endfor %}{{ '[/INST]' }}"
     "{% else %}{% for c in message['content'] %}{{ c['text'] }}{% endfor %}{{ '</s>' }}{% endif %}{% endfor %}"
 )
-
-
-def named_tokenizer(named: dict[str, str], more: tuple[str, ...] = (), with_bos: bool = True) -> PreTrainedTokenizerFast:
-    """The word-level test vocabulary plus special tokens, `named` ones reachable as attributes
-    (`tok.boi_token`, `tok.image_token`, ...) as the families' processors expect."""
-    specials = (*more, *named.values())
-    vocab = {w: i for i, w in enumerate([*SPECIALS, *WORDS, *specials])}
-    tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tk.pre_tokenizer = pre_tokenizers.Whitespace()
-    if with_bos:
-        tk.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", vocab["<s>"])])
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
-                                  unk_token="<unk>", extra_special_tokens=named)
-    tok.add_tokens(list(more), special_tokens=True)  # transformers 5 drops additional_special_tokens beside named ones
-    return tok
 
 
 def sized_images(sizes: list[tuple[int, int]], seed: int = 0) -> list[Image.Image]:
@@ -89,7 +72,7 @@ def tiny_gemma3(seed: int = 0):
     )
 
     named = {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"}
-    tok = named_tokenizer(named, more=("<start_of_turn>", "<end_of_turn>"))
+    tok = make_tokenizer(True, ("<start_of_turn>", "<end_of_turn>"), named)
     boi, eoi, image = (tok.convert_tokens_to_ids(t) for t in named.values())
     text = Gemma3TextConfig(
         vocab_size=len(tok), hidden_size=D_MODEL, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
@@ -110,45 +93,50 @@ def tiny_gemma3(seed: int = 0):
     return model, processor
 
 
-def tiny_qwen2_5_vl(seed: int = 0):
-    """(Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor): a windowed ViT (patch 8, 2x2 merge, one window
-    and one full-attention block) on images of 32 to 64 px a side (4 to 16 visual tokens), Qwen2 text d_model 32,
-    2 layers, 3-D rotary sections [1, 1, 2] of head_dim 8."""
-    from transformers import (
-        Qwen2_5_VLConfig,
-        Qwen2_5_VLForConditionalGeneration,
-        Qwen2_5_VLProcessor,
-        Qwen2_5_VLTextConfig,
-        Qwen2_5_VLVisionConfig,
-        Qwen2VLImageProcessor,
-        Qwen2VLVideoProcessor,
-    )
+def _tiny_qwen_vl(prefix: str, video_processor: str, seed: int, text: dict, vision: dict, config: dict):
+    """(`{prefix}ForConditionalGeneration`, `{prefix}Processor`) of a Qwen-VL generation: its ViT (patch 8, 2x2
+    merge, 2 blocks) on images of 32 to 64 px a side, its text model d_model 32, 2 layers, rotary sections
+    [1, 1, 2] of head_dim 8; `text`, `vision` and `config` add the generation's own settings."""
+    import transformers
 
-    named = {"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"}
-    tok = named_tokenizer(named, more=("<|vision_start|>", "<|vision_end|>", "<|im_start|>", "<|im_end|>"),
-                          with_bos=False)
-    ids = {t: tok.convert_tokens_to_ids(t) for t in ("<|vision_start|>", "<|vision_end|>", *named.values())}
-    text = Qwen2_5_VLTextConfig(
-        vocab_size=len(tok), hidden_size=D_MODEL, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=False,
-        rope_parameters={"rope_type": "default", "rope_theta": 1e4, "mrope_section": [1, 1, 2]},
-        pad_token_id=0, bos_token_id=1, eos_token_id=2)
-    vision = Qwen2_5_VLVisionConfig(depth=2, hidden_size=32, intermediate_size=48, num_heads=4, out_hidden_size=D_MODEL,
-                                    patch_size=8, spatial_merge_size=2, temporal_patch_size=2, window_size=32,
-                                    fullatt_block_indexes=[1])
-    config = Qwen2_5_VLConfig(text_config=text.to_dict(), vision_config=vision.to_dict(),
-                              image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-                              vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
-                              pad_token_id=0, tie_word_embeddings=False)
+    def make(name: str, **kwargs):
+        return getattr(transformers, name)(**kwargs)
+
+    named = {"image_token": "<|image_pad|>", "video_token": "<|video_pad|>", "vision_start_token": "<|vision_start|>",
+             "vision_end_token": "<|vision_end|>"}
+    tok = make_tokenizer(False, ("<|im_start|>", "<|im_end|>"), named)
+    ids = {f"{k}_id": tok.convert_tokens_to_ids(v) for k, v in named.items()}
+    rope = {"rope_type": "default", "rope_theta": 1e4, "mrope_section": [1, 1, 2], **text.pop("rope", {})}
+    text_config = make(f"{prefix}TextConfig", vocab_size=len(tok), hidden_size=D_MODEL, intermediate_size=64,
+                       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                       rope_parameters=rope, pad_token_id=0, bos_token_id=1, eos_token_id=2, **text)
+    vision_config = make(f"{prefix}VisionConfig", depth=2, hidden_size=32, intermediate_size=48, num_heads=4,
+                         out_hidden_size=D_MODEL, patch_size=8, spatial_merge_size=2, temporal_patch_size=2, **vision)
+    model_config = make(f"{prefix}Config", text_config=text_config.to_dict(), vision_config=vision_config.to_dict(),
+                        tie_word_embeddings=False, **ids, **config)
     torch.manual_seed(seed)
-    model = redraw_weights(Qwen2_5_VLForConditionalGeneration(config).eval(), seed=seed)
-    model.config.architectures = ["Qwen2_5_VLForConditionalGeneration"]
-    image_processor = Qwen2VLImageProcessor(patch_size=8, merge_size=2, temporal_patch_size=2, min_pixels=32 * 32,
-                                            max_pixels=64 * 64)
-    video_processor = Qwen2VLVideoProcessor(patch_size=8, merge_size=2, temporal_patch_size=2)
-    processor = Qwen2_5_VLProcessor(image_processor=image_processor, tokenizer=tok, video_processor=video_processor,
-                                    chat_template=QWEN_CHAT_TEMPLATE)
+    model = redraw_weights(make(f"{prefix}ForConditionalGeneration", config=model_config).eval(), seed=seed)
+    model.config.architectures = [f"{prefix}ForConditionalGeneration"]
+    sizes = {"patch_size": 8, "merge_size": 2, "temporal_patch_size": 2}
+    processor = make(f"{prefix}Processor", tokenizer=tok, chat_template=QWEN_CHAT_TEMPLATE,
+                     image_processor=make("Qwen2VLImageProcessor", min_pixels=32 * 32, max_pixels=64 * 64, **sizes),
+                     video_processor=make(video_processor, **sizes))
     return model, processor
+
+
+def tiny_qwen2_5_vl(seed: int = 0):
+    """Qwen2.5-VL: a windowed ViT (one window block, one full-attention block), Qwen2 text."""
+    return _tiny_qwen_vl("Qwen2_5_VL", "Qwen2VLVideoProcessor", seed, text={},
+                         vision={"window_size": 32, "fullatt_block_indexes": [1]}, config={"pad_token_id": 0})
+
+
+def tiny_qwen3_vl(seed: int = 0):
+    """Qwen3-VL: a ViT with learned + 2-D rotary positions whose block 0 also feeds DeepStack features (added to
+    the language model's layer-0 output at the visual tokens), Qwen3 text (QK-norm), interleaved rotary."""
+    return _tiny_qwen_vl("Qwen3VL", "Qwen3VLVideoProcessor", seed,
+                         text={"head_dim": 8, "rope": {"mrope_interleaved": True}},
+                         vision={"num_position_embeddings": 16, "deepstack_visual_indexes": [0]}, config={})
+
 
 def tiny_mistral3(seed: int = 0):
     """(Mistral3ForConditionalGeneration, PixtralProcessor): Pixtral ViT (patch 8) at the image's own size (up to
@@ -163,7 +151,7 @@ def tiny_mistral3(seed: int = 0):
         PixtralVisionConfig,
     )
 
-    tok = named_tokenizer({}, more=("[IMG]", "[IMG_BREAK]", "[IMG_END]", "[INST]", "[/INST]"))
+    tok = make_tokenizer(True, ("[IMG]", "[IMG_BREAK]", "[IMG_END]", "[INST]", "[/INST]"))
     text = MistralConfig(vocab_size=len(tok), hidden_size=D_MODEL, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=256,
                          sliding_window=None, pad_token_id=0, bos_token_id=1, eos_token_id=2)
@@ -179,48 +167,6 @@ def tiny_mistral3(seed: int = 0):
     processor = PixtralProcessor(image_processor=image_processor, tokenizer=tok, patch_size=8, spatial_merge_size=2,
                                  chat_template=MISTRAL3_CHAT_TEMPLATE)
     return model, processor
-
-
-def tiny_qwen3_vl(seed: int = 0):
-    """(Qwen3VLForConditionalGeneration, Qwen3VLProcessor): a ViT (patch 8, learned + 2-D rotary positions, 2x2
-    merge, DeepStack features of block 0 added to layer 0's output at the visual tokens) on images of 32 to 64
-    px a side, Qwen3 text d_model 32 (QK-norm), 2 layers, interleaved 3-D rotary sections [1, 1, 2]."""
-    from transformers import (
-        Qwen2VLImageProcessor,
-        Qwen3VLConfig,
-        Qwen3VLForConditionalGeneration,
-        Qwen3VLProcessor,
-        Qwen3VLTextConfig,
-        Qwen3VLVideoProcessor,
-        Qwen3VLVisionConfig,
-    )
-
-    named = {"image_token": "<|image_pad|>", "video_token": "<|video_pad|>", "vision_start_token": "<|vision_start|>",
-             "vision_end_token": "<|vision_end|>"}
-    tok = named_tokenizer(named, more=("<|im_start|>", "<|im_end|>"), with_bos=False)
-    ids = {k: tok.convert_tokens_to_ids(v) for k, v in named.items()}
-    text = Qwen3VLTextConfig(
-        vocab_size=len(tok), hidden_size=D_MODEL, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, head_dim=8, max_position_embeddings=256,
-        rope_parameters={"rope_type": "default", "rope_theta": 1e4, "mrope_section": [1, 1, 2],
-                         "mrope_interleaved": True},
-        pad_token_id=0, bos_token_id=1, eos_token_id=2)
-    vision = Qwen3VLVisionConfig(depth=2, hidden_size=32, intermediate_size=48, num_heads=4, out_hidden_size=D_MODEL,
-                                 patch_size=8, spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=16,
-                                 deepstack_visual_indexes=[0])
-    config = Qwen3VLConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), image_token_id=ids["image_token"],
-                           video_token_id=ids["video_token"], vision_start_token_id=ids["vision_start_token"],
-                           vision_end_token_id=ids["vision_end_token"], tie_word_embeddings=False)
-    torch.manual_seed(seed)
-    model = redraw_weights(Qwen3VLForConditionalGeneration(config).eval(), seed=seed)
-    model.config.architectures = ["Qwen3VLForConditionalGeneration"]
-    image_processor = Qwen2VLImageProcessor(patch_size=8, merge_size=2, temporal_patch_size=2, min_pixels=32 * 32,
-                                            max_pixels=64 * 64)
-    video_processor = Qwen3VLVideoProcessor(patch_size=8, merge_size=2, temporal_patch_size=2)
-    processor = Qwen3VLProcessor(image_processor=image_processor, tokenizer=tok, video_processor=video_processor,
-                                 chat_template=QWEN_CHAT_TEMPLATE)
-    return model, processor
-
 
 
 @dataclass(frozen=True)
@@ -265,6 +211,8 @@ class FamilyCase:
         return batch
 
 
+QWEN_PROMPTS = ("<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>w1 w2 w3<|im_end|>\n<|im_start|>assistant\n",
+                "<|vision_start|><|image_pad|><|vision_end|> w4")
 CASES = {
     "gemma3": FamilyCase(
         "gemma3", tiny_gemma3, "Gemma3ForConditionalGeneration",
@@ -274,8 +222,7 @@ CASES = {
         token_counts_follow_size=False),
     "qwen2_5_vl": FamilyCase(
         "qwen2_5_vl", tiny_qwen2_5_vl, "Qwen2_5_VLForConditionalGeneration",
-        ("<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>w1 w2 w3<|im_end|>\n<|im_start|>assistant\n",
-         "<|vision_start|><|image_pad|><|vision_end|> w4"),
+        QWEN_PROMPTS,
         ((32, 64), (64, 48)), nested_images=False, explicit_positions=False, marker="<|image_pad|>",
         token_counts_follow_size=True),
     "mistral3": FamilyCase(
@@ -284,8 +231,7 @@ CASES = {
         token_counts_follow_size=True),
     "qwen3_vl": FamilyCase(
         "qwen3_vl", tiny_qwen3_vl, "Qwen3VLForConditionalGeneration",
-        ("<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>w1 w2 w3<|im_end|>\n<|im_start|>assistant\n",
-         "<|vision_start|><|image_pad|><|vision_end|> w4"),
+        QWEN_PROMPTS,
         ((32, 64), (64, 48)), nested_images=False, explicit_positions=False, marker="<|image_pad|>",
         token_counts_follow_size=True),
 }

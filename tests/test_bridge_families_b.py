@@ -15,8 +15,8 @@ from _bridge_families_b import (
     save_generating_its_placeholder,
     sized_images,
 )
+from _bridge_fixtures import check_sae_with_error_term
 
-import lmm_concepts as lc
 from lmm_concepts.models.bridge import BridgeLMM
 from lmm_concepts.models.interface import FINAL_HOOK, LMM, ModelInputs, resid_hook
 
@@ -63,13 +63,13 @@ def test_implements_the_protocol_and_describes_itself(case, model, inputs):
     assert case.hf_class in row["architectures"] and all(row.values())
     assert {row["vision features"], row["visual tokens"], FINAL_HOOK} <= set(model.hook_dict)
     captured = model.capture(inputs, [row["visual tokens"]])[row["visual tokens"]]
-    n_visual = int(model._placeholders(inputs)[0].sum())
+    n_visual = int((inputs.input_ids == model.config.image_token_id).sum())
     assert captured.reshape(-1, model.d_model).shape[0] == n_visual  # one visual token per placeholder
 
 
 def test_logits_equal_hf_on_a_left_padded_batch(case, model, hf, inputs):
     assert (inputs.attention_mask == 0).any()
-    counts = model._placeholders(inputs)[0].sum(1)
+    counts = (inputs.input_ids == model.config.image_token_id).sum(1)
     assert bool(counts[0] != counts[1]) == case.token_counts_follow_size  # images of different sizes
     gap = logit_gap(case, model, hf, inputs)
     assert gap <= 1e-4, f"{case.name}: max abs gap {gap:.2e}"
@@ -100,21 +100,7 @@ def test_the_lens_is_hf_final_hidden_state_to_logits(model, inputs, reference):
 
 
 def test_add_sae_with_error_term_leaves_logits_unchanged(model, inputs):
-    hook = resid_hook(0)
-    with torch.no_grad():
-        clean = model.logits(inputs)
-        Z = model.capture(inputs, [hook])[hook][inputs.attention_mask.bool()]
-    dico = lc.SemiNMF(n_concepts=4, l1=0.1).fit(Z)
-    model.add_sae(dico.to_sae(hook), use_error_term=True)
-    try:
-        with torch.no_grad():
-            logits = model.logits(inputs)
-            acts = model.capture(inputs, ["blocks.0.hook_out.hook_sae_acts_post"])
-    finally:
-        model.reset_saes()
-    assert (logits - clean).abs().max() <= 1e-5
-    codes = acts["blocks.0.hook_out.hook_sae_acts_post"][inputs.attention_mask.bool()]
-    torch.testing.assert_close(codes, dico.encode(Z), rtol=1e-4, atol=1e-4)
+    check_sae_with_error_term(model, inputs, resid_hook(0))
 
 
 def test_one_image_and_one_marker_per_sample(case, model):
@@ -257,7 +243,7 @@ def test_qwen3_vl_deepstack_is_added_outside_the_resid_post_hook(tmp_path):
     inputs = model.build_inputs(case.images(), list(case.prompts))
     with torch.no_grad():
         acts = model.capture(inputs, [resid_hook(0), "blocks.1.hook_in"])
-    visual = model._placeholders(inputs)[0]
+    visual = inputs.input_ids == model.config.image_token_id
     other = inputs.attention_mask.bool() & ~visual
     assert torch.equal(acts[resid_hook(0)][other], acts["blocks.1.hook_in"][other])
     assert ((acts[resid_hook(0)] - acts["blocks.1.hook_in"])[visual].abs().amax(-1) > 1e-3).all()
