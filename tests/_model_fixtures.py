@@ -26,14 +26,21 @@ WORDS = [f"w{i}" for i in range(60)]
 D_MODEL = 32
 
 
-def make_tokenizer(with_bos: bool, extra_special: tuple[str, ...] = ()) -> PreTrainedTokenizerFast:
-    vocab = {w: i for i, w in enumerate([*SPECIALS, *WORDS, *extra_special])}
+def make_tokenizer(with_bos: bool, extra_special: tuple[str, ...] = (),
+                   named: dict[str, str] | None = None) -> PreTrainedTokenizerFast:
+    """The word-level test vocabulary plus special tokens; `named` ones are also reachable as attributes
+    (`tok.boi_token`, `tok.image_token`, ...), as some families' processors expect."""
+    named = named or {}
+    vocab = {w: i for i, w in enumerate([*SPECIALS, *WORDS, *extra_special, *named.values()])}
     tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tk.pre_tokenizer = pre_tokenizers.Whitespace()
     if with_bos:
         tk.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", vocab["<s>"])])
+    specials = {"extra_special_tokens": named} if named else {"additional_special_tokens": list(extra_special) or None}
     tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
-                                  unk_token="<unk>", additional_special_tokens=list(extra_special) or None)
+                                  unk_token="<unk>", **specials)
+    if named:  # transformers 5 drops additional_special_tokens given beside named ones
+        tok.add_tokens(list(extra_special), special_tokens=True)
     return tok
 
 

@@ -88,7 +88,7 @@ def test_a_generated_placeholder_is_an_ordinary_token_in_hooked_lmm(self_prompti
 
 
 def test_an_unsupported_architecture_lists_the_supported_ones(folder, tmp_path):
-    for arch, extra in [("FooForCausalLM", ""), ("Qwen2_5_VLForConditionalGeneration", "no family spec")]:
+    for arch, extra in [("FooForCausalLM", ""), ("Florence2ForConditionalGeneration", "no family spec")]:
         copy = tmp_path / arch
         shutil.copytree(folder, copy)
         config = json.loads((copy / "config.json").read_text())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from _bridge_fixtures import (
+    check_sae_with_error_term,
     hf_generate,
     max_logit_gap,
     random_images,
@@ -12,7 +13,6 @@ from _bridge_fixtures import (
 )
 from transformers import LlavaForConditionalGeneration
 
-import lmm_concepts as lc
 from lmm_concepts.models.bridge import BridgeLMM
 from lmm_concepts.models.interface import FINAL_HOOK, LMM, resid_hook
 
@@ -112,18 +112,4 @@ def test_capture_stops_early_and_the_lens_is_exact(model, inputs):
 
 
 def test_add_sae_with_error_term_leaves_logits_unchanged(model, inputs):
-    hook = resid_hook(0)
-    with torch.no_grad():
-        clean = model.logits(inputs)
-        Z = model.capture(inputs, [hook])[hook][inputs.attention_mask.bool()]
-    dico = lc.SemiNMF(n_concepts=4, l1=0.1).fit(Z)
-    model.add_sae(dico.to_sae(hook), use_error_term=True)
-    try:
-        with torch.no_grad():
-            logits = model.logits(inputs)
-            acts = model.capture(inputs, ["blocks.0.hook_out.hook_sae_acts_post"])
-    finally:
-        model.reset_saes()
-    assert (logits - clean).abs().max() <= 1e-5
-    codes = acts["blocks.0.hook_out.hook_sae_acts_post"][inputs.attention_mask.bool()]
-    torch.testing.assert_close(codes, dico.encode(Z), rtol=1e-4, atol=1e-4)
+    check_sae_with_error_term(model, inputs, resid_hook(0))
