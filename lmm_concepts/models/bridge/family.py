@@ -48,6 +48,8 @@ class FamilySpec:
     """Where the image tokens sit in the sequence (documentation)."""
     fallback_template: ClassVar[str] = "{image}\n{text}"
     """Prompt layout used when the processor carries no chat template."""
+    final_is: ClassVar[str] = "the text model's final norm output (HF's last hidden state), read by lm_head as is"
+    """What FINAL_HOOK ("final" in a store) holds for this family (documentation)."""
 
     # ------------------------------------------------------------------ prompts
     def image_marker(self, processor: Any) -> str:
@@ -119,7 +121,7 @@ class FamilySpec:
         """The README's row for this family."""
         return {"family": self.name, "architectures": ", ".join(self.architectures),
                 "image tokens": self.image_tokens_sit, "vision features": self.vision_features_hook,
-                "visual tokens": self.visual_tokens_hook}
+                "visual tokens": self.visual_tokens_hook, "final": self.final_is}
 
 
 _FAMILIES: dict[str, FamilySpec] = {}
