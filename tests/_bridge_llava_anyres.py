@@ -109,3 +109,16 @@ def save_llava_next_checkpoint(folder: Path, seed: int = 0) -> Path:
 
 def save_llava_onevision_checkpoint(folder: Path, seed: int = 0) -> Path:
     return save_checkpoint(folder, *tiny_llava_onevision(seed))
+
+
+def save_llava_next_generating_its_placeholder(folder: Path, prompts: list[str], images) -> Path:
+    """A tiny LLaVA-NeXT whose greedy caption of the last of `images` holds its own `<image>` token: the image
+    token's unembedding row is made twice that of the first token that row would generate."""
+    model, processor = tiny_llava_next()
+    processor.tokenizer.padding_side = "left"
+    batch = processor(text=prompts, images=images, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        first = model.generate(**batch, do_sample=False, max_new_tokens=1, pad_token_id=0)[-1, -1]
+        lm_head = model.get_output_embeddings().weight
+        lm_head[model.config.image_token_id] = 2 * lm_head[first]
+    return save_checkpoint(folder, model, processor)

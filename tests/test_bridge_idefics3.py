@@ -103,6 +103,15 @@ def test_hooks_of_the_describe_row(family, inputs):
     assert not bool(is_image[0, is_image[0].nonzero()[0]:is_image[0].nonzero()[-1]].all())  # not contiguous
 
 
+def test_default_prompt_is_the_chat_template(family, images):
+    model = family[1]
+    prompt = "<|im_start|>User:<image>Describe the image in one sentence.<end_of_utterance>\nAssistant:"
+    assert model.family.caption_prompt(model.processor) == prompt
+    inputs = model.build_inputs(images[:1])  # the square image: 4 tiles + the global view
+    tokens = model.tokenizer.convert_ids_to_tokens(inputs.input_ids[0].tolist())
+    assert tokens[:3] == ["<s>", "<|im_start|>", "User:"] and tokens[-2:] == ["<end_of_utterance>", "Assistant:"]
+    assert tokens.count("<image>") == 20 and tokens.count("<global-img>") == 1 and "<row_2_col_2>" in tokens
+
 def test_bad_input(family, images):
     model = family[1]
     with pytest.raises(ValueError, match="lacks the idefics3 image marker '<image>'"):

@@ -8,7 +8,12 @@ import pytest
 import torch
 from _bridge_checks import concat_gap, predicts_gap, sae_error_term_gap
 from _bridge_fixtures import hf_generate, max_logit_gap
-from _bridge_llava_anyres import anyres_images, save_llava_next_checkpoint, save_llava_onevision_checkpoint
+from _bridge_llava_anyres import (
+    anyres_images,
+    save_llava_next_checkpoint,
+    save_llava_next_generating_its_placeholder,
+    save_llava_onevision_checkpoint,
+)
 from _model_fixtures import make_tokenizer
 from transformers import (
     LlavaNextConfig,
@@ -146,6 +151,16 @@ def test_hooks_of_the_describe_row(family, inputs):
     torch.testing.assert_close(first, acts[row["visual tokens"]][0], rtol=0, atol=1e-6)
 
 
+def test_default_prompt_is_the_chat_template(family, images):
+    name, model, hf, _ = family
+    expected = {"llava_next": "USER: <image>\nDescribe the image in one sentence. ASSISTANT:",
+                "llava_onevision": "<|im_start|>user\n<image>\nDescribe the image in one sentence.<|im_end|>\n"
+                                   "<|im_start|>assistant\n"}
+    assert model.family.caption_prompt(model.processor) == expected[name]
+    inputs = model.build_inputs(images[:1])
+    counts = model.family.image_token_counts(model.config, inputs)
+    assert int((inputs.input_ids == hf.config.image_token_id).sum()) == int(counts[0]) > 16
+
 def test_bad_input(family, images):
     name, model, _, prompts = family
     with pytest.raises(ValueError, match=f"lacks the {name} image marker '<image>'"):
@@ -157,3 +172,23 @@ def test_bad_input(family, images):
     inputs = model.build_inputs(images[:1], prompts[0])
     with pytest.raises(ValueError, match="image placeholders .* needs"):  # cut through the image's placeholders
         model.logits(inputs.truncate(20))
+
+
+def test_a_generated_placeholder_is_an_ordinary_token(tmp_path, images):
+    """Rows whose images take different numbers of visual tokens: a generated `<image>` past a row's own count is
+    an ordinary token (HF generate's meaning), in the caption and when the whole sequence is run back."""
+    prompts = FAMILIES["llava_next"][2]
+    folder = save_llava_next_generating_its_placeholder(tmp_path / "self-prompting", prompts, images[:2])
+    model = BridgeLMM.from_folder(folder, device="cpu")
+    hf = LlavaNextForConditionalGeneration.from_pretrained(folder, attn_implementation="eager").eval()
+    inputs = model.build_inputs(images[:2], prompts)
+    ref = hf_generate(hf, inputs, 4, output_logits=True, return_dict_in_generate=True)
+    out = model.generate_from_inputs(inputs, max_new_tokens=4)
+    assert torch.equal(out.sequences[:, : ref.sequences.shape[1]], ref.sequences)
+    assert (out.generated_ids[1] == hf.config.image_token_id).any()  # the case under test happened
+    with torch.no_grad():
+        logits = model.logits(out.inputs())
+    steps, start = len(ref.logits), out.prompt_length
+    real = out.attention_mask[:, start: start + steps].bool()
+    gap = (logits[:, start - 1: start - 1 + steps] - torch.stack(ref.logits, dim=1))[real]
+    assert gap.abs().max() <= 1e-4
