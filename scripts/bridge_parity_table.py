@@ -1,6 +1,6 @@
 """Parity of the bridge backend with each family's own Hugging Face model, as a markdown table.
 
-Builds the tests' tiny random checkpoints (tests/_bridge_*.py: every 2-D weight redrawn with std 0.15), boots
+Builds the tests' tiny random checkpoints (tests/_bridge_cases.py: every 2-D weight redrawn with std 0.15), boots
 each through `BridgeLMM`, and measures on a left-padded batch of 2 images (prompts of different lengths; for the
 tiled families, images of different aspect ratios and tile counts), fp32 on CPU:
 - logits: max abs gap to HF's eager forward over the real positions;
@@ -10,7 +10,7 @@ tiled families, images of different aspect ratios and tile counts), fp32 on CPU:
 - concat: rows stacked by `ModelInputs.concat` (image tensors zero-padded) against each row alone;
 - sae: max abs logit change with a SemiNMF spliced in by `add_sae(..., use_error_term=True)`.
 
-    PYTHONPATH=. python scripts/bridge_parity_table.py [llava llava_next llava_onevision idefics3 smolvlm]
+    PYTHONPATH=. python scripts/bridge_parity_table.py [family ...]   (default: every family of CASES)
 """
 
 from __future__ import annotations
@@ -25,35 +25,22 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-import transformers as T  # noqa: E402
+from _bridge_cases import CASES, TILED  # noqa: E402
 from _bridge_checks import concat_gap, predicts_gap, sae_error_term_gap  # noqa: E402
-from _bridge_fixtures import hf_generate, max_logit_gap, random_images, save_llava_checkpoint  # noqa: E402
-from _bridge_idefics3 import save_idefics3_checkpoint, save_smolvlm_checkpoint  # noqa: E402
-from _bridge_llava_anyres import anyres_images, save_llava_next_checkpoint, save_llava_onevision_checkpoint  # noqa: E402
+from _bridge_fixtures import hf_generate, max_logit_gap, random_images  # noqa: E402
+from _bridge_llava_anyres import anyres_images  # noqa: E402
 
 from lmm_concepts.models.bridge import BridgeLMM  # noqa: E402
 from lmm_concepts.models.interface import FINAL_HOOK, resid_hook  # noqa: E402
 
-VICUNA = ["USER: <image>\nw1 w2 w3 ASSISTANT:", "USER: <image> ASSISTANT:"]
-QWEN = ["<|im_start|>user\n<image>\nw1 w2 w3<|im_end|>\n<|im_start|>assistant\n",
-        "<|im_start|>user\n<image><|im_end|>\n<|im_start|>assistant\n"]
-SMOLVLM = ["<|im_start|>User:<image>w1 w2 w3<end_of_utterance>\nAssistant:",
-           "<|im_start|>User:<image><end_of_utterance>\nAssistant:"]
-FAMILIES = {  # name -> (checkpoint builder, HF class, prompts, images)
-    "llava": (save_llava_checkpoint, T.LlavaForConditionalGeneration, VICUNA, random_images(2)),
-    "llava_next": (save_llava_next_checkpoint, T.LlavaNextForConditionalGeneration, VICUNA, anyres_images()[:2]),
-    "llava_onevision": (save_llava_onevision_checkpoint, T.LlavaOnevisionForConditionalGeneration, QWEN,
-                        anyres_images()[:2]),
-    "idefics3": (save_idefics3_checkpoint, T.Idefics3ForConditionalGeneration, SMOLVLM, anyres_images()[:2]),
-    "smolvlm": (save_smolvlm_checkpoint, T.Idefics3ForConditionalGeneration, SMOLVLM, anyres_images()[:2]),
-}
-
 
 def measure(name: str, root: Path) -> str:
-    save, hf_class, prompts, images = FAMILIES[name]
-    folder = save(root / name)
+    case = CASES[name]
+    prompts = list(case.prompts)
+    images = anyres_images()[:2] if name in TILED else random_images(2)
+    folder = case.save(root / name)
     model = BridgeLMM.from_folder(folder, device="cpu")
-    hf = hf_class.from_pretrained(folder, attn_implementation="eager").eval()
+    hf = case.hf_class.from_pretrained(folder, attn_implementation="eager").eval()
     inputs = model.build_inputs(images, prompts)
     logits = max_logit_gap(model, hf, inputs)
     same = {}
@@ -74,18 +61,18 @@ def measure(name: str, root: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("families", nargs="*", help=f"any of {list(FAMILIES)} (default: all)")
+    parser.add_argument("families", nargs="*", help=f"any of {list(CASES)} (default: all)")
     args = parser.parse_args()
-    unknown = sorted(set(args.families) - set(FAMILIES))
+    unknown = sorted(set(args.families) - set(CASES))
     if unknown:
-        parser.error(f"unknown families {unknown}; choose among {list(FAMILIES)}")
+        parser.error(f"unknown families {unknown}; choose among {list(CASES)}")
     torch.set_num_threads(1)
     print("| family | logits max abs gap | greedy = HF | beam 3 = HF | predicts gap | concat gap | SAE (error term) "
           "logit change | left padding per row | tiles (max per row) |")
     print("|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for name in args.families or FAMILIES:
+        for name in args.families or CASES:
             print(measure(name, Path(tmp)), flush=True)
 
 
