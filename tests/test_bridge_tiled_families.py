@@ -152,6 +152,17 @@ def test_hooks_of_the_describe_row(loaded, inputs):
         assert not is_image[first: last + 1].all()
 
 
+def test_final_is_what_the_unembedding_reads(loaded, inputs):
+    """FINAL_HOOK ("final") is the final norm's output: the lens on it gives the logits, and the lens's final_norm
+    on the last block's output gives it."""
+    model = loaded.model
+    with torch.no_grad():
+        acts = model.capture(inputs, [FINAL_HOOK, resid_hook(model.n_layers - 1)])
+        torch.testing.assert_close(model.unembed_vectors(acts[FINAL_HOOK], use_bias=True), model.logits(inputs),
+                                   rtol=0, atol=1e-5)
+        torch.testing.assert_close(model.final_norm(acts[resid_hook(model.n_layers - 1)]), acts[FINAL_HOOK],
+                                   rtol=0, atol=1e-6)
+
 def test_default_prompt_is_the_chat_template(loaded, images):
     model = loaded.model
     assert model.family.caption_prompt(model.processor) == loaded.case.default_prompt
