@@ -2,7 +2,6 @@
 
 - `predicts_gap`: the vectors a store keeps ("predicts" positions of the generated tokens, read by `capture` on
   `generate(...).inputs()`, a left-padded batch) against each image recomputed alone, unpadded;
-- `sae_error_term_gap`: logits with a dictionary spliced in by sae-lens's `add_sae(use_error_term=True)`;
 - `concat_gap`: rows built one by one and stacked with `ModelInputs.concat` (image tensors zero-padded, e.g. to
   the largest tile count) against each row alone.
 """
@@ -13,7 +12,6 @@ from collections.abc import Sequence
 
 import torch
 
-import lmm_concepts as lc
 from lmm_concepts.models.interface import GenerationOutput, ModelInputs
 
 
@@ -43,25 +41,6 @@ def predicts_gap(model, out: GenerationOutput, images: Sequence, prompts: Sequen
             ref = acts[name][0, length - 1: length - 1 + len(generated)]
             gap = max(gap, float((ours - ref).abs().max()))
     return gap
-
-
-def sae_error_term_gap(model, inputs: ModelInputs, hook: str) -> tuple[float, float]:
-    """(max abs logit change with a fitted SemiNMF spliced in at `hook` with its error term, max abs gap between
-    the SAE's codes there and the dictionary's own encoding of the same activations)."""
-    with torch.no_grad():
-        clean = model.logits(inputs)
-        Z = model.capture(inputs, [hook])[hook][inputs.attention_mask.bool()]
-    dico = lc.SemiNMF(n_concepts=4, l1=0.1).fit(Z)
-    acts_name = f"{model.hook_dict[hook].name}.hook_sae_acts_post"  # the SAE sits at the canonical name
-    model.add_sae(dico.to_sae(hook), use_error_term=True)
-    try:
-        with torch.no_grad():
-            logits = model.logits(inputs)
-            codes = model.capture(inputs, [acts_name])[acts_name]
-    finally:
-        model.reset_saes()
-    codes = codes[inputs.attention_mask.bool()]
-    return float((logits - clean).abs().max()), float((codes - dico.encode(Z)).abs().max())
 
 
 def concat_gap(model, images: Sequence, prompts: Sequence[str]) -> float:

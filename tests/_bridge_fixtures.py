@@ -116,3 +116,24 @@ def save_llava_generating_its_placeholder(folder: Path, prompts: list[str], imag
         lm_head = model.get_output_embeddings().weight
         lm_head[model.config.image_token_id] = 2 * lm_head[first]
     return save_checkpoint(folder, model, processor)
+
+
+def check_sae_with_error_term(model, inputs, hook: str = "blocks.0.hook_resid_post") -> None:
+    """sae-lens's `add_sae(dico.to_sae(hook), use_error_term=True)` on the model leaves its logits unchanged, and
+    the SAE's codes there are the dictionary's own (a Semi-NMF fitted on the hook's activations)."""
+    import lmm_concepts as lc
+
+    with torch.no_grad():
+        clean = model.logits(inputs)
+        Z = model.capture(inputs, [hook])[hook][inputs.attention_mask.bool()]
+    dico = lc.SemiNMF(n_concepts=4, l1=0.1).fit(Z)
+    codes_hook = f"{model.hook_dict[hook].name}.hook_sae_acts_post"  # the SAE sits at the canonical name
+    model.add_sae(dico.to_sae(hook), use_error_term=True)
+    try:
+        with torch.no_grad():
+            logits = model.logits(inputs)
+            acts = model.capture(inputs, [codes_hook])
+    finally:
+        model.reset_saes()
+    assert (logits - clean).abs().max() <= 1e-5
+    torch.testing.assert_close(acts[codes_hook][inputs.attention_mask.bool()], dico.encode(Z), rtol=1e-4, atol=1e-4)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import pytest
 import torch
 from _bridge_cases import CASES, TILED, VICUNA, Case
-from _bridge_checks import concat_gap, predicts_gap, sae_error_term_gap
-from _bridge_fixtures import hf_generate, max_logit_gap
+from _bridge_checks import concat_gap, predicts_gap
+from _bridge_fixtures import check_sae_with_error_term, hf_generate, max_logit_gap
 from _bridge_llava_anyres import anyres_images, save_llava_next_generating_its_placeholder
 from _model_fixtures import make_tokenizer
 from transformers import (
@@ -130,8 +130,7 @@ def test_rows_with_different_tile_counts_stack(loaded, images):
 
 
 def test_add_sae_with_error_term_leaves_logits_unchanged(loaded, inputs):
-    logit_gap, code_gap = sae_error_term_gap(loaded.model, inputs, resid_hook(0))
-    assert logit_gap <= 1e-5 and code_gap <= 1e-4
+    check_sae_with_error_term(loaded.model, inputs, resid_hook(0))
 
 
 def test_hooks_of_the_describe_row(loaded, inputs):

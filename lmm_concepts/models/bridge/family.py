@@ -48,8 +48,9 @@ class FamilySpec:
     """Where the image tokens sit in the sequence (documentation)."""
     fallback_template: ClassVar[str] = "{image}\n{text}"
     """Prompt layout used when the processor carries no chat template."""
-    final_is: ClassVar[str] = "the text model's final norm output (HF's last hidden state), read by lm_head as is"
-    """What FINAL_HOOK ("final" in a store) holds for this family (documentation)."""
+    final_hook_is: ClassVar[str] = ("the output of the language model's final norm, HF's last hidden state; "
+                                    "logits = final @ W_U (+ b_U)")
+    """What `FINAL_HOOK` (store layer "final") holds for this family (documentation)."""
 
     # ------------------------------------------------------------------ prompts
     def image_marker(self, processor: Any) -> str:
@@ -121,7 +122,7 @@ class FamilySpec:
         """The README's row for this family."""
         return {"family": self.name, "architectures": ", ".join(self.architectures),
                 "image tokens": self.image_tokens_sit, "vision features": self.vision_features_hook,
-                "visual tokens": self.visual_tokens_hook, "final": self.final_is}
+                "visual tokens": self.visual_tokens_hook, "final": self.final_hook_is}
 
 
 _FAMILIES: dict[str, FamilySpec] = {}

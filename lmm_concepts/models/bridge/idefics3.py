@@ -33,7 +33,7 @@ class Idefics3Family(FamilySpec):
                         "<fake_token_around_image>, a <row_r_col_c> or <global-img> tag, then image_seq_len "
                         "placeholders (not contiguous: the tags sit between tiles); 169 per tile on "
                         "Idefics3-8B, 81 on SmolVLM-Instruct")
-    final_is = ("the text model's final RMSNorm output (model.text_model.norm; Llama, or SmolLM on SmolVLM), read by "
+    final_hook_is = ("the text model's final RMSNorm output (model.text_model.norm; Llama, or SmolLM on SmolVLM), read by "
                 "lm_head (no bias; tied to the token embedding on SmolVLM)")
 
     def image_token_counts(self, config: Any, inputs: ModelInputs) -> Int[Tensor, " batch"]:

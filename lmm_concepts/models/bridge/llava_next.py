@@ -30,7 +30,7 @@ class LlavaNextFamily(LlavaFamily):
                         "(2928 tokens for a 672x672 image on LLaVA-1.6 at 336 px). vision_projector.hook_out holds "
                         "them per tile [tiles, patches, d_model], before un-padding and newlines; as placed in the "
                         "sequence they are blocks.0.hook_resid_pre at the placeholders")
-    final_is = "the text model's final RMSNorm output (model.language_model.norm), read by lm_head (no bias, no cap)"
+    final_hook_is = "the text model's final RMSNorm output (model.language_model.norm), read by lm_head (no bias, no cap)"
 
     def image_token_counts(self, config: Any, inputs: ModelInputs) -> Int[Tensor, " batch"]:
         """Visual tokens of each row's image, from its `image_sizes` as HF's `pack_image_features` lays them out:

@@ -21,7 +21,7 @@ class LlavaOnevisionFamily(LlavaNextFamily):
                         "budget), row by row, each row ending with the newline vector. vision_projector.hook_out "
                         "holds them per tile [tiles, patches, d_model], before un-padding, shrinking and newlines; "
                         "as placed in the sequence they are blocks.0.hook_resid_pre at the placeholders")
-    final_is = "the Qwen2 text model's final RMSNorm output (model.language_model.norm), read by lm_head (no bias)"
+    final_hook_is = "the Qwen2 text model's final RMSNorm output (model.language_model.norm), read by lm_head (no bias)"
 
     def _feature_map(self, config: Any, height: int, width: int, side: int) -> tuple[int, int]:
         """LLaVA-NeXT's un-padded map, then HF's `anyres_max_N` cap: past N tiles' worth of features (by more than
