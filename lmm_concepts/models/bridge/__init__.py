@@ -4,8 +4,8 @@ the family does differently, registered by the HF architecture names of its `con
 
 from lmm_concepts.models.bridge import idefics3 as _idefics3  # noqa: F401  (registers its family)
 from lmm_concepts.models.bridge import llava as _llava  # noqa: F401  (registers its family)
-from lmm_concepts.models.bridge import llava_next as _llava_next  # noqa: F401
-from lmm_concepts.models.bridge import llava_onevision as _llava_onevision  # noqa: F401
+from lmm_concepts.models.bridge import llava_next as _llava_next  # noqa: F401  (registers its family)
+from lmm_concepts.models.bridge import llava_onevision as _llava_onevision  # noqa: F401  (registers its family)
 from lmm_concepts.models.bridge.bridge_lmm import BridgeLMM
 from lmm_concepts.models.bridge.family import (
     CAPTION_INSTRUCTION,
