@@ -20,15 +20,17 @@ from jaxtyping import Float
 from torch import Tensor
 
 from lmm_concepts.dictionary.base import ArrayLike, ConceptDictionary
+from lmm_concepts.dictionary.l1_rule import L1Penalty, L1Rule
 from lmm_concepts.dictionary.saes.semi_nmf_sae import encode_semi_nmf
 
 
-class NMF(ConceptDictionary):
+class NMF(L1Penalty, ConceptDictionary):
     """Non-negative matrix factorisation in torch (HALS), with the Semi-NMF objective's constants.
 
     Args:
         n_concepts: K.
-        l1: L1 weight on the codes (0: plain NMF).
+        l1: L1 weight on the codes (0: plain NMF), or a rule that sets it from the training data ("rms:0.1",
+            "active:8"; see `l1_rule.py`).
         max_iter: cap on HALS sweeps.
         tol: stop when the objective falls by less than tol (relative) in a sweep.
         seed: seed of the random non-negative start (scikit-learn's "random" init scaling).
@@ -40,7 +42,7 @@ class NMF(ConceptDictionary):
         self,
         n_concepts: int,
         *,
-        l1: float = 0.0,
+        l1: float | str | L1Rule = 0.0,
         max_iter: int = 500,
         tol: float = 1e-5,
         seed: int = 0,
@@ -51,9 +53,7 @@ class NMF(ConceptDictionary):
         dtype: torch.dtype = torch.float32,
     ):
         super().__init__(n_concepts, device=device, dtype=dtype)
-        if l1 < 0:
-            raise ValueError(f"l1 must be >= 0, got {l1}")
-        self.l1 = l1
+        self._init_l1(l1)
         self.max_iter = max_iter
         self.tol = tol
         self.seed = seed
@@ -80,6 +80,7 @@ class NMF(ConceptDictionary):
     def fit(self, Z: ArrayLike) -> NMF:
         Z = self._as_tensor(Z, fitting=True)
         self._check_nonnegative(Z)
+        self._fit_l1(Z, self._probe, seed=self.seed)
         n, d = Z.shape
         K = self.n_concepts
         gen = torch.Generator(device="cpu").manual_seed(self.seed)
@@ -111,6 +112,11 @@ class NMF(ConceptDictionary):
             W = torch.where(norms > 0, W / norms.clamp_min(eps), W)
         self.W_dec = W.contiguous()
         return self
+
+    def _probe(self, Z: Tensor, l1: float) -> Tensor:
+        """Codes of Z after an NMF fit at penalty l1 (what an "active:k" rule measures)."""
+        params = {**self.get_params(), "l1": l1, "tol": max(self.tol, 1e-4)}
+        return NMF(**params, device=Z.device, dtype=Z.dtype).fit(Z).encode(Z)
 
     def encode(self, Z: ArrayLike) -> Float[Tensor, "n n_concepts"]:
         """Non-negative (lasso) codes of new data for the fixed non-negative concepts, as the Semi-NMF SAE."""
