@@ -17,6 +17,7 @@ Objectives are all computed the same way, in float64, from the dictionary and th
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import time
 import warnings
@@ -335,7 +336,10 @@ def run_capped(fn, cap_s: float):
     parent, child = ctx.Pipe(duplex=False)
 
     def target():
-        child.send(fn())
+        run = fn()
+        # plain numpy over the pipe: torch would share the tensor's memory with a process about to exit
+        W = None if run.W_dec is None else run.W_dec.numpy()
+        child.send((dataclasses.replace(run, W_dec=None), W))
         child.close()
 
     proc = ctx.Process(target=target, daemon=True)
@@ -344,6 +348,9 @@ def run_capped(fn, cap_s: float):
     if result is None and proc.is_alive():
         proc.kill()
     proc.join()
+    if result is not None:
+        run, W = result
+        result = dataclasses.replace(run, W_dec=None if W is None else torch.from_numpy(W))
     return result
 
 
