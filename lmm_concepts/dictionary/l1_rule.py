@@ -36,6 +36,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from lmm_concepts.dictionary.lasso import rms_norm
+
 RuleKind = Literal["absolute", "rms", "active"]
 #: codes [m, K] of the rows Z_s [m, d] after fitting them with penalty l1: how "active" measures a probe
 Probe = Callable[[Float[Tensor, "m d"], float], Float[Tensor, "m K"]]
@@ -115,15 +117,6 @@ class L1Rule:
 
     def __str__(self) -> str:
         return f"{self.value:g}" if self.is_absolute else f"{self.kind}:{self.value:g}"
-
-
-def rms_norm(Z: Float[Tensor, "n d"]) -> float:
-    """√(Σ_i ‖z_i‖² / n), accumulated in float64 over blocks of rows (no squared copy of Z)."""
-    total = 0.0
-    for start in range(0, Z.shape[0], 8192):
-        block = Z[start : start + 8192].double()
-        total += float(torch.linalg.vecdot(block, block).sum())
-    return math.sqrt(total / max(Z.shape[0], 1))
 
 
 def resolve_l1(

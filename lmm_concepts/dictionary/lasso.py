@@ -38,6 +38,37 @@ LassoMethod = Literal["auto", "cd", "fista", "active_set"]
 CD_MAX_CONCEPTS = 64
 
 
+#: data whose largest |entry| lies in this window is used as it is; outside it, fits and `nonneg_lasso` work on
+#: Z/s for a power of two s near the RMS row norm (exact in floating point): float32 squares overflow from ~1e19
+#: and the solvers' absolute floors (1e-30) bite on tiny data
+SAFE_SCALE = (2.0**-20, 2.0**20)
+
+
+def rms_norm(Z: Float[Tensor, "n d"]) -> float:
+    """√(Σ_i ‖z_i‖² / n), accumulated in float64 over blocks of rows (no float32 squares, no full copy of Z)."""
+    total = 0.0
+    for start in range(0, Z.shape[0], 1024):
+        block = Z[start : start + 1024].double()
+        total += float(torch.linalg.vecdot(block, block).sum())
+    return math.sqrt(total / max(Z.shape[0], 1))
+
+
+def data_scale(Z: Float[Tensor, "n d"]) -> float:
+    """1.0 for data of ordinary scale (largest |entry| within `SAFE_SCALE`); otherwise the power of two nearest the
+    RMS row norm, to divide Z by.
+
+    Why dividing is exact: the objective of Z/s with l1/s is the objective of Z with l1, divided by s², with the
+    same dictionary and the codes divided by s (Z → c·Z, l1 → c·l1 scales ½‖Z − V·W‖² + l1·ΣV by c²)."""
+    if Z.numel() == 0 or not Z.is_floating_point():
+        return 1.0
+    lo, hi = (float(x) for x in Z.aminmax())
+    biggest = max(abs(lo), abs(hi))
+    if not math.isfinite(biggest) or biggest == 0 or SAFE_SCALE[0] <= biggest <= SAFE_SCALE[1]:
+        return 1.0
+    rms = rms_norm(Z)
+    return 2.0 ** round(math.log2(rms)) if 0 < rms < math.inf else 1.0
+
+
 # ---------------------------------------------------------------------------------------------- codes
 def nonneg_lasso(
     Z: Float[Tensor, "n d"],
@@ -64,6 +95,11 @@ def nonneg_lasso(
             f"Z [n, d] and W_dec [K, d] must share d; got {tuple(Z.shape)} and {tuple(W_dec.shape)}"
         )
     W_dec = W_dec.to(Z)
+    scale = data_scale(Z)
+    if scale != 1.0:  # extreme scales: the codes of Z/s with l1/s, times s (exact: s is a power of two)
+        V0 = V0 / scale if V0 is not None else None
+        V = nonneg_lasso(Z / scale, W_dec, l1 / scale, V0=V0, max_iter=max_iter, tol=tol, method=method)
+        return V * scale
     G = W_dec @ W_dec.T
     cd = method == "cd" or (method == "auto" and W_dec.shape[0] <= CD_MAX_CONCEPTS)
     C = (W_dec @ Z.T).T if cd else Z @ W_dec.T  # coordinate descent reads columns of C
@@ -448,13 +484,12 @@ def reseed_atoms(
     n_dead = int(dead.sum().item())
     if n_dead == 0:
         return W_dec
-    norms = torch.linalg.vector_norm(candidates, dim=1)
-    usable = candidates[norms > 0]
+    usable = candidates[candidates.abs().amax(dim=1) > 0]
     n_new = min(n_dead, usable.shape[0])
     W = W_dec.clone()
     if n_new:
         idx = dead.nonzero().flatten()[:n_new]
-        W[idx] = (usable[:n_new] / torch.linalg.vector_norm(usable[:n_new], dim=1, keepdim=True)).to(W)
+        W[idx] = _unit_rows(usable[:n_new]).to(W)
     return W
 
 
@@ -564,9 +599,13 @@ def init_random(
 
 
 def _unit_rows(X: Tensor) -> Tensor:
+    """Rows of X divided by their norm; each row is first divided by its largest |entry|, so rows of extreme scale
+    (squares under- or overflowing) come out of unit norm too."""
+    peak = X.abs().amax(dim=1, keepdim=True)
+    X = X / peak.clamp_min(torch.finfo(X.dtype).tiny)
     norms = torch.linalg.vector_norm(X, dim=1, keepdim=True)
     out = X / norms.clamp_min(torch.finfo(X.dtype).tiny)
-    zero = norms.squeeze(1) == 0
+    zero = peak.squeeze(1) == 0
     if zero.any():  # a zero sample gives no direction: use a basis vector instead of NaN
         out[zero] = 0
         out[zero, 0] = 1

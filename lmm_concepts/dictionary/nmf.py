@@ -37,6 +37,7 @@ class NMF(L1Penalty, ConceptDictionary):
     """
 
     architecture: ClassVar[str] = "semi_nmf"
+    max_atom_norm: ClassVar[float | None] = 1.0
 
     def __init__(
         self,
@@ -74,8 +75,8 @@ class NMF(L1Penalty, ConceptDictionary):
     def objective(self, Z: ArrayLike) -> float:
         """½‖Z − V·W_dec‖² + l1·ΣV at V = encode(Z)."""
         Z = self._as_tensor(Z, fitting=False)
-        V = self.encode(Z)
-        return float(0.5 * (Z - V @ self.W_dec).pow(2).sum() + self.l1 * V.sum())
+        V = self.encode(Z).double()
+        return float(0.5 * (Z.double() - V @ self.W_dec.double()).pow(2).sum() + self.l1 * V.sum())
 
     def fit(self, Z: ArrayLike) -> NMF:
         Z = self._as_tensor(Z, fitting=True)
@@ -84,9 +85,11 @@ class NMF(L1Penalty, ConceptDictionary):
         n, d = Z.shape
         K = self.n_concepts
         gen = torch.Generator(device="cpu").manual_seed(self.seed)
-        scale = (Z.mean() / K).sqrt()
-        V = (scale * torch.randn(n, K, generator=gen, dtype=Z.dtype).abs()).to(Z.device)
-        W = (scale * torch.randn(K, d, generator=gen, dtype=Z.dtype).abs()).to(Z.device)
+        # random non-negative factors whose product is about the data's mean, as scikit-learn's "random" start, but
+        # with the data's scale in the codes only (concepts of norm ~1), so Z -> c·Z, l1 -> c·l1 gives the same
+        # concepts and c times the codes
+        W = (torch.randn(K, d, generator=gen, dtype=Z.dtype).abs() / d**0.5).to(Z.device)
+        V = (torch.randn(n, K, generator=gen, dtype=Z.dtype).abs() * (Z.mean() * d**0.5 / (0.64 * K))).to(Z.device)
         if self.l1 > 0:
             W = W / W.norm(dim=1, keepdim=True).clamp_min(1.0)
         eps = torch.finfo(Z.dtype).tiny
@@ -112,6 +115,11 @@ class NMF(L1Penalty, ConceptDictionary):
             W = torch.where(norms > 0, W / norms.clamp_min(eps), W)
         self.W_dec = W.contiguous()
         return self
+
+    def _rescale(self, c: float) -> None:
+        if not isinstance(self.l1, str):
+            self.l1 = self.l1 * c
+        self.objective_history_ = [h * c * c for h in self.objective_history_]
 
     def _probe(self, Z: Tensor, l1: float) -> Tensor:
         """Codes of Z after an NMF fit at penalty l1 (what an "active:k" rule measures)."""

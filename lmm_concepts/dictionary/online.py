@@ -44,6 +44,7 @@ from lmm_concepts.dictionary.distributed import Comm, RankFailure
 from lmm_concepts.dictionary.l1_rule import L1Penalty, L1Rule
 from lmm_concepts.dictionary.lasso import (
     CD_MAX_CONCEPTS,
+    data_scale,
     init_kmeanspp,
     init_random,
     init_svd,
@@ -132,6 +133,8 @@ class OnlineSemiNMF(L1Penalty, ConceptDictionary):
     """
 
     architecture = "semi_nmf"
+    max_atom_norm = 1.0
+    rescales_itself = True  # streamed: each batch is divided by the scale found on the start rows
 
     def __init__(
         self,
@@ -204,11 +207,20 @@ class OnlineSemiNMF(L1Penalty, ConceptDictionary):
             )
         comm.check_same_rows(source.n_rows, source.d, source.dtype, same_n_rows=True, device=device)
         schedule = Schedule(source.n_rows, cfg.batch_size, cfg.block_rows, cfg.seed, cfg.shuffle)
+        self._scale = 1.0
         try:
             pool = self._pool(source, schedule, device)
+            # data of extreme scale is fitted as Z/s (every batch divided as it is read), s from the start rows
+            scale = torch.tensor([data_scale(pool)], dtype=torch.float64, device=device)
+            self._scale = float(comm.broadcast(scale, src=0)[0])
+            pool = pool / self._scale
             self._resolve_rule(pool, comm)
-            state = self._resume(source, comm, device) or self._start(pool, comm, device)
-            self._run(source, schedule, pool, state, comm, device)
+            self._rescale(1.0 / self._scale)
+            try:
+                state = self._resume(source, comm, device) or self._start(pool, comm, device)
+                self._run(source, schedule, pool, state, comm, device)
+            finally:
+                self._rescale(self._scale)
         except RankFailure:
             raise
         except BaseException as err:
@@ -216,12 +228,18 @@ class OnlineSemiNMF(L1Penalty, ConceptDictionary):
             raise
         return self
 
+    def _rescale(self, c: float) -> None:
+        if not isinstance(self.l1, str):
+            self.l1 = self.l1 * c
+        self.history_ = [h * c * c for h in self.history_]
+
     def _resolve_rule(self, pool: Tensor, comm: Comm) -> None:
-        """A data-relative l1 rule resolved on the start rows (training data only), rank 0's value everywhere."""
+        """A data-relative l1 rule resolved on the start rows (training data only, already divided by the data's
+        scale), rank 0's value everywhere, kept in the units of the data."""
         if self.l1_rule is None:
             return
-        l1 = torch.tensor([self._fit_l1(pool, semi_nmf_probe(self.n_concepts, self.config.seed), seed=self.config.seed)], dtype=torch.float64,
-                          device=pool.device)
+        l1 = self._fit_l1(pool, semi_nmf_probe(self.n_concepts, self.config.seed), seed=self.config.seed)
+        l1 = torch.tensor([l1 * self._scale], dtype=torch.float64, device=pool.device)
         self.l1 = float(comm.broadcast(l1, src=0)[0])
 
     def _pool(self, source: RowSource, schedule: Schedule, device: torch.device) -> Tensor:
@@ -263,6 +281,8 @@ class OnlineSemiNMF(L1Penalty, ConceptDictionary):
                 else:  # data already on the device: counted here, checked once per epoch
                     bad_rows += (~torch.isfinite(Z_local)).any(dim=1).sum()
                 Z = Z_local.to(device=device, dtype=self.dtype, non_blocking=True)
+                if self._scale != 1.0:
+                    Z = Z / self._scale
                 W = st.W_dec
                 V = self._codes(Z, W)
                 # this rank's statistics, packed for one all-reduce: A_b, B_b, ½‖Z‖², ΣV, rows
@@ -386,6 +406,6 @@ class OnlineSemiNMF(L1Penalty, ConceptDictionary):
             Zb = self._as_tensor(source.read(start, min(start + batch_size, source.n_rows)), fitting=False)
             Zb = Zb.to(self._stat_dtype)
             V = self.encode(Zb)
-            R = Zb - V @ self.W_dec.to(Zb)
+            R = Zb.double() - V.double() @ self.W_dec.double()  # float64: squares of extreme data stay finite
             total += float(0.5 * (R * R).sum(dtype=torch.float64) + self.l1 * V.sum(dtype=torch.float64))
         return total

@@ -24,6 +24,7 @@ class RandomDictionary(L1Penalty, ConceptDictionary):
     sets it from the training data: "rms:0.1", "active:8"; see `l1_rule.py`)."""
 
     architecture: ClassVar[str] = "semi_nmf"
+    max_atom_norm: ClassVar[float | None] = 1.0
 
     def __init__(
         self,
@@ -51,6 +52,10 @@ class RandomDictionary(L1Penalty, ConceptDictionary):
         self.W_dec = (W / W.norm(dim=1, keepdim=True)).to(device=Z.device, dtype=Z.dtype)
         self._fit_l1(Z, lambda Zs, l1: nonneg_lasso(Zs, self.W_dec, l1), seed=self.seed)
         return self
+
+    def _rescale(self, c: float) -> None:
+        if not isinstance(self.l1, str):
+            self.l1 = self.l1 * c
 
     def encode(self, Z: ArrayLike) -> Float[Tensor, "n n_concepts"]:
         Z = self._as_tensor(Z, fitting=False)

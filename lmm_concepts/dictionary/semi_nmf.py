@@ -139,6 +139,7 @@ class SemiNMF(L1Penalty, ConceptDictionary):
 
     architecture = "semi_nmf"
     signed_codes = False
+    max_atom_norm = 1.0
 
     def __init__(
         self,
@@ -274,6 +275,9 @@ class SemiNMF(L1Penalty, ConceptDictionary):
             )
         self.W_dec = state.W.contiguous()
         self.history_ = path.history
+        # the objective is ½‖Z‖² − ⟨W_decᵀ, B⟩ + ½⟨G, A⟩ + l1·ΣV from float32 statistics: its rounding is a fraction
+        # of ½‖Z‖², however small the objective itself
+        self.history_rounding_ = path.slack * 0.5 * path.sq_norm_Z
         self.history_seconds_ = path.seconds
         self.n_iter_ = len(path.history)
         self.stop_reason_ = stop_reason
@@ -451,6 +455,13 @@ class SemiNMF(L1Penalty, ConceptDictionary):
         idx = torch.topk(err, min(m, Z.shape[0])).indices
         return Z[idx] - V[idx] @ W
 
+    def _rescale(self, c: float) -> None:
+        if not isinstance(self.l1, str):  # a rule not yet resolved has no units
+            self.l1 = self.l1 * c
+        self.history_ = [h * c * c for h in self.history_]
+        if hasattr(self, "history_rounding_"):
+            self.history_rounding_ *= c * c
+
     # ----------------------------------------------------------------- inference
     def encode(self, Z: ArrayLike) -> Float[Tensor, "n n_concepts"]:
         """Codes V = argmin_{V>=0} ½‖Z − V·W_dec‖² + l1·ΣV for new data Z [n, d]."""
@@ -467,9 +478,9 @@ class SemiNMF(L1Penalty, ConceptDictionary):
     def objective(self, Z: ArrayLike) -> float:
         """½‖Z − V·W_dec‖²_F + l1·ΣV at the codes V = encode(Z) (float64 accumulation)."""
         Z = self._as_tensor(Z, fitting=False)
-        V = self.encode(Z)
-        R = Z - V @ self.W_dec
-        return float(0.5 * (R * R).sum(dtype=torch.float64) + self.l1 * V.sum(dtype=torch.float64))
+        V = self.encode(Z).double()
+        R = Z.double() - V @ self.W_dec.double()  # float64: squares of data of extreme scale stay finite
+        return float(0.5 * (R * R).sum() + self.l1 * V.sum())
 
     @property
     def objective_(self) -> float:
