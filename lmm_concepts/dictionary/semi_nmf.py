@@ -10,15 +10,25 @@ Objective (exactly scikit-learn's `DictionaryLearning(positive_code=True, alpha=
     f(V, W_dec) = ½‖Z − V·W_dec‖²_F + l1·ΣV,    V >= 0,  ‖u_k‖₂ <= 1
 
 `l1` = scikit-learn's `alpha` = SPAMS's `lambda1`; the paper writes ‖Z − VU‖² + λ‖V‖₁, so its λ = 2·l1.
+`l1` has the units of Z (Z → c·Z with l1 → c·l1 scales f by c² and leaves W_dec unchanged): a number is used as
+it is; "rms:0.1" or "active:8" set it from the training data (`l1_rule.py`), and the fit keeps the value it used.
 
 Solver: alternating minimisation, full batch, every step a GEMM on the Gram matrix:
   codes       V ← argmin_{V>=0} f(·, W_dec)   warm-started non-negative lasso (`lasso.nonneg_lasso_gram`)
-  dictionary  Mairal's block-coordinate step on A = VᵀV, B = ZᵀV with projection onto the unit ball,
-              never-used atoms re-seeded from the worst-reconstructed samples' residuals
+  dictionary  the exact minimiser over ‖u_k‖ <= 1 from A = VᵀV, B = ZᵀV, by Newton's method on its Lagrange
+              dual (`lasso.solve_dictionary`); never-used atoms re-seeded from the worst-reconstructed
+              samples' residuals
 Both steps are exact block minimisations (or never-worse warm starts), so the objective never increases.
 The iterations start near the solution: from the same fit on a random subset of the rows (coarse to fine),
 or, on less data, after passes of online mini-batch updates (Mairal et al. 2010); most of the descent then
 costs a fraction of a full-batch iteration per dictionary move.
+
+Local optima: alternating minimisation stops where two atoms split one concept (cosine ≈ 0.7) or one atom is
+barely used while another concept has no atom (measured on planted data: 1-2 of 24 concepts missed on 5 of 8
+seeds). After the first iteration and at every plateau the fit proposes a move (`escape.py`): drop the atom whose
+removal costs least (codes re-solved without it) for the residual direction that would explain most, when the
+second exceeds the first; it keeps the move only if the objective, re-converged, ends lower, and goes on while
+moves help. On a good solution no move is predicted and the check costs a fraction of an iteration.
 """
 
 from __future__ import annotations
@@ -102,8 +112,12 @@ class SemiNMF(L1Penalty, ConceptDictionary):
 
     Args:
         n_concepts: K, the number of concept vectors.
-        l1: weight of ΣV (scikit-learn's `alpha`; the paper's λ = 2·l1). The reference code uses 1.0.
-        max_iter: most alternating iterations (code step + dictionary step).
+        l1: weight of ΣV (scikit-learn's `alpha`; the paper's λ = 2·l1). The reference code uses 1.0. Or a rule
+            that sets it from the training data: "rms:0.1" (0.1 × the rows' RMS norm, the same at any scale) or
+            "active:8" (8 active concepts per sample on average; a few small fits to find it). After `fit`, `l1`
+            (and `l1_`) is the absolute value used, `l1_rule` the rule; a saved dictionary keeps both.
+        max_iter: most kept alternating iterations (code step + dictionary step); a move's rejected trial adds at
+            most `_TRIAL_MAX_ITER` (20) more.
         tol: stop when one iteration lowers the objective by less than `tol` times its value.
         init: start for W_dec: "svd" (top singular vectors, each signed towards the data), "kmeans++",
             "random" (random samples), "auto" (random samples before a warm-up, as online learners start, else
@@ -113,28 +127,29 @@ class SemiNMF(L1Penalty, ConceptDictionary):
         device, dtype: where and in which precision to fit (defaults: the data's device, float32).
         code_iter: most inner sweeps of the code solver per iteration (warm-started, so a few suffice);
             default 5 for K <= 64, else 3.
-        dict_sweeps: block-coordinate sweeps over the atoms per dictionary step; default 3 for K <= 64, else 2.
+        dict_sweeps: block-coordinate sweeps over the atoms of the dictionary step, in the rare case its exact
+            (dual Newton) solve fails; default 3 for K <= 64, else 2.
         lasso_method: "auto", "cd", "fista" or "active_set" (see `lasso.nonneg_lasso`).
-        n_reseed: at most this many times, when the objective stalls, move the least-used atom to the residual
-            of the worst-reconstructed sample and keep the move only if the objective drops (escapes local
-            minima where two atoms share one concept and another concept is missed). After a move that did not
-            help, no more are tried.
-        reseed_tol: "stalls" means one iteration lowered the objective by less than this fraction (looser than
-            `tol`: near such a minimum the objective creeps down for many iterations before `tol` would hold).
+        n_reseed: moves out of local optima (module docstring) that may fail: after this many trials that did not
+            lower the objective, no more are tried; moves that help do not count. 0 turns moves off.
+        reseed_tol: "plateau": one iteration lowered the objective by less than this fraction (looser than `tol`:
+            near a split optimum the objective creeps down for many iterations before `tol` would hold). Moves
+            are proposed after the first iteration (unless the coarse stage made the start) and at plateaus.
         warmup_epochs, warmup_batch: passes of online mini-batch learning (Mairal et al. 2010) with batches of
             `warmup_batch` samples before the full-batch iterations, which then start near the solution. Skipped
             for fewer than 4 batches of data and when the start is a given dictionary. 0 turns it off.
         coarse_rows: on data of at least 4x this many rows, first fit (the same way, to a tolerance of 1e-4) a
             random subset of this many rows and start the full-batch iterations from its dictionary instead of
             warming up: most of the way then costs iterations on a fraction of the data, and so do the re-seed
-            trials, which the coarse stage makes (from a relative decrease of 1e-3) in place of the full data.
+            trials, most of which the coarse stage makes (at plateaus of a relative decrease of 1e-3).
             Default max(1024, 16·K); 0 turns it off. (Planted K = 20, n = 5,000, d = 768, mean of 5 data sets:
             0.123 s -> 0.067 s, same objectives.)
         encode_max_iter, encode_tol: the code solver's budget in `encode`.
 
-    After `fit`: `W_dec` [K, d], `history_` (objective after every iteration), `history_seconds_` (wall time
-    since the start of `fit` at each of those points), `stop_reason_`,
-    `n_iter_`, `objective_` (= history_[-1]).
+    After `fit`: `W_dec` [K, d], `history_` (objective after every kept iteration: a move's trial enters it once
+    below the objective before the move, a rejected trial never), `history_seconds_` (wall time since the start
+    of `fit` at each of those points, trials included), `stop_reason_` (with the moves kept and tried), `n_iter_`,
+    `objective_` (= history_[-1]), `l1_`.
     """
 
     architecture = "semi_nmf"
@@ -167,12 +182,12 @@ class SemiNMF(L1Penalty, ConceptDictionary):
         self._init_l1(l1)
         if isinstance(init, str) and init not in (*_INITS, "auto"):
             raise ValueError(f"init must be 'auto', one of {sorted(_INITS)} or a tensor [K, d], got {init!r}")
-        # K-space work (code sweeps, dictionary sweeps) is cheap next to the n·d·K products at small K, so small
-        # dictionaries do more of it per iteration. Measured on the benchmark's planted data, d = 768:
-        # K = 20 from an SVD start converged in 13 iterations with (10, 5) instead of 20 with (3, 1); from the
-        # coarse stage's start (5, 3) is 13% faster than (10, 5) (mean over 5 data sets); at K = 256 after the
-        # warm-up, 2 FISTA steps cost more iterations than 3 and 5 cost more time, and 2 dictionary sweeps beat
-        # 1 and 3 (mean over 3 planted data sets, 2.42 s vs 2.77 s and 2.45 s).
+        # K-space work (code sweeps) is cheap next to the n·d·K products at small K, so small dictionaries do more
+        # of it per iteration. Measured on the benchmark's planted data, d = 768 (with block-coordinate dictionary
+        # steps, before the exact one): K = 20 from an SVD start converged in 13 iterations with (10, 5) code and
+        # dictionary sweeps instead of 20 with (3, 1); from the coarse stage's start (5, 3) is 13% faster than
+        # (10, 5) (mean over 5 data sets); at K = 256 after the warm-up, 2 FISTA steps cost more iterations than 3
+        # and 5 cost more time.
         small = n_concepts <= CD_MAX_CONCEPTS
         code_iter = code_iter if code_iter is not None else (5 if small else 3)
         dict_sweeps = dict_sweeps if dict_sweeps is not None else (3 if small else 2)
@@ -323,7 +338,7 @@ class SemiNMF(L1Penalty, ConceptDictionary):
             )
             A = V.T @ V
             B = (V.T @ Z).T  # [d, K] as a view of VᵀZ [K, d]: the faster GEMM, and the rows the update reads
-            W_new, dead = solve_dictionary(W, A, B)
+            W_new, dead = solve_dictionary(W, A, B, fallback_sweeps=self.dict_sweeps)
             obj = objective_from_stats(W_new, A, B, V.sum(dtype=torch.float64), path.sq_norm_Z, self.l1)
             return V, A, B, W_new, dead, obj
 
