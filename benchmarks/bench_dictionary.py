@@ -218,12 +218,13 @@ def _time_to_reach(model: SemiNMF, target: float) -> float | None:
 
 
 def _versus(ours: Run, model: SemiNMF, peer: Run) -> str:
-    """One line: end-to-end speed-up, objective ratio, and how soon our path reached the peer's objective."""
-    reach = _time_to_reach(model, peer.objective)
+    """One line: end-to-end speed-up, objective ratio, and how soon our path came within 0.1 % of the peer's
+    objective."""
+    reach = _time_to_reach(model, 1.001 * peer.objective)
     same = "never reached" if reach is None else f"{reach:.3f} s ({peer.seconds / reach:.1f}x)"
     return (
         f"  ours vs {peer.name}: end to end {peer.seconds / ours.seconds:.1f}x faster, objective "
-        f"{ours.objective / peer.objective:.5f}x; to the same objective: {same}"
+        f"{ours.objective / peer.objective:.5f}x; to within 0.1 % of its objective: {same}"
     )
 
 
@@ -399,7 +400,9 @@ def run_suite(args) -> None:
         for name in peers:
             by_peer |= found[name]
         best_peer = min((runs[p].objective for p in peers), default=None)
-        reach = _time_to_reach(model, best_peer) if best_peer is not None else None
+        # "the same objective": within the goal's 0.1 % of the best peer's (a peer at the same optimum is never
+        # strictly undercut by the path, whose objectives come before the final encode)
+        reach = _time_to_reach(model, 1.001 * best_peer) if best_peer is not None else None
         rec = {
             "problem": prob.__dict__,
             **{f"{name}_seconds": r.seconds for name, r in runs.items()},
@@ -438,7 +441,7 @@ def _suite_summary(records: list[dict]) -> None:
     print(_ratio_line("objective, ours / SPAMS", ratios("ours_objective", "spams_objective")))
     print(_ratio_line("objective, ours / scikit-learn (finished)", ratios("ours_objective", "sklearn_objective")))
     print(_ratio_line("seconds end to end, ours / SPAMS", ratios("ours_seconds", "spams_seconds")))
-    print(_ratio_line("seconds to the best peer's objective, ours / SPAMS",
+    print(_ratio_line("seconds to <= 1.001x the best peer's objective, ours / SPAMS",
                       ratios("ours_to_best_peer_objective_s", "spams_seconds")))
     print(_ratio_line("seconds end to end, ours / scikit-learn (finished)", ratios("ours_seconds", "sklearn_seconds")))
     n_sk = sum("sklearn_seconds" in r for r in records)
