@@ -179,11 +179,11 @@ def encode_runs(
     if "spams" not in skip:
         import spams
 
-        X, D = np.asfortranarray(Z.double().numpy().T), np.asfortranarray(W.double().numpy().T)
+        X, D = np.asfortranarray(Z.numpy().T), np.asfortranarray(W.numpy().T)  # in our dtype, as ours runs
         t, A = best(lambda: spams.lasso(X, D=D, lambda1=L1, mode=2, pos=True, numThreads=threads))
         runs.append(
             Run(
-                "SPAMS lasso pos=True",
+                f"SPAMS lasso pos=True {X.dtype}",
                 t,
                 objective(Z.double(), torch.from_numpy(A.toarray().T), W.double(), L1),
             )
