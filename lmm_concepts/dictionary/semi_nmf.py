@@ -246,7 +246,9 @@ class SemiNMF(L1Penalty, ConceptDictionary):
         path = _Path(time.perf_counter(), float((Z * Z).sum(dtype=torch.float64)), 64 * torch.finfo(Z.dtype).eps)
         W, V, coarse_start = self._begin(Z, init_W_dec if init_W_dec is not None else self.init, generator)
         trials = self.n_reseed > 0
-        # plain iterations to the first plateau (to convergence when no move may be tried)
+        # one iteration, then a first proposal (moves are cheapest before the objective creeps into a split
+        # optimum); from the coarse stage's start, which made its own moves, to the first plateau; to
+        # convergence when no move may be tried
         state = self._descend(Z, path, W, V, cold=not coarse_start, stop_rel=self.reseed_tol if trials else self.tol,
                               max_steps=1 if trials and not coarse_start else None)
         tried = kept = 0
