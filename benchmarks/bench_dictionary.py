@@ -234,9 +234,9 @@ def _versus(ours: Run, model: SemiNMF, peer: Run) -> str:
     """One line: end-to-end speed-up, objective ratio, and how soon our path came within 0.1 % of the peer's
     objective."""
     reach = _time_to_reach(model, 1.001 * peer.objective)
-    same = "never reached" if reach is None else f"{reach:.3f} s ({peer.seconds / reach:.1f}x)"
+    same = "never reached" if reach is None else f"{reach:.3f} s (speed {peer.seconds / reach:.2f}x)"
     return (
-        f"  ours vs {peer.name}: end to end {peer.seconds / ours.seconds:.1f}x faster, objective "
+        f"  ours vs {peer.name}: end to end speed {peer.seconds / ours.seconds:.2f}x (> 1: ours faster), objective "
         f"{ours.objective / peer.objective:.5f}x; to within 0.1 % of its objective: {same}"
     )
 
