@@ -19,7 +19,7 @@ timeout 150 python benchmarks/gpu_check.py --n "$N" --d 4096 --k 256 --epochs 3
 GPUS=$(python -c "import torch; print(torch.cuda.device_count())")
 if [ "$GPUS" -ge 2 ]; then
   echo "== 3. data-parallel over $GPUS GPUs (NCCL, torchrun)"
-  timeout 150 torchrun --standalone --nproc-per-node "$GPUS" -m benchmarks.gpu_check_ddp --n "$N"
+  timeout 150 torchrun --standalone --nproc-per-node "$GPUS" -m benchmarks.gpu_check_ddp --n "$N" --epochs 3
 else
   echo "== 3. skipped: one GPU visible (the NCCL data-parallel fit needs two or more)"
 fi

@@ -102,14 +102,14 @@ def test_public_exports():
     assert lc.SemiNMF is SemiNMF and lc.nonneg_lasso is not None
 
 
-def test_reseeding_at_plateaus_is_kept_only_when_it_helps():
-    """At a plateau the least-used atom moves to the worst residual; the move is kept only if the objective
-    drops, so the path is the plain one up to the first plateau and never ends higher."""
+def test_reseeding_moves_are_kept_only_when_they_help():
+    """After the first iteration and at plateaus the cheapest atom may move to the residual's direction; a move
+    is kept only if the objective drops, so the path is the plain one up to the first proposal (after the first
+    iteration) and never ends higher."""
     Z, _, _ = planted_dictionary(600, 24, 10, 3, noise=0.05, seed=4)
     plain = SemiNMF(10, l1=0.1, n_reseed=0).fit(Z)
     reseeded = SemiNMF(10, l1=0.1, n_reseed=5).fit(Z)
-    n = plain.n_iter_
-    assert reseeded.history_[:n] == plain.history_[:n]
+    assert reseeded.history_[:1] == plain.history_[:1]
     assert reseeded.objective_ <= plain.objective_
     h = np.array(reseeded.history_)
     assert (np.diff(h) <= 1e-6 * h[:-1]).all()

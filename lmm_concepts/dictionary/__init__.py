@@ -1,7 +1,8 @@
 """Concept learners: Semi-NMF (the method) and the paper's baselines, all exportable as sae-lens SAEs."""
 
-from lmm_concepts.dictionary.base import ConceptDictionary
+from lmm_concepts.dictionary.base import ConceptDictionary, FitError
 from lmm_concepts.dictionary.kmeans import KMeans
+from lmm_concepts.dictionary.l1_rule import L1Rule, resolve_l1
 from lmm_concepts.dictionary.lasso import nonneg_lasso
 from lmm_concepts.dictionary.nmf import NMF
 from lmm_concepts.dictionary.pca import PCA
@@ -22,7 +23,9 @@ __all__ = [
     "NMF",
     "PCA",
     "ConceptDictionary",
+    "FitError",
     "KMeans",
+    "L1Rule",
     "RandomDictionary",
     "SAEDictionary",
     "SemiNMF",
@@ -34,4 +37,5 @@ __all__ = [
     "nonneg_lasso",
     "planted_dictionary",
     "register_architectures",
+    "resolve_l1",
 ]

@@ -4,10 +4,21 @@ Notation (one for the whole code base, see DESIGN.md):
     Z      [n, d]   token representations, one sample per row, signed
     V      [n, K]   concept activations (codes); non-negative for every learner except PCA
     W_dec  [K, d]   concept vectors u_k as rows (sae-lens's name); signed
+
+Every learner's `fit` (and `fit_transform`) is wrapped once, here, when its class is defined (`__init_subclass__`),
+so no learner can skip two guards:
+  - scale: data whose largest |entry| is outside `lasso.SAFE_SCALE` (2^±20) is fitted as Z/s, s a power of two
+    near the RMS row norm (exact), and the learner maps its parameters and fitted state back with `_rescale(s)`.
+    Under Z → c·Z the Semi-NMF objective ½‖Z − V·W_dec‖² + l1·ΣV with l1 → c·l1 scales by c², its dictionary is
+    unchanged and its codes scale by c; prototypes (KMeans, Simple) and PCA's mean scale by c.
+  - result: `check_result` raises `FitError` unless the dictionary is finite, its atoms meet their norm bound,
+    codes of the training rows are finite (and >= 0 where non-negative), and a fit that reports convergence did
+    not end on a rising objective.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from abc import ABC, abstractmethod
@@ -20,6 +31,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from lmm_concepts.dictionary.lasso import SAFE_SCALE, data_scale
+
 if TYPE_CHECKING:
     from sae_lens import SAE
 
@@ -28,6 +41,45 @@ ArrayLike = Tensor | np.ndarray
 #: key under `cfg.metadata` where a saved dictionary records which learner made it, with its parameters
 METADATA_KEY = "lmm_concepts"
 _JSON_SCALARS = (bool, int, float, str, type(None))
+
+
+class FitError(RuntimeError):
+    """A fit ended with a result that breaks the learner's own guarantees (NaN, an atom outside its bound, ...)."""
+
+
+def _guarded(method, *, returns_codes: bool):
+    """`method` (a learner's fit or fit_transform) with the scale guard and the result check of the module
+    docstring; a nested call (fit_transform calling fit, a subclass calling super().fit) runs unguarded."""
+
+    @functools.wraps(method)
+    def guarded(self: ConceptDictionary, Z, *args, **kwargs):
+        if self._in_fit:
+            return method(self, Z, *args, **kwargs)
+        self._in_fit = True
+        scale, sample = 1.0, None
+        try:
+            if isinstance(Z, (Tensor, np.ndarray)) and Z.ndim == 2:
+                # a copy of the first rows (a memmap stays on disk, a read-only array is not handed to torch)
+                sample = Z[:256].clone() if isinstance(Z, Tensor) else torch.from_numpy(np.array(Z[:256]))
+                if not self.rescales_itself:
+                    Zt = Z if isinstance(Z, Tensor) else torch.from_numpy(Z)
+                    scale = data_scale(Zt)
+                    if scale != 1.0:
+                        self._rescale(1.0 / scale)  # parameters in data units (l1) into the units of Z/s
+                        Z = Zt / scale
+            try:
+                out = method(self, Z, *args, **kwargs)
+            finally:
+                if scale != 1.0:
+                    self._rescale(scale)
+            if scale != 1.0 and returns_codes:
+                out = self._rescale_codes(out, scale)
+            self.check_result(sample)
+        finally:
+            self._in_fit = False
+        return out
+
+    return guarded
 
 
 def all_finite(X: Tensor) -> bool:
@@ -46,6 +98,10 @@ class ConceptDictionary(nn.Module, ABC):
     architecture: ClassVar[str]
     #: True when codes may be negative (PCA); False for non-negative codes
     signed_codes: ClassVar[bool] = False
+    #: the bound on every atom's norm (Semi-NMF's ‖u_k‖ <= 1, PCA's unit axes); None for atoms in data units
+    max_atom_norm: ClassVar[float | None] = None
+    #: True for learners that handle extreme scales themselves (streamed data cannot be divided up front)
+    rescales_itself: ClassVar[bool] = False
 
     W_dec: Tensor | None
 
@@ -58,7 +114,14 @@ class ConceptDictionary(nn.Module, ABC):
         self.n_concepts = n_concepts
         self.device_ = torch.device(device) if device is not None else None
         self.dtype = dtype
+        self._in_fit = False
         self.register_buffer("W_dec", None)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name in ("fit", "fit_transform"):
+            if name in vars(cls):
+                setattr(cls, name, _guarded(vars(cls)[name], returns_codes=name == "fit_transform"))
 
     # ----------------------------------------------------------------- checks
     @property
@@ -105,6 +168,54 @@ class ConceptDictionary(nn.Module, ABC):
             if Z.shape[1] != self.d_in:
                 raise ValueError(f"Z has d={Z.shape[1]} but the dictionary was fitted on d={self.d_in}")
         return Z
+
+    def check_result(self, sample: Float[Tensor, "m d"] | None = None) -> None:
+        """Raise `FitError` unless the fit's result keeps the learner's guarantees: a finite W_dec; atoms within
+        `max_atom_norm` (up to rounding); finite codes of `sample` (training rows), >= 0 unless `signed_codes`;
+        and, when `stop_reason_` says "converged", an objective (`history_`) that did not rise at the end."""
+        name = type(self).__name__
+        if self.W_dec is None:
+            raise FitError(f"{name}.fit ended without a dictionary")
+        hint = "; if the data's scale is extreme, divide Z by a constant (the dictionary does not change)"
+        W = self.W_dec
+        if not all_finite(W):
+            bad = int((~torch.isfinite(W)).any(dim=1).sum())
+            raise FitError(f"{name}.fit produced NaN or inf in {bad} of {W.shape[0]} concept vectors{hint}")
+        eps = torch.finfo(W.dtype).eps if W.is_floating_point() else 0.0
+        if self.max_atom_norm is not None and W.numel():
+            worst = float(torch.linalg.vector_norm(W.double(), dim=1).max())
+            if worst > self.max_atom_norm * (1 + 64 * eps):
+                raise FitError(f"{name}.fit produced a concept vector of norm {worst:.6g}, above its bound "
+                               f"{self.max_atom_norm:g}")
+        if sample is not None and sample.shape[0] > 0:
+            V = self.encode(sample)
+            if not all_finite(V):
+                raise FitError(f"{name}: the fitted dictionary gives NaN or inf codes on the training rows{hint}")
+            if not self.signed_codes and float(V.min()) < 0:
+                raise FitError(f"{name}: the fitted dictionary gives negative codes ({float(V.min()):.3g}) where "
+                               "codes are non-negative")
+        history, reason = getattr(self, "history_", None), getattr(self, "stop_reason_", None)
+        if isinstance(reason, str) and reason.startswith("converged") and history and len(history) >= 2:
+            prev, last = history[-2], history[-1]
+            # learners whose objective carries an absolute rounding (Semi-NMF's, from statistics, cancels terms of
+            # the size of ½‖Z‖²) say how large it is in `history_rounding_`
+            rounding = getattr(self, "history_rounding_", 64 * max(eps, 1e-15) * abs(prev))
+            if not last <= prev + rounding:
+                raise FitError(f"{name}.fit reports '{reason}' but its objective rose in the last iteration "
+                               f"({prev:.8g} -> {last:.8g}){hint}")
+
+    def _rescale(self, c: float) -> None:
+        """Put the learner in the units of c·Z: every parameter and fitted quantity in data units times c (squares
+        times c²). Learners override it; the base refuses, so data of extreme scale gets a clear error."""
+        lo, hi = SAFE_SCALE
+        raise ValueError(
+            f"{type(self).__name__} cannot rescale data internally, and this Z's largest |entry| is outside "
+            f"[{lo:g}, {hi:g}] where it works as it is: divide Z by a constant first"
+        )
+
+    def _rescale_codes(self, V: Tensor, c: float) -> Tensor:
+        """Codes of c·Z from the codes V of Z (linear for lasso and PCA codes; prototypes override)."""
+        return V * c
 
     # ----------------------------------------------------------------- the interface
     @abstractmethod

@@ -50,8 +50,11 @@ class FitConfig:
     torchrun), pca, kmeans, simple, nmf, sae (sae-lens SAETrainer), random"""
     layer: str | None = None
     """layer to read from a store ("final", an index, or a hook name); in a .safetensors file, the tensor's key"""
-    l1: float = 1.0
-    """L1 weight on the codes for semi_nmf, random and nmf (scikit-learn's alpha; the paper's λ = 2·l1)"""
+    l1: str = "1.0"
+    """L1 penalty on the codes for semi_nmf, semi_nmf_online, random and nmf: a number (absolute: scikit-learn's
+    alpha, the paper's λ/2), "rms:F" (F times the training rows' RMS norm: the same F means the same at any scale)
+    or "active:K" (solved so a fit has K active concepts per sample on average; costs a few small fits). The
+    resolved value is saved in cfg.json as l1, the rule as l1_rule"""
     seed: int = 0
     """seed of every random choice (starts, batch order)"""
     device: str = "cpu"

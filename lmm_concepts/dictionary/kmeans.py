@@ -41,6 +41,10 @@ class PrototypeDictionary(ConceptDictionary):
         check_activation(activation)
         self.activation = activation
 
+    def _rescale(self, c: float) -> None:
+        if self.W_dec is not None:  # prototypes are points in data units
+            self.W_dec = self.W_dec * c
+
     def encode(self, Z: ArrayLike) -> Float[Tensor, "n n_concepts"]:
         Z = self._as_tensor(Z, fitting=False)
         return prototype_codes(Z, self.W_dec, self.activation)
@@ -106,6 +110,11 @@ class KMeans(PrototypeDictionary):
         self.seed = seed
         self.n_iter_: int | None = None
         self.inertia_: float | None = None
+
+    def _rescale(self, c: float) -> None:
+        super()._rescale(c)
+        if self.inertia_ is not None:
+            self.inertia_ *= c * c
 
     def fit(self, Z: ArrayLike) -> KMeans:
         Z = self._as_tensor(Z, fitting=True)

@@ -38,6 +38,37 @@ LassoMethod = Literal["auto", "cd", "fista", "active_set"]
 CD_MAX_CONCEPTS = 64
 
 
+#: data whose largest |entry| lies in this window is used as it is; outside it, fits and `nonneg_lasso` work on
+#: Z/s for a power of two s near the RMS row norm (exact in floating point): float32 squares overflow from ~1e19
+#: and the solvers' absolute floors (1e-30) bite on tiny data
+SAFE_SCALE = (2.0**-20, 2.0**20)
+
+
+def rms_norm(Z: Float[Tensor, "n d"]) -> float:
+    """√(Σ_i ‖z_i‖² / n), accumulated in float64 over blocks of rows (no float32 squares, no full copy of Z)."""
+    total = 0.0
+    for start in range(0, Z.shape[0], 1024):
+        block = Z[start : start + 1024].double()
+        total += float(torch.linalg.vecdot(block, block).sum())
+    return math.sqrt(total / max(Z.shape[0], 1))
+
+
+def data_scale(Z: Float[Tensor, "n d"]) -> float:
+    """1.0 for data of ordinary scale (largest |entry| within `SAFE_SCALE`); otherwise the power of two nearest the
+    RMS row norm, to divide Z by.
+
+    Why dividing is exact: the objective of Z/s with l1/s is the objective of Z with l1, divided by s², with the
+    same dictionary and the codes divided by s (Z → c·Z, l1 → c·l1 scales ½‖Z − V·W‖² + l1·ΣV by c²)."""
+    if Z.numel() == 0 or not Z.is_floating_point():
+        return 1.0
+    lo, hi = (float(x) for x in Z.aminmax())
+    biggest = max(abs(lo), abs(hi))
+    if not math.isfinite(biggest) or biggest == 0 or SAFE_SCALE[0] <= biggest <= SAFE_SCALE[1]:
+        return 1.0
+    rms = rms_norm(Z)
+    return 2.0 ** round(math.log2(rms)) if 0 < rms < math.inf else 1.0
+
+
 # ---------------------------------------------------------------------------------------------- codes
 def nonneg_lasso(
     Z: Float[Tensor, "n d"],
@@ -64,6 +95,11 @@ def nonneg_lasso(
             f"Z [n, d] and W_dec [K, d] must share d; got {tuple(Z.shape)} and {tuple(W_dec.shape)}"
         )
     W_dec = W_dec.to(Z)
+    scale = data_scale(Z)
+    if scale != 1.0:  # extreme scales: the codes of Z/s with l1/s, times s (exact: s is a power of two)
+        V0 = V0 / scale if V0 is not None else None
+        V = nonneg_lasso(Z / scale, W_dec, l1 / scale, V0=V0, max_iter=max_iter, tol=tol, method=method)
+        return V * scale
     G = W_dec @ W_dec.T
     cd = method == "cd" or (method == "auto" and W_dec.shape[0] <= CD_MAX_CONCEPTS)
     C = (W_dec @ Z.T).T if cd else Z @ W_dec.T  # coordinate descent reads columns of C
@@ -347,6 +383,102 @@ def update_dictionary(
     return W, dead
 
 
+def solve_dictionary(
+    W_dec: Float[Tensor, "K d"],
+    A: Float[Tensor, "K K"],
+    B: Float[Tensor, "d K"],
+    *,
+    dead_threshold: float = 1e-10,
+    tol: float = 1e-6,
+    max_newton: int = 30,
+    fallback_sweeps: int = 3,
+) -> tuple[Float[Tensor, "K d"], torch.Tensor]:
+    """The exact dictionary step: argmin ½⟨W·Wᵀ, A⟩ − ⟨Wᵀ, B⟩ over rows ‖w_k‖ <= 1, by Newton's method on its
+    Lagrange dual (Lee, Battle, Raina & Ng 2007), with `update_dictionary`'s contract (same `dead` atoms, left
+    unchanged for re-seeding; a new tensor).
+
+    With multipliers μ >= 0 on the constraints, W(μ) = (A + diag μ)⁻¹·Bᵀ and the dual
+    D(μ) = −½·tr((A + diag μ)⁻¹·S) − ½·Σμ with S = Bᵀ·B [K, K] is concave, its gradient ½(‖w_k(μ)‖² − 1) and its
+    Hessian −H∘(H·S·H) with H = (A + diag μ)⁻¹. After S (one K×K×d product) every Newton step is K×K work, so
+    the step costs two K×K×d products in all where block coordinate descent makes K·sweeps small steps (the
+    per-atom dispatches dominated the iteration at small n). μ starts from W_dec's own stationarity, so warm
+    starts take a few steps. Falls back to `fallback_sweeps` sweeps of `update_dictionary` if the dual solve
+    fails or its result does not lower the objective of the step. Measured at K = 36-59 on planted data: 0.5-5 ms
+    where three block-coordinate sweeps took 2-9 ms and stopped short of the minimiser (up to 0.2 % of the step's
+    objective at K = 58).
+    """
+    K, d = W_dec.shape
+    if A.shape != (K, K) or B.shape != (d, K):
+        raise ValueError(
+            f"A must be [K, K] and B [d, K] for W_dec [K, d] = {tuple(W_dec.shape)}; "
+            f"got A {tuple(A.shape)}, B {tuple(B.shape)}"
+        )
+    A64 = A.to(device=W_dec.device, dtype=torch.float64)
+    diag = A64.diagonal()
+    tiny = torch.finfo(torch.float64).tiny
+    dead = diag <= dead_threshold * max(diag.mean().item(), tiny)
+    live = (~dead).nonzero().flatten()
+    W = W_dec.clone()
+    if live.numel() == 0:
+        return W, dead.to(W_dec.device)
+    AL = A64[live][:, live]
+    # the three K×K×d products in the data's dtype (float64 doubled their cost at d = 4,096); the K×K work in
+    # float64, and the result is checked against the objective of W_dec below
+    Bt = B.to(W_dec).T[live]  # [m, d]
+    W0 = W_dec[live]
+    S = (Bt @ Bt.T).double()
+    G0 = (W0 @ W0.T).double()
+    P = (Bt @ W0.T).double()
+    mu = ((P.diagonal() - (AL @ G0).diagonal()) / G0.diagonal().clamp_min(tiny)).clamp_min(0)
+    eye = torch.eye(live.numel(), dtype=torch.float64, device=W.device)
+    floor = 1e-12 * max(diag.max().item(), tiny)  # keeps A + diag μ invertible when A is singular
+
+    def at(mu: Tensor):
+        L, info = torch.linalg.cholesky_ex(AL + torch.diag(mu.clamp_min(floor)))
+        if int(info) != 0:
+            return None
+        H = torch.cholesky_inverse(L)
+        HS = H @ S
+        return H, HS, HS @ H, -0.5 * float(HS.diagonal().sum()) - 0.5 * float(mu.sum())
+
+    point = at(mu)
+    converged = False
+    for _ in range(max_newton if point is not None else 0):
+        H, _, N, dual = point
+        grad = 0.5 * (N.diagonal() - 1)
+        free = (mu > 0) | (grad > 0)
+        if not bool((grad[free].abs() > tol).any()):
+            converged = True
+            break
+        idx = free.nonzero().flatten()
+        hess = (H * N)[idx][:, idx] + 1e-12 * eye[: idx.numel(), : idx.numel()]
+        direction = torch.zeros_like(mu)
+        direction[idx] = torch.linalg.solve(hess, grad[idx])
+        t = 1.0
+        while t > 1e-8:
+            trial_mu = (mu + t * direction).clamp_min(0)
+            trial = at(trial_mu)
+            if trial is not None and trial[3] >= dual - 1e-12 * abs(dual):
+                mu, point = trial_mu, trial
+                break
+            t /= 2
+        else:
+            break
+    if converged:
+        H, HS, N, _ = point
+        # rows still a rounding outside the ball are scaled onto it: W = D·H·Bᵀ, so Gram D·N·D and ⟨W, Bᵀ⟩ =
+        # Σ D_k (H·S)_kk; the objective of the step before and after, all from K×K matrices
+        scale = 1.0 / N.diagonal().clamp_min(0).sqrt().clamp_min(1.0)
+        new = 0.5 * float((scale[:, None] * N * scale[None, :] * AL).sum()) - float((scale * HS.diagonal()).sum())
+        quad, lin = 0.5 * float((G0 * AL).sum()), float(P.diagonal().sum())
+        # within the rounding of the products (in the data's dtype) the two are the same point
+        if new <= quad - lin + 16 * torch.finfo(W.dtype).eps * (abs(quad) + abs(lin)):
+            WL = (scale[:, None] * H).to(Bt) @ Bt
+            W[live] = WL / torch.linalg.vector_norm(WL, dim=1, keepdim=True).clamp_min(1.0)  # the product's rounding
+            return W, dead.to(W_dec.device)
+    return update_dictionary(W_dec, A, B, n_sweeps=fallback_sweeps, dead_threshold=dead_threshold)
+
+
 def reseed_atoms(
     W_dec: Float[Tensor, "K d"], dead: torch.Tensor, candidates: Float[Tensor, "m d"]
 ) -> Float[Tensor, "K d"]:
@@ -355,13 +487,12 @@ def reseed_atoms(
     n_dead = int(dead.sum().item())
     if n_dead == 0:
         return W_dec
-    norms = torch.linalg.vector_norm(candidates, dim=1)
-    usable = candidates[norms > 0]
+    usable = candidates[candidates.abs().amax(dim=1) > 0]
     n_new = min(n_dead, usable.shape[0])
     W = W_dec.clone()
     if n_new:
         idx = dead.nonzero().flatten()[:n_new]
-        W[idx] = (usable[:n_new] / torch.linalg.vector_norm(usable[:n_new], dim=1, keepdim=True)).to(W)
+        W[idx] = _unit_rows(usable[:n_new]).to(W)
     return W
 
 
@@ -471,9 +602,13 @@ def init_random(
 
 
 def _unit_rows(X: Tensor) -> Tensor:
+    """Rows of X divided by their norm; each row is first divided by its largest |entry|, so rows of extreme scale
+    (squares under- or overflowing) come out of unit norm too."""
+    peak = X.abs().amax(dim=1, keepdim=True)
+    X = X / peak.clamp_min(torch.finfo(X.dtype).tiny)
     norms = torch.linalg.vector_norm(X, dim=1, keepdim=True)
     out = X / norms.clamp_min(torch.finfo(X.dtype).tiny)
-    zero = norms.squeeze(1) == 0
+    zero = peak.squeeze(1) == 0
     if zero.any():  # a zero sample gives no direction: use a basis vector instead of NaN
         out[zero] = 0
         out[zero, 0] = 1

@@ -20,27 +20,30 @@ from jaxtyping import Float
 from torch import Tensor
 
 from lmm_concepts.dictionary.base import ArrayLike, ConceptDictionary
+from lmm_concepts.dictionary.l1_rule import L1Penalty, L1Rule
 from lmm_concepts.dictionary.saes.semi_nmf_sae import encode_semi_nmf
 
 
-class NMF(ConceptDictionary):
+class NMF(L1Penalty, ConceptDictionary):
     """Non-negative matrix factorisation in torch (HALS), with the Semi-NMF objective's constants.
 
     Args:
         n_concepts: K.
-        l1: L1 weight on the codes (0: plain NMF).
+        l1: L1 weight on the codes (0: plain NMF), or a rule that sets it from the training data ("rms:0.1",
+            "active:8"; see `l1_rule.py`).
         max_iter: cap on HALS sweeps.
         tol: stop when the objective falls by less than tol (relative) in a sweep.
         seed: seed of the random non-negative start (scikit-learn's "random" init scaling).
     """
 
     architecture: ClassVar[str] = "semi_nmf"
+    max_atom_norm: ClassVar[float | None] = 1.0
 
     def __init__(
         self,
         n_concepts: int,
         *,
-        l1: float = 0.0,
+        l1: float | str | L1Rule = 0.0,
         max_iter: int = 500,
         tol: float = 1e-5,
         seed: int = 0,
@@ -51,9 +54,7 @@ class NMF(ConceptDictionary):
         dtype: torch.dtype = torch.float32,
     ):
         super().__init__(n_concepts, device=device, dtype=dtype)
-        if l1 < 0:
-            raise ValueError(f"l1 must be >= 0, got {l1}")
-        self.l1 = l1
+        self._init_l1(l1)
         self.max_iter = max_iter
         self.tol = tol
         self.seed = seed
@@ -74,18 +75,21 @@ class NMF(ConceptDictionary):
     def objective(self, Z: ArrayLike) -> float:
         """½‖Z − V·W_dec‖² + l1·ΣV at V = encode(Z)."""
         Z = self._as_tensor(Z, fitting=False)
-        V = self.encode(Z)
-        return float(0.5 * (Z - V @ self.W_dec).pow(2).sum() + self.l1 * V.sum())
+        V = self.encode(Z).double()
+        return float(0.5 * (Z.double() - V @ self.W_dec.double()).pow(2).sum() + self.l1 * V.sum())
 
     def fit(self, Z: ArrayLike) -> NMF:
         Z = self._as_tensor(Z, fitting=True)
         self._check_nonnegative(Z)
+        self._fit_l1(Z, self._probe, seed=self.seed)
         n, d = Z.shape
         K = self.n_concepts
         gen = torch.Generator(device="cpu").manual_seed(self.seed)
-        scale = (Z.mean() / K).sqrt()
-        V = (scale * torch.randn(n, K, generator=gen, dtype=Z.dtype).abs()).to(Z.device)
-        W = (scale * torch.randn(K, d, generator=gen, dtype=Z.dtype).abs()).to(Z.device)
+        # random non-negative factors whose product is about the data's mean, as scikit-learn's "random" start, but
+        # with the data's scale in the codes only (concepts of norm ~1), so Z -> c·Z, l1 -> c·l1 gives the same
+        # concepts and c times the codes
+        W = (torch.randn(K, d, generator=gen, dtype=Z.dtype).abs() / d**0.5).to(Z.device)
+        V = (torch.randn(n, K, generator=gen, dtype=Z.dtype).abs() * (Z.mean() * d**0.5 / (0.64 * K))).to(Z.device)
         if self.l1 > 0:
             W = W / W.norm(dim=1, keepdim=True).clamp_min(1.0)
         eps = torch.finfo(Z.dtype).tiny
@@ -111,6 +115,16 @@ class NMF(ConceptDictionary):
             W = torch.where(norms > 0, W / norms.clamp_min(eps), W)
         self.W_dec = W.contiguous()
         return self
+
+    def _rescale(self, c: float) -> None:
+        if not isinstance(self.l1, str):
+            self.l1 = self.l1 * c
+        self.objective_history_ = [h * c * c for h in self.objective_history_]
+
+    def _probe(self, Z: Tensor, l1: float) -> Tensor:
+        """Codes of Z after an NMF fit at penalty l1 (what an "active:k" rule measures)."""
+        params = {**self.get_params(), "l1": l1, "tol": max(self.tol, 1e-4)}
+        return NMF(**params, device=Z.device, dtype=Z.dtype).fit(Z).encode(Z)
 
     def encode(self, Z: ArrayLike) -> Float[Tensor, "n n_concepts"]:
         """Non-negative (lasso) codes of new data for the fixed non-negative concepts, as the Semi-NMF SAE."""

@@ -41,9 +41,10 @@ from torch import Tensor
 from lmm_concepts._io import write_safetensors
 from lmm_concepts.dictionary.base import ArrayLike, ConceptDictionary, all_finite
 from lmm_concepts.dictionary.distributed import Comm, RankFailure
+from lmm_concepts.dictionary.l1_rule import L1Penalty, L1Rule
 from lmm_concepts.dictionary.lasso import (
     CD_MAX_CONCEPTS,
-    _check_l1,
+    data_scale,
     init_kmeanspp,
     init_random,
     init_svd,
@@ -52,6 +53,7 @@ from lmm_concepts.dictionary.lasso import (
     reseed_atoms,
     update_dictionary,
 )
+from lmm_concepts.dictionary.semi_nmf import semi_nmf_probe
 from lmm_concepts.dictionary.streaming import (
     RowSource,
     Schedule,
@@ -70,8 +72,9 @@ class OnlineConfig:
 
     n_concepts: int
     """K, the number of concepts."""
-    l1: float = 1.0
-    """L1 penalty on the codes (scikit-learn's alpha; the paper's λ = 2·l1)."""
+    l1: float | str = 1.0
+    """L1 penalty on the codes (scikit-learn's alpha; the paper's λ = 2·l1), or a rule that sets it from the start
+    rows: "rms:0.1" (a fraction of their RMS norm), "active:8" (active concepts per sample); see `l1_rule.py`."""
     batch_size: int = 1024
     """Rows per global mini-batch (split over the ranks of a data-parallel fit)."""
     block_rows: int = 256
@@ -118,7 +121,7 @@ def _check_finite(Z: Tensor, epoch: int, step: int) -> None:
                          "drop or repair those rows first")
 
 
-class OnlineSemiNMF(ConceptDictionary):
+class OnlineSemiNMF(L1Penalty, ConceptDictionary):
     """Semi-NMF learnt from mini-batches streamed from memory or disk (Mairal et al. 2010).
 
     `fit` accepts a tensor or numpy array [n, d] (a `np.memmap` is read from disk), a list of
@@ -130,11 +133,13 @@ class OnlineSemiNMF(ConceptDictionary):
     """
 
     architecture = "semi_nmf"
+    max_atom_norm = 1.0
+    rescales_itself = True  # streamed: each batch is divided by the scale found on the start rows
 
     def __init__(
         self,
         n_concepts: int,
-        l1: float = 1.0,
+        l1: float | str | L1Rule = 1.0,
         *,
         batch_size: int = 1024,
         block_rows: int = 256,
@@ -157,11 +162,13 @@ class OnlineSemiNMF(ConceptDictionary):
         steps and at each epoch's end (rerun with the same path to resume); `process_group` defaults to
         torch.distributed's default group when one is initialised."""
         super().__init__(n_concepts, device=device, dtype=dtype)
-        _check_l1(l1)
-        self.config = OnlineConfig(n_concepts, l1, batch_size, block_rows, max_epochs, tol, memory_epochs, init,
+        self._init_l1(l1)
+        spec = self.l1 if self.l1_rule is None else self.l1_rule
+        self.config = OnlineConfig(n_concepts, spec, batch_size, block_rows, max_epochs, tol, memory_epochs, init,
                                    init_rows, lasso_max_iter, lasso_tol, seed, shuffle)
         for f in fields(OnlineConfig):  # each option also under its own name (get_params, sae-lens export)
-            setattr(self, f.name, getattr(self.config, f.name))
+            if f.name != "l1":  # `l1` (the penalty in use) and `l1_rule` come from `_init_l1`
+                setattr(self, f.name, getattr(self.config, f.name))
         self.checkpoint_every = checkpoint_every
         if init not in _INITS:
             raise ValueError(f"init must be one of {sorted(_INITS)}, got {init!r}")
@@ -200,16 +207,40 @@ class OnlineSemiNMF(ConceptDictionary):
             )
         comm.check_same_rows(source.n_rows, source.d, source.dtype, same_n_rows=True, device=device)
         schedule = Schedule(source.n_rows, cfg.batch_size, cfg.block_rows, cfg.seed, cfg.shuffle)
+        self._scale = 1.0
         try:
             pool = self._pool(source, schedule, device)
-            state = self._resume(source, comm, device) or self._start(pool, comm, device)
-            self._run(source, schedule, pool, state, comm, device)
+            # data of extreme scale is fitted as Z/s (every batch divided as it is read), s from the start rows
+            scale = torch.tensor([data_scale(pool)], dtype=torch.float64, device=device)
+            self._scale = float(comm.broadcast(scale, src=0)[0])
+            pool = pool / self._scale
+            self._resolve_rule(pool, comm)
+            self._rescale(1.0 / self._scale)
+            try:
+                state = self._resume(source, comm, device) or self._start(pool, comm, device)
+                self._run(source, schedule, pool, state, comm, device)
+            finally:
+                self._rescale(self._scale)
         except RankFailure:
             raise
         except BaseException as err:
             comm.report_failure(err)
             raise
         return self
+
+    def _rescale(self, c: float) -> None:
+        if not isinstance(self.l1, str):
+            self.l1 = self.l1 * c
+        self.history_ = [h * c * c for h in self.history_]
+
+    def _resolve_rule(self, pool: Tensor, comm: Comm) -> None:
+        """A data-relative l1 rule resolved on the start rows (training data only, already divided by the data's
+        scale), rank 0's value everywhere, kept in the units of the data."""
+        if self.l1_rule is None:
+            return
+        l1 = self._fit_l1(pool, semi_nmf_probe(self.n_concepts, self.config.seed), seed=self.config.seed)
+        l1 = torch.tensor([l1 * self._scale], dtype=torch.float64, device=pool.device)
+        self.l1 = float(comm.broadcast(l1, src=0)[0])
 
     def _pool(self, source: RowSource, schedule: Schedule, device: torch.device) -> Tensor:
         """The first `init_rows` rows of epoch 0's order: the start's data and the re-seeding candidates."""
@@ -250,6 +281,8 @@ class OnlineSemiNMF(ConceptDictionary):
                 else:  # data already on the device: counted here, checked once per epoch
                     bad_rows += (~torch.isfinite(Z_local)).any(dim=1).sum()
                 Z = Z_local.to(device=device, dtype=self.dtype, non_blocking=True)
+                if self._scale != 1.0:
+                    Z = Z / self._scale
                 W = st.W_dec
                 V = self._codes(Z, W)
                 # this rank's statistics, packed for one all-reduce: A_b, B_b, ½‖Z‖², ΣV, rows
@@ -373,6 +406,6 @@ class OnlineSemiNMF(ConceptDictionary):
             Zb = self._as_tensor(source.read(start, min(start + batch_size, source.n_rows)), fitting=False)
             Zb = Zb.to(self._stat_dtype)
             V = self.encode(Zb)
-            R = Zb - V @ self.W_dec.to(Zb)
+            R = Zb.double() - V.double() @ self.W_dec.double()  # float64: squares of extreme data stay finite
             total += float(0.5 * (R * R).sum(dtype=torch.float64) + self.l1 * V.sum(dtype=torch.float64))
         return total

@@ -37,6 +37,7 @@ class PCA(ConceptDictionary):
 
     architecture: ClassVar[str] = "pca"
     signed_codes: ClassVar[bool] = True
+    max_atom_norm: ClassVar[float | None] = 1.0
 
     def __init__(
         self,
@@ -76,6 +77,11 @@ class PCA(ConceptDictionary):
         self.mean = mean
         self.explained_variance = S[: self.n_concepts] ** 2 / max(n - 1, 1)
         return self
+
+    def _rescale(self, c: float) -> None:
+        if self.mean is not None:
+            self.mean = self.mean * c
+            self.explained_variance = self.explained_variance * c * c
 
     def encode(self, Z: ArrayLike) -> Float[Tensor, "n n_concepts"]:
         Z = self._as_tensor(Z, fitting=False)

@@ -129,6 +129,12 @@ class SAEDictionary(ConceptDictionary):
         self._load_sae_state(inference_sae(training_sae))
         return self
 
+    def _rescale(self, c: float) -> None:
+        """An SAE trained on Z/c accepts Z once the scale is folded into its weights (sae-lens's own folding)."""
+        if self.sae is not None:
+            self.sae.fold_activation_norm_scaling_factor(1.0 / c)
+            self.W_dec = self.sae.W_dec.detach().clone()
+
     def encode(self, Z: ArrayLike) -> Float[Tensor, "n n_concepts"]:
         Z = self._as_tensor(Z, fitting=False)
         with torch.no_grad():

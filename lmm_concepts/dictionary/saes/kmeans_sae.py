@@ -12,6 +12,7 @@ with the largest activation (smallest distance) plus b_dec. `hook_sae_acts_pre` 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -43,7 +44,11 @@ def prototype_distances(x: Tensor, W_dec: Tensor) -> Tensor:
     (a sample's distance to itself comes out ~1e-3 in float32), exactly where 1/(1 + distance) is largest.
     """
     rows, lead = flat_rows(x)
-    dist = torch.cdist(rows, W_dec.to(rows), compute_mode="donot_use_mm_for_euclid_dist")
+    W = W_dec.to(rows)
+    # squares of extreme data overflow float32 (from ~1e19): distances of x/s and c/s, times s (s a power of two)
+    biggest = max((float(t.abs().max()) for t in (rows, W) if t.numel()), default=0.0)
+    scale = 2.0 ** round(math.log2(biggest)) if 0 < biggest < math.inf and not 2**-20 <= biggest <= 2**20 else 1.0
+    dist = torch.cdist(rows / scale, W / scale, compute_mode="donot_use_mm_for_euclid_dist") * scale
     return dist.reshape(*lead, W_dec.shape[0])
 
 

@@ -34,8 +34,10 @@ from sae_lens.saes.sae import (
 from torch import Tensor
 from typing_extensions import override
 
+from lmm_concepts.dictionary.l1_rule import L1Rule, resolve_l1
 from lmm_concepts.dictionary.lasso import init_kmeanspp, init_random, init_svd, nonneg_lasso, reseed_atoms
 from lmm_concepts.dictionary.saes._tied import TiedEncoder, flat_rows, project_rows_to_unit_ball
+from lmm_concepts.dictionary.semi_nmf import semi_nmf_probe
 
 ARCHITECTURE = "semi_nmf"
 #: starts of the training SAE's concepts from its first batch [batch, d] -> [d_sae, d], unit rows
@@ -69,6 +71,16 @@ def encode_semi_nmf(sae_in: Tensor, W_dec: Tensor, opts: LassoOptions) -> Tensor
     return codes.reshape(*lead, W_dec.shape[0])
 
 
+def _check_penalty(cfg: SemiNMFSAEConfig | SemiNMFTrainingSAEConfig) -> None:
+    L1Rule.absolute(cfg.l1)  # a finite l1 >= 0, or a clear error
+    if cfg.l1_rule is not None:
+        rule = L1Rule.parse(cfg.l1_rule)
+        if rule.is_absolute:
+            raise ValueError(f"l1_rule names a data-relative rule ('rms:0.1', 'active:8'); for an absolute penalty "
+                             f"set l1={rule.value:g} instead of l1_rule={cfg.l1_rule!r}")
+        rule.check_concepts(cfg.d_sae)
+
+
 def _fold_scale(sae: SAE, scaling_factor: float) -> None:
     """Fold an input scale s (the SAE saw s·x) so the raw x gives the same codes and outputs in x's units.
 
@@ -90,15 +102,18 @@ class SemiNMFSAEConfig(SAEConfig):
     """Config of the "semi_nmf" SAE.
 
     Args:
-        l1: weight of the L1 penalty on the codes (scikit-learn's `alpha`; the paper's λ is 2·l1).
+        l1: weight of the L1 penalty on the codes (scikit-learn's `alpha`; the paper's λ is 2·l1), absolute.
         encode_max_iter, encode_tol, lasso_method: options of the code solver `nonneg_lasso` (max_iter, tol,
             method), the same names and defaults as `SemiNMF`'s.
+        l1_rule: the data-relative rule `l1` was resolved from ("rms:0.1", "active:8"; see `l1_rule.py`), kept
+            as a record; None when `l1` was given as such.
     """
 
     l1: float = 1.0
     encode_max_iter: int = 1000
     encode_tol: float = 1e-5
     lasso_method: str = "auto"
+    l1_rule: str | None = None
 
     @override
     @classmethod
@@ -107,8 +122,7 @@ class SemiNMFSAEConfig(SAEConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.l1 < 0:
-            raise ValueError(f"l1 must be >= 0, got {self.l1}")
+        _check_penalty(self)
 
 
 class SemiNMFSAE(TiedEncoder, SAE[SemiNMFSAEConfig]):
@@ -139,6 +153,9 @@ class SemiNMFTrainingSAEConfig(TrainingSAEConfig):
 
     Args:
         l1: weight of the L1 penalty on the codes, as in `SemiNMFSAEConfig`.
+        l1_rule: set `l1` from the data instead: "rms:0.1" (a fraction of the rows' RMS norm) or "active:8"
+            (active concepts per sample), resolved once on the first training batch (`l1_rule.resolve_l1`); the
+            saved SAE holds the resolved `l1` and this rule.
         encode_max_iter, encode_tol, lasso_method: code-solver options, as in `SemiNMFSAEConfig`.
         init: start of the concepts, from the first batch: "svd" (its top right singular vectors, signed
             towards the data, as `SemiNMF`'s default), "kmeans++" or "random" (normalised samples), or "none"
@@ -152,6 +169,7 @@ class SemiNMFTrainingSAEConfig(TrainingSAEConfig):
     encode_max_iter: int = 1000
     encode_tol: float = 1e-5
     lasso_method: str = "auto"
+    l1_rule: str | None = None
     init: str = "svd"
     reseed_dead: bool = True
     decoder_init_norm: float | None = 1.0
@@ -165,8 +183,7 @@ class SemiNMFTrainingSAEConfig(TrainingSAEConfig):
     def __post_init__(self):
         if self.init not in FIRST_BATCH_STARTS and self.init != "none":
             raise ValueError(f"init must be one of {sorted(FIRST_BATCH_STARTS)} or 'none', got {self.init!r}")
-        if self.l1 < 0:
-            raise ValueError(f"l1 must be >= 0, got {self.l1}")
+        _check_penalty(self)
         if self.normalize_activations == "covariance_whitening":
             raise ValueError(
                 "normalize_activations='covariance_whitening' cannot be folded into a tied encoder"
@@ -233,6 +250,9 @@ class SemiNMFTrainingSAE(TiedEncoder, TrainingSAE[SemiNMFTrainingSAEConfig]):
     def training_forward_pass(self, step_input: TrainStepInput) -> TrainStepOutput:
         with torch.no_grad():
             sae_in = self.process_sae_in(step_input.sae_in)
+            if step_input.n_training_steps == 0 and self.cfg.l1_rule is not None:
+                # the first batch is training data: the rule's scale comes from it, once
+                self.cfg.l1 = resolve_l1(self.cfg.l1_rule, sae_in, self.cfg.d_sae, probe=semi_nmf_probe(self.cfg.d_sae))
             if self.cfg.init != "none" and step_input.n_training_steps == 0:
                 start = FIRST_BATCH_STARTS[self.cfg.init](sae_in, self.cfg.d_sae)
                 self.W_dec.data.copy_(self.concept_norm_bound * start)
