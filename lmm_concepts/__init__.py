@@ -20,7 +20,9 @@ from lmm_concepts.dictionary import (
     NMF,
     PCA,
     ConceptDictionary,
+    FitError,
     KMeans,
+    L1Rule,
     RandomDictionary,
     SAEDictionary,
     SemiNMF,
@@ -32,6 +34,7 @@ from lmm_concepts.dictionary import (
     nonneg_lasso,
     planted_dictionary,
     register_architectures,
+    resolve_l1,
 )
 from lmm_concepts.dictionary.distributed import RankFailure, init_distributed
 from lmm_concepts.dictionary.online import OnlineSemiNMF
@@ -75,6 +78,9 @@ __all__ = [
     "CocoKarpathy",
     "ConceptDictionary",
     "ConceptExplanation",
+    "FitError",
+    "L1Rule",
+    "resolve_l1",
     "CsvCaptions",
     "evaluate",
     "EvaluationResults",

@@ -32,6 +32,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from lmm_concepts.dictionary.lasso import SAFE_SCALE, data_scale
+from lmm_concepts.errors import InputError
 
 if TYPE_CHECKING:
     from sae_lens import SAE
@@ -110,7 +111,7 @@ class ConceptDictionary(nn.Module, ABC):
     ):
         super().__init__()
         if not isinstance(n_concepts, int) or n_concepts < 1:
-            raise ValueError(f"n_concepts must be a positive integer, got {n_concepts!r}")
+            raise InputError(f"n_concepts must be a positive integer, got {n_concepts!r}")
         self.n_concepts = n_concepts
         self.device_ = torch.device(device) if device is not None else None
         self.dtype = dtype
@@ -146,7 +147,7 @@ class ConceptDictionary(nn.Module, ABC):
         if not isinstance(Z, Tensor):
             raise TypeError(f"Z must be a torch tensor or numpy array, got {type(Z).__name__}")
         if Z.ndim != 2:
-            raise ValueError(
+            raise InputError(
                 f"Z must be 2-D [n_samples, d] (one representation per row), got shape {tuple(Z.shape)}; "
                 "flatten extra dimensions with Z.reshape(-1, Z.shape[-1])"
             )
@@ -154,19 +155,19 @@ class ConceptDictionary(nn.Module, ABC):
         Z = Z.to(device=device, dtype=self.dtype)
         if not all_finite(Z):
             bad = (~torch.isfinite(Z)).any(dim=1).nonzero().flatten()
-            raise ValueError(
+            raise InputError(
                 f"Z holds NaN or inf in {len(bad)} rows (first: {bad[:5].tolist()}); drop or repair those rows first"
             )
         if fitting:
             if Z.shape[0] < self.n_concepts:
-                raise ValueError(
+                raise InputError(
                     f"{Z.shape[0]} samples is fewer than n_concepts={self.n_concepts}; "
                     "collect more samples or ask for fewer concepts"
                 )
         else:
             self._check_fitted()
             if Z.shape[1] != self.d_in:
-                raise ValueError(f"Z has d={Z.shape[1]} but the dictionary was fitted on d={self.d_in}")
+                raise InputError(f"Z has d={Z.shape[1]} but the dictionary was fitted on d={self.d_in}")
         return Z
 
     def check_result(self, sample: Float[Tensor, "m d"] | None = None) -> None:
@@ -208,7 +209,7 @@ class ConceptDictionary(nn.Module, ABC):
         """Put the learner in the units of c·Z: every parameter and fitted quantity in data units times c (squares
         times c²). Learners override it; the base refuses, so data of extreme scale gets a clear error."""
         lo, hi = SAFE_SCALE
-        raise ValueError(
+        raise InputError(
             f"{type(self).__name__} cannot rescale data internally, and this Z's largest |entry| is outside "
             f"[{lo:g}, {hi:g}] where it works as it is: divide Z by a constant first"
         )
@@ -310,7 +311,7 @@ class ConceptDictionary(nn.Module, ABC):
     def from_sae(cls, sae: SAE) -> ConceptDictionary:
         """A fitted learner of this class from an SAE that `to_sae` made (or any SAE of the same architecture)."""
         if sae.cfg.architecture() != cls.architecture:
-            raise ValueError(
+            raise InputError(
                 f"{cls.__name__} exports to architecture {cls.architecture!r}, but this SAE is "
                 f"{sae.cfg.architecture()!r}; load it with lmm_concepts.load_dictionary(path) instead"
             )

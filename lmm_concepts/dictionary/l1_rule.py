@@ -37,6 +37,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from lmm_concepts.dictionary.lasso import rms_norm
+from lmm_concepts.errors import InputError
 
 RuleKind = Literal["absolute", "rms", "active"]
 #: codes [m, K] of the rows Z_s [m, d] after fitting them with penalty l1: how "active" measures a probe
@@ -54,15 +55,15 @@ class L1Rule:
 
     def __post_init__(self):
         if self.kind not in ("absolute", "rms", "active"):
-            raise ValueError(f"an L1 rule is 'absolute', 'rms' or 'active', got {self.kind!r}")
+            raise InputError(f"an L1 rule is 'absolute', 'rms' or 'active', got {self.kind!r}")
         if not isinstance(self.value, (int, float)) or isinstance(self.value, bool) or not math.isfinite(self.value):
-            raise ValueError(f"the {self.kind} l1 rule needs a finite number, got {self.value!r}")
+            raise InputError(f"the {self.kind} l1 rule needs a finite number, got {self.value!r}")
         if self.kind == "absolute" and self.value < 0:
-            raise ValueError(f"l1 must be a finite number >= 0 (the L1 penalty on the codes), got {self.value!r}")
+            raise InputError(f"l1 must be a finite number >= 0 (the L1 penalty on the codes), got {self.value!r}")
         if self.kind == "rms" and self.value < 0:
-            raise ValueError(f"a relative l1 'rms:f' needs a fraction f >= 0 of the rows' RMS norm, got {self.value!r}")
+            raise InputError(f"a relative l1 'rms:f' needs a fraction f >= 0 of the rows' RMS norm, got {self.value!r}")
         if self.kind == "active" and self.value <= 0:
-            raise ValueError(
+            raise InputError(
                 f"a target sparsity 'active:k' needs k > 0 active concepts per sample, got {self.value!r}"
             )
         object.__setattr__(self, "value", float(self.value))
@@ -98,7 +99,7 @@ class L1Rule:
                     value = None
                 if value is not None:
                     return cls(match.group(1) or "absolute", value)
-        raise ValueError(
+        raise InputError(
             f"l1 must be a number >= 0, 'rms:<fraction>' (a fraction of the rows' RMS norm) or 'active:<k>' "
             f"(k active concepts per sample on average), got {spec!r}"
         )
@@ -110,7 +111,7 @@ class L1Rule:
     def check_concepts(self, n_concepts: int) -> None:
         """Refuse a target sparsity a K-concept dictionary cannot have."""
         if self.kind == "active" and self.value > n_concepts:
-            raise ValueError(
+            raise InputError(
                 f"l1 rule '{self}' asks for {self.value:g} active concepts per sample, but the dictionary has only "
                 f"K={n_concepts}; choose 0 < k <= {n_concepts}"
             )
@@ -141,16 +142,16 @@ def resolve_l1(
         return rule.value
     rms = rms_norm(Z)
     if not rms > 0:
-        raise ValueError(
+        raise InputError(
             f"l1 rule '{rule}' sets l1 relative to the data, but every row of Z is zero: there is no scale to be "
             "relative to; pass an absolute l1"
         )
     if not math.isfinite(rms):
-        raise ValueError(f"l1 rule '{rule}': the rows' RMS norm is not finite (NaN or inf in Z); repair Z first")
+        raise InputError(f"l1 rule '{rule}': the rows' RMS norm is not finite (NaN or inf in Z); repair Z first")
     if rule.kind == "rms":
         return rule.value * rms
     if probe is None:
-        raise ValueError(f"l1 rule '{rule}' needs a fit to measure sparsity; this learner supports 'rms:' only")
+        raise InputError(f"l1 rule '{rule}' needs a fit to measure sparsity; this learner supports 'rms:' only")
     if Z.shape[0] > max_rows:
         rows = torch.randperm(Z.shape[0], generator=torch.Generator().manual_seed(seed))[:max_rows]
         Z = Z[rows.to(Z.device)]
@@ -164,7 +165,7 @@ def resolve_l1(
     lo = 1e-4 * rms
     a_lo = active(lo)
     if a_lo < target * (1 - rel_tol):
-        raise ValueError(
+        raise InputError(
             f"l1 rule '{rule}' finds no l1 in range: even l1 = {lo:.3g} (1e-4 of the rows' RMS norm) leaves "
             f"{a_lo:.2f} active concepts per sample on this data; ask for fewer active concepts"
         )
@@ -193,7 +194,7 @@ def resolve_l1(
             side = 1
     if best[0] <= rel_tol * target:
         return best[1]
-    raise ValueError(
+    raise InputError(
         f"l1 rule '{rule}' finds no l1 in range: after {max_probes} probes the closest, l1 = {best[1]:.4g}, is "
         f"{best[0]:.2f} active concepts per sample from the target; the sparsity jumps there on this data, "
         "choose another target or an absolute l1"

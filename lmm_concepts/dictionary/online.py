@@ -62,6 +62,7 @@ from lmm_concepts.dictionary.streaming import (
     read_ranges,
     slice_ranges,
 )
+from lmm_concepts.errors import InputError
 
 _INITS = {"svd": init_svd, "kmeans++": init_kmeanspp, "random": init_random}
 
@@ -117,7 +118,7 @@ class _State:
 def _check_finite(Z: Tensor, epoch: int, step: int) -> None:
     if not all_finite(Z):
         n_bad = int((~torch.isfinite(Z)).any(dim=1).sum())
-        raise ValueError(f"Z holds NaN or inf in {n_bad} rows of the batch at epoch {epoch}, step {step}; "
+        raise InputError(f"Z holds NaN or inf in {n_bad} rows of the batch at epoch {epoch}, step {step}; "
                          "drop or repair those rows first")
 
 
@@ -171,12 +172,12 @@ class OnlineSemiNMF(L1Penalty, ConceptDictionary):
                 setattr(self, f.name, getattr(self.config, f.name))
         self.checkpoint_every = checkpoint_every
         if init not in _INITS:
-            raise ValueError(f"init must be one of {sorted(_INITS)}, got {init!r}")
+            raise InputError(f"init must be one of {sorted(_INITS)}, got {init!r}")
         for name in ("batch_size", "block_rows", "max_epochs", "init_rows", "lasso_max_iter", "checkpoint_every"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+                raise InputError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if dtype not in (torch.float32, torch.float64, torch.bfloat16, torch.float16):
-            raise ValueError(f"dtype must be a floating dtype (float32, float64, bfloat16, float16), got {dtype}")
+            raise InputError(f"dtype must be a floating dtype (float32, float64, bfloat16, float16), got {dtype}")
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         self.process_group = process_group
         self.history_: list[float] = []
@@ -201,7 +202,7 @@ class OnlineSemiNMF(L1Penalty, ConceptDictionary):
         comm = Comm.current(self.process_group)
         device = self._device_for(source)
         if source.n_rows < cfg.n_concepts:
-            raise ValueError(
+            raise InputError(
                 f"{source.n_rows} samples is fewer than n_concepts={cfg.n_concepts}; "
                 "collect more samples or ask for fewer concepts"
             )
@@ -308,7 +309,7 @@ class OnlineSemiNMF(L1Penalty, ConceptDictionary):
                     self._save(st, comm)
             # end of epoch: re-seed atoms nobody uses, check convergence (the one host sync per epoch)
             if int(bad_rows):
-                raise ValueError(f"Z holds NaN or inf in {int(bad_rows)} rows read in epoch {st.epoch}; "
+                raise InputError(f"Z holds NaN or inf in {int(bad_rows)} rows read in epoch {st.epoch}; "
                                  "drop or repair those rows first (the last checkpoint predates them)")
             st.W_dec = self._reseed(st.W_dec, st.A, pool)
             st.history.append(float(st.running))
@@ -375,7 +376,7 @@ class OnlineSemiNMF(L1Penalty, ConceptDictionary):
                 saved = {k: meta.get(k) for k in self._meta}
                 if saved != self._meta:
                     diff = [k for k in self._meta if saved.get(k) != self._meta[k]]
-                    raise ValueError(
+                    raise InputError(
                         f"checkpoint {self.checkpoint} belongs to a different fit (differs in {diff}: saved "
                         f"{ {k: saved.get(k) for k in diff} }); delete it or pass another checkpoint path"
                     )
