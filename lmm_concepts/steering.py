@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
-from lmm_concepts.hooks import add_direction_hook, resolve_hook_name
+from lmm_concepts.hooks import add_direction_hook
+from lmm_concepts.models.layers import resolve_layer
 
 
 def _check_direction(model, direction: Tensor) -> Tensor:
@@ -31,10 +32,8 @@ def _check_direction(model, direction: Tensor) -> Tensor:
 
 
 def steering_hooks(model, direction: Tensor, alpha: float, layer: str | int, positions: Tensor | None = None):
-    """The `fwd_hooks` list that adds α·direction at `layer` (for `run_with_hooks`)."""
-    hook_name = resolve_hook_name(layer)
-    if hook_name not in model.hook_dict:
-        raise ValueError(f"the model has no hook {hook_name!r} (from layer={layer!r}); e.g. blocks.0.hook_resid_post")
+    """The `fwd_hooks` list that adds α·direction at `layer` (a block index, "final" or a hook name)."""
+    hook_name = resolve_layer(layer, model)
     return [(hook_name, add_direction_hook(_check_direction(model, direction), alpha, positions))]
 
 

@@ -91,6 +91,14 @@ class ScriptedLMM(torch.nn.Module):
         self.forward_calls: list[tuple[int, int]] = []
         self.generate_calls: list[int] = []
 
+    @property
+    def n_layers(self) -> int:
+        return self.cfg.n_layers
+
+    @property
+    def d_model(self) -> int:
+        return self.cfg.d_model
+
     def generate(self, images, prompt=None, max_new_tokens=8):
         codes = [int(im.getpixel((0, 0))[0]) for im in images]
         self.generate_calls.append(len(codes))

@@ -10,6 +10,7 @@ import torch
 
 import lmm_concepts as lc
 from lmm_concepts.metrics import faithfulness
+from lmm_concepts.models.interface import ModelInputs
 from tests._ground_fixtures import (
     PLANTED,
     HandDictionary,
@@ -100,9 +101,12 @@ def test_steering_raises_concept_word_logits(setup):
 def test_steering_shifts_generated_captions(setup):
     model, U, tokens = setup
 
-    def generate():
-        out = model.generate(tokens[:4, :3], max_new_tokens=4, do_sample=False, verbose=False, use_past_kv_cache=True)
-        return [model.tokenizer.decode(row[3:]) for row in out]
+    def generate():  # greedy continuation of text prompts (the model takes no image)
+        seq = tokens[:4, :3]
+        for _ in range(4):
+            next_token = model.logits(ModelInputs(seq, torch.ones_like(seq)))[:, -1].argmax(-1)
+            seq = torch.cat([seq, next_token[:, None]], dim=1)
+        return [model.tokenizer.decode(row[3:]) for row in seq]
 
     shift = lc.caption_shift(model, U[1], "blocks.0.hook_resid_post", PLANTED[1], generate, alphas=[0.0, 30.0])
     assert shift.mention_rate[1] == 1.0 and shift.word_rate[1] > shift.word_rate[0]

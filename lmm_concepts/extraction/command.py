@@ -134,9 +134,8 @@ def run(cfg: ExtractConfig) -> None:
         raise InputError("--token is required (the word of interest, e.g. --token dog)")
     dataset = cfg.data.load()  # before the (slow) model: a wrong path fails at once
     model = cfg.model.load()
-    layers = [int(x) if x.lstrip("-").isdigit() else x for x in cfg.layers]
     store = extract(
-        model, dataset, cfg.token, layers, cfg.out, position=cfg.position, batch_size=cfg.batch_size,
+        model, dataset, cfg.token, cfg.layers, cfg.out, position=cfg.position, batch_size=cfg.batch_size,
         max_new_tokens=cfg.max_new_tokens, prompt=cfg.prompt, plural=cfg.plural, dtype=cfg.dtype,
         num_workers=cfg.num_workers, overwrite=cfg.overwrite,
     )  # fmt: skip

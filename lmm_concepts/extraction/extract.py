@@ -14,7 +14,6 @@ The batch is then committed to the store whole (see `writer.py`), so a killed ru
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import re
 from collections import Counter
@@ -46,28 +45,18 @@ from lmm_concepts.extraction.store import (
     REASONS,
     RepresentationStore,
     committed_batches,
-    resolve_layer_name,
 )
 from lmm_concepts.extraction.writer import StoreWriter, _jsonable, image_file_name
+from lmm_concepts.models.layers import resolve_layer
 
 
 def resolve_layers(model, layers: Sequence[int | str] | int | str) -> list[str]:
     """Hook names for `layers` (indices, "final" or hook names), checked against the model, duplicates dropped."""
     if not isinstance(layers, (list, tuple)):
-        layers = [layers]  # one layer; resolve_layer_name names anything that is not one
+        layers = [layers]  # one layer; resolve_layer names anything that is not one
     if not layers:
         raise InputError("layers is empty: pass at least one, e.g. layers=['final'] or layers=[-1, 'final']")
-    names = [resolve_layer_name(layer, model.cfg.n_layers) for layer in layers]
-    for name in names:
-        if name not in model.hook_dict:
-            close = difflib.get_close_matches(name, list(model.hook_dict), n=3, cutoff=0.6)
-            n = model.cfg.n_layers
-            examples = close or [f"blocks.{n - 1}.hook_resid_post", "ln_final.hook_normalized"]
-            raise InputError(
-                f"the model has no hook point {name!r}: give a block index (0..{n - 1}, or negative from the end), "
-                f"'final', or a hook name such as {', '.join(examples)} (--layers)"
-            )
-    return list(dict.fromkeys(names))
+    return list(dict.fromkeys(resolve_layer(layer, model) for layer in layers))
 
 
 def model_identity(model) -> dict[str, Any]:

@@ -23,13 +23,14 @@ from lmm_concepts.grounding.store_access import (
     meta_get,
     pick_layer,
     store_matrix,
+    stored_hook,
 )
 from lmm_concepts.grounding.words import LENSES, WordFilter, lens_logits, top_words
-from lmm_concepts.hooks import is_after_final_norm, resolve_hook_name
+from lmm_concepts.models.layers import is_after_final_norm
 
 
-def default_lens(layer: str | int) -> str:
-    return "raw" if is_after_final_norm(layer) else "ln_final"
+def default_lens(hook_name: str) -> str:
+    return "raw" if is_after_final_norm(hook_name) else "ln_final"
 
 
 def check_dictionary(model, dictionary) -> Tensor:
@@ -104,8 +105,9 @@ def ground(
     if layer is None and fitted is not None and fitted in [str(x) for x in store.layers]:
         layer = fitted
     layer = pick_layer(store, layer)
-    mismatch = check_dictionary_layer(dictionary, resolve_hook_name(layer), allow_layer_mismatch)
-    lens = lens or default_lens(layer)
+    hook_name = stored_hook(layer)
+    mismatch = check_dictionary_layer(dictionary, hook_name, allow_layer_mismatch)
+    lens = lens or default_lens(hook_name)
     if lens not in LENSES:
         raise InputError(f"lens must be one of {LENSES}, got {lens!r}")
     if n_images < 0:
@@ -161,7 +163,7 @@ def ground(
         concepts=concepts,
         W_dec=W_dec.cpu(),
         layer=layer,
-        hook_name=resolve_hook_name(layer),
+        hook_name=hook_name,
         lens=lens,
         use_bias=use_bias,
         n_words=n_words,

@@ -33,6 +33,10 @@ FINAL_HOOK = "ln_final.hook_out"
 """The output of the language model's final norm, gain and bias included: the vectors the unembedding reads, HF's
 last hidden state (store layer "final"). TransformerLens's `ln_final.hook_normalized` is read before the gain."""
 
+LEGACY_FINAL_HOOK = "ln_final.hook_normalized"
+"""TransformerLens's normalised vectors before the final norm's gain and bias: what stores and dictionaries recorded
+as layer "final" before it meant `FINAL_HOOK`. Read by this name only: they are other vectors than `FINAL_HOOK`'s."""
+
 
 def resid_hook(layer: int) -> str:
     """The residual stream after block `layer` (a non-negative index)."""
