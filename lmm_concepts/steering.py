@@ -19,13 +19,14 @@ import torch
 from torch import Tensor
 
 from lmm_concepts.hooks import add_direction_hook
+from lmm_concepts.models.interface import ModelInputs
 from lmm_concepts.models.layers import resolve_layer
 
 
 def _check_direction(model, direction: Tensor) -> Tensor:
     if not isinstance(direction, Tensor):
         direction = torch.as_tensor(direction)
-    d_model = model.cfg.d_model
+    d_model = model.d_model
     if direction.shape[-1] != d_model:
         raise ValueError(f"the steering direction has d={direction.shape[-1]} but the model's d_model is {d_model}")
     return direction
@@ -52,18 +53,32 @@ def word_logit_shift(
     direction: Tensor,
     layer: str | int,
     word_token_ids: Sequence[Sequence[int]],
-    inputs: Mapping[str, Tensor],
+    inputs: ModelInputs | Mapping[str, Tensor],
     alphas: Sequence[float] = (0.0, 2.0, 4.0, 8.0),
 ) -> dict[float, float]:
-    """Mean logit of the concept's word tokens at the last position, per α (inputs: `run_with_hooks` kwargs)."""
+    """Mean logit of the concept's word tokens at the last position, per α. `inputs`: a batch from
+    `model.build_inputs(images)` (or a mapping of `input_ids`, optionally `attention_mask` and image tensors)."""
     ids = sorted({int(t) for word in word_token_ids for t in word})
     if not ids:
         raise ValueError("the concept has no grounded words to measure")
+    inputs = _as_inputs(inputs)
     out = {}
     for a in alphas:
-        logits = model.run_with_hooks(**inputs, fwd_hooks=steering_hooks(model, direction, a, layer))
+        logits = model.logits(inputs, fwd_hooks=steering_hooks(model, direction, a, layer))
         out[float(a)] = logits[:, -1, ids].float().mean().item()
     return out
+
+
+def _as_inputs(inputs: ModelInputs | Mapping[str, Tensor]) -> ModelInputs:
+    if isinstance(inputs, ModelInputs):
+        return inputs
+    if "input_ids" not in inputs:
+        raise ValueError(f"inputs must be a ModelInputs (model.build_inputs(images)) or a mapping with input_ids, got "
+                         f"keys {sorted(inputs)}")
+    ids = inputs["input_ids"]
+    mask = inputs.get("attention_mask")
+    images = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask")}
+    return ModelInputs(ids, mask if mask is not None else torch.ones_like(ids), images)
 
 
 @dataclass

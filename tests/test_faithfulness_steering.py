@@ -84,11 +84,11 @@ def test_faithfulness_bad_input(setup):
 def test_steering_raises_concept_word_logits(setup):
     model, U, tokens = setup
     ids = {k: [[model.tokenizer.convert_tokens_to_ids(w)] for w in words] for k, words in PLANTED.items()}
-    shift = lc.word_logit_shift(model, U[0], "blocks.0.hook_resid_post", ids[0], {"input": tokens}, alphas=[0, 2, 4, 8])
+    shift = lc.word_logit_shift(model, U[0], "blocks.0.hook_resid_post", ids[0], {"input_ids": tokens}, alphas=[0, 2, 4, 8])
     values = list(shift.values())
     assert values == sorted(values) and values[-1] > values[0] + 1.0
     # other concepts' words do not gain as much
-    other = lc.word_logit_shift(model, U[0], "blocks.0.hook_resid_post", ids[1], {"input": tokens}, alphas=[0, 8])
+    other = lc.word_logit_shift(model, U[0], "blocks.0.hook_resid_post", ids[1], {"input_ids": tokens}, alphas=[0, 8])
     assert other[8.0] - other[0.0] < values[-1] - values[0]
     # the context manager steers a plain forward, then leaves the model as it was
     clean = model(tokens)

@@ -165,7 +165,7 @@ def extract_splits(state: DemoState) -> None:
 
 def sweep_layers(model) -> list[str | int]:
     """Every block's residual output plus the final norm's output."""
-    return [*range(model.cfg.n_layers), "final"]
+    return [*range(model.n_layers), "final"]
 
 
 def make_dictionary(method: str, cfg: DemoConfig):

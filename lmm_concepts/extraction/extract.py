@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -46,7 +45,7 @@ from lmm_concepts.extraction.store import (
     RepresentationStore,
     committed_batches,
 )
-from lmm_concepts.extraction.writer import StoreWriter, _jsonable, image_file_name
+from lmm_concepts.extraction.writer import StoreWriter, image_file_name
 from lmm_concepts.models.layers import resolve_layer
 
 
@@ -57,36 +56,6 @@ def resolve_layers(model, layers: Sequence[int | str] | int | str) -> list[str]:
     if not layers:
         raise InputError("layers is empty: pass at least one, e.g. layers=['final'] or layers=[-1, 'final']")
     return list(dict.fromkeys(resolve_layer(layer, model) for layer in layers))
-
-
-def model_identity(model) -> dict[str, Any]:
-    """What identifies the model in a store's manifest: class, config, dimensions, and a digest of its weights.
-
-    The digest reads ~1024 evenly spaced values of every parameter: exact (no reductions), so the same weights give
-    the same digest on any device, and cheap even for a 7B model.
-    """
-    cfg = getattr(model, "lmm_cfg", None)
-    if hasattr(cfg, "to_dict"):
-        cfg = cfg.to_dict()
-    elif dataclasses.is_dataclass(cfg):
-        cfg = dataclasses.asdict(cfg)
-    h = hashlib.sha256()
-    with torch.no_grad():
-        for name, p in sorted(model.named_parameters()):
-            h.update(name.encode())
-            h.update(str(tuple(p.shape)).encode())
-            if p.is_meta:
-                continue
-            flat = p.detach().reshape(-1)
-            sample = flat[:: max(1, flat.numel() // 1024)][:1024]  # exact values spread over the whole tensor
-            h.update(sample.to("cpu", torch.float32).numpy().tobytes())
-    return {
-        "class": type(model).__name__,
-        "config": _jsonable(cfg),
-        "n_layers": int(model.cfg.n_layers),
-        "d_model": int(model.cfg.d_model),
-        "weights_digest": h.hexdigest()[:16],
-    }
 
 
 def dataset_identity(data) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
@@ -203,29 +172,13 @@ def process_batch(
     if not rows:
         return _Batch([], rejected, {}, images)
 
-    idx = torch.tensor(rows, device=gen.sequences.device)
     end = max(positions) + 1  # later positions cannot change earlier ones (causal model): cut them off
-    _, cache = model.run_with_cache(
-        input_ids=gen.sequences[idx, :end],
-        pixel_values=gen.pixel_values[idx.to(gen.pixel_values.device)],
-        attention_mask=gen.attention_mask[idx, :end],
-        names_filter=hooks,
-        return_cache_object=False,
-        **_stop_after(hooks),
-    )
+    cache = model.capture(gen.inputs().select(rows).truncate(end), hooks)  # stops after the last block needed
     sel = torch.arange(len(rows))
     pos_t = torch.tensor(positions)
     acts = {h: cache[h][sel.to(cache[h].device), pos_t.to(cache[h].device)].to("cpu") for h in hooks}
     del cache
     return _Batch(kept, rejected, acts, images)
-
-
-def _stop_after(hooks: list[str]) -> dict[str, int]:
-    """`stop_at_layer` for a forward pass that only needs block outputs: later blocks are never run."""
-    blocks = [re.fullmatch(r"blocks\.(\d+)\..+", h) for h in hooks]
-    if not all(blocks):
-        return {}
-    return {"stop_at_layer": max(int(m.group(1)) for m in blocks) + 1}
 
 
 def extract(
@@ -248,7 +201,7 @@ def extract(
     """Representations of `token` in the captions `model` generates for `dataset`, stored in `out`.
 
     Args:
-        model: a `HookedLMM`.
+        model: any `LMM` (`lmm_concepts.models.interface`), e.g. `lc.load_lmm(folder)`.
         dataset: a `CaptionDataset` (COCO Karpathy, JSONL, CSV, HF on disk) or any iterable of (id, image, captions).
         token: the word of interest; matched as a whole word, case-insensitively.
         layers: layer indices (negative count from the end; `blocks.{L}.hook_resid_post`), "final" (the output of
@@ -282,7 +235,7 @@ def extract(
     check_captions_hold(data, forms, plural)
     identity, index = dataset_identity(data)
     manifest = {
-        "model": model_identity(model),
+        "model": model.identity(),
         "word": forms[0],
         "forms": list(forms),
         "plural": plural,

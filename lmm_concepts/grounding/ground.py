@@ -37,7 +37,7 @@ def check_dictionary(model, dictionary) -> Tensor:
     W_dec = getattr(dictionary, "W_dec", None)
     if W_dec is None:
         raise RuntimeError(f"{type(dictionary).__name__} is not fitted: call .fit(Z) before grounding it")
-    d_model = model.W_U.shape[0]
+    d_model = model.d_model
     if W_dec.shape[1] != d_model:
         raise InputError(
             f"the dictionary's concept vectors have d={W_dec.shape[1]} but the model's d_model is {d_model}: it was "
@@ -88,7 +88,7 @@ def ground(
     """Ground each concept u_k (row of `dictionary.W_dec`) in words and in its most activating samples.
 
     Args:
-        model: a HookedTransformer (or HookedLMM) with `W_U`, `b_U`, `ln_final` and a tokenizer.
+        model: any `LMM` (its unembedding, final norm and tokenizer are read).
         dictionary: a fitted ConceptDictionary whose d equals the model's d_model.
         store: the RepresentationStore the dictionary was fitted on (MAS and activation statistics come from it).
         n_words: words per concept, taken from the top `n_candidates` lens tokens; never padded.

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from lmm_concepts._io import check_output_folder
 from lmm_concepts.errors import InputError
-from lmm_concepts.extraction.command import ModelSpec
+from lmm_concepts.models.load import ModelSpec
 
 
 @dataclass
