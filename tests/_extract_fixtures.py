@@ -13,7 +13,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from tokenizers.pre_tokenizers import ByteLevel
 from transformers import PreTrainedTokenizerFast
 
-from lmm_concepts.models.interface import GenerationOutput, weights_digest
+from lmm_concepts.models.interface import FINAL_HOOK, GenerationOutput, weights_digest
 
 BYTE_PIECES = [
     "Ġa", "Ġdog", "Ġdogs", "Dog", "dog", "Ġhot", "Ġhotdog", "Ġpup", "py", "Ġpuppies", "Ġ", "today", "Ġtoday",
@@ -68,7 +68,7 @@ class ScriptedLMM(torch.nn.Module):
     of row b is [layer, p − n_pad(b), token id, code].
     """
 
-    HOOKS = ("blocks.0.hook_resid_post", "blocks.1.hook_resid_post", "ln_final.hook_normalized")
+    HOOKS = ("blocks.0.hook_resid_post", "blocks.1.hook_resid_post", FINAL_HOOK)
 
     def __init__(self, scripts: dict[int, list[str]], prompt_pieces=(["Ġphoto"], ["Ġa", "Ġphoto", "Ġof"]), n_visual=2):
         super().__init__()

@@ -10,6 +10,7 @@ from PIL import Image
 from torch import Tensor
 
 from lmm_concepts.dictionary.base import ConceptDictionary
+from lmm_concepts.models.interface import FINAL_HOOK
 
 VOCAB = [
     "<unk>", "<bos>",
@@ -118,7 +119,7 @@ class MemoryStore:
 
     def layer(self, name: str) -> Tensor:
         if name == "final" and "final" not in self._layers:
-            name = "ln_final.hook_normalized"
+            name = FINAL_HOOK
         return self._layers[name]
 
     def images(self, ids) -> list[Image.Image]:

@@ -15,7 +15,6 @@ from transformers import LlavaForConditionalGeneration
 import lmm_concepts as lc
 from lmm_concepts.models.bridge import BridgeLMM
 from lmm_concepts.models.interface import FINAL_HOOK, LMM, resid_hook
-from lmm_concepts.models.layers import FINAL_LAYER_HOOK
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -138,7 +137,7 @@ def test_the_pipeline_runs_on_the_bridge(model, tmp_path):
     items = [(f"i{n}", im, [f"a {word} and w59"]) for n, im in enumerate(images)]
     store = lc.extract(model, items, word, layers=["final", "-1"], out=tmp_path / "store", batch_size=3,
                        max_new_tokens=6, progress=False)
-    assert store.layers == [FINAL_LAYER_HOOK, resid_hook(1)] and len(store) == sum(word in t.split() for t in generated)
+    assert store.layers == [FINAL_HOOK, resid_hook(1)] and len(store) == sum(word in t.split() for t in generated)
     dico = lc.Simple(1).fit(store.layer(-1))
     words = lc.grounding.WordFilter(vocabulary=frozenset(f"w{i}" for i in range(60)), min_length=1)
     expl = lc.ground(model, dico, store, n_words=3, n_images=1, layer=-1, word_filter=words)

@@ -70,7 +70,7 @@ def test_faithfulness_bad_input(setup):
         faithfulness(lmm, expl, seqs, codes=torch.zeros(12, 3))
     with pytest.raises(ValueError, match="expected \\(12, 3\\)"):
         faithfulness(lmm, expl, seqs, codes=torch.ones(11, 3))
-    with pytest.raises(ValueError, match="not defined at 'ln_final.hook_normalized'.*'next_token', 'direct'"):
+    with pytest.raises(ValueError, match="not defined at 'ln_final.hook_out'.*'next_token', 'direct'"):
         faithfulness(lmm, expl, seqs, score="indirect")
     with pytest.raises(ValueError, match="n_random must be >= 2"):
         faithfulness(lmm, expl, seqs, n_random=1)

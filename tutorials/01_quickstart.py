@@ -24,7 +24,7 @@ OUT = Path("runs/quickstart")
 # %% [markdown]
 # ## The model and the world
 # `HookedLMM.toy()` loads the shipped weights (offline, instantly). It is a TransformerLens `HookedTransformer`:
-# every hook name you know (`blocks.0.hook_resid_post`, `ln_final.hook_normalized`, ...) works on it.
+# every hook name you know (`blocks.0.hook_resid_post`, `ln_final.hook_out`, ...) works on it.
 
 # %%
 model = lc.HookedLMM.toy()

@@ -205,7 +205,7 @@ def extract(
         dataset: a `CaptionDataset` (COCO Karpathy, JSONL, CSV, HF on disk) or any iterable of (id, image, captions).
         token: the word of interest; matched as a whole word, case-insensitively.
         layers: layer indices (negative count from the end; `blocks.{L}.hook_resid_post`), "final" (the output of
-            the final norm, `ln_final.hook_normalized`) or any hook names.
+            the final norm, `ln_final.hook_out`: the vectors the unembedding reads) or any hook names.
         out: the store's folder. Rerunning the same call continues an interrupted run; a folder holding a store
             of another extraction is refused unless `overwrite=True`.
         position: "predicts" (the position whose logits predict the word's first sub-token; the reference) or "at".

@@ -31,7 +31,7 @@ from torch import Tensor
 from lmm_concepts._io import read_json
 from lmm_concepts.errors import InputError, MissingInputError
 from lmm_concepts.extraction.shards import TENSOR_KEY, read_mmap, store_dtype
-from lmm_concepts.models.layers import FINAL_LAYER_HOOK as FINAL_HOOK  # noqa: F401  (the hook of layer "final")
+from lmm_concepts.models.interface import FINAL_HOOK  # noqa: F401  (the hook of layer "final")
 from lmm_concepts.models.layers import missing_layer, resolve_layer
 
 MANIFEST = "manifest.json"

@@ -1,9 +1,10 @@
 """`ground`: every concept of a dictionary in words (logit lens) and images (most activating samples, MAS);
 `explain`: the strongest concepts of one sample.
 
-Default lens: "raw" for vectors read after the final norm (store layer "final" = `ln_final.hook_normalized`, where
-W_U·u is exactly the logits' direction, as in the reference code), "ln_final" for any other layer (a residual-stream
-vector reaches the logits only through the final norm).
+Default lens: "raw" for vectors read after the final norm (store layer "final" = `ln_final.hook_out`, where W_U·u is
+exactly the logits' direction, as in the reference code), "ln_final" for any other layer (a residual-stream vector
+reaches the logits only through the final norm). Stores made when "final" was `ln_final.hook_normalized` (before the
+norm's gain and bias) keep "raw" there, the reference code's lens, which is then not exact.
 """
 
 from __future__ import annotations

@@ -10,9 +10,10 @@ import torch
 from torch import Tensor
 
 from lmm_concepts.errors import InputError
-from lmm_concepts.models.layers import FINAL, FINAL_LAYER_HOOK, missing_layer
+from lmm_concepts.models.interface import FINAL_HOOK
+from lmm_concepts.models.layers import FINAL, missing_layer
 
-FINAL_NAMES = (FINAL, FINAL_LAYER_HOOK)
+FINAL_NAMES = (FINAL, FINAL_HOOK)
 """How a store names its final-norm layer: by its hook (a RepresentationStore) or as "final" (a stand-in store)."""
 
 
@@ -44,7 +45,7 @@ def pick_layer(store, layer: str | int | None) -> str:
     if layer is not None:  # a stand-in without the model's dimensions: stored names, "final" for its final layer
         name = str(layer)
         if name in FINAL_NAMES:
-            name = next((x for x in layers if x in FINAL_NAMES), FINAL_LAYER_HOOK)
+            name = next((x for x in layers if x in FINAL_NAMES), FINAL_HOOK)
         if name not in layers:
             raise InputError(f"the store has no layer {layer!r}: "
                              f"{missing_layer(layer, stored_hook(name), layers, 'the store')}")
@@ -59,7 +60,7 @@ def pick_layer(store, layer: str | int | None) -> str:
 
 def stored_hook(name: str) -> str:
     """The hook name of a stored layer name (a stand-in store may call its final layer "final")."""
-    return FINAL_LAYER_HOOK if name == FINAL else name
+    return FINAL_HOOK if name == FINAL else name
 
 
 def store_matrix(store, layer: str) -> Tensor:

@@ -59,7 +59,7 @@ from torch import Tensor
 
 from lmm_concepts.hooks import remove_component_hook
 from lmm_concepts.metrics.sequences import StoreSequences
-from lmm_concepts.models.interface import FINAL_HOOK, LMM, resid_hook
+from lmm_concepts.models.interface import FINAL_HOOK, LEGACY_FINAL_HOOK, LMM, resid_hook
 
 EFFECTS = ("next_token", "direct", "indirect", "continuation")
 SCORES = ("auto", *EFFECTS)
@@ -85,7 +85,7 @@ class HookReach:
         return not (self.same_token or self.later_tokens)
 
 
-_FINAL_NORM = ("ln_final.hook_out", "ln_final.hook_normalized", FINAL_HOOK)
+_FINAL_NORM = (FINAL_HOOK, LEGACY_FINAL_HOOK)
 _BLOCK_HOOK = re.compile(r"^blocks\.(\d+)\.hook_(resid_pre|resid_mid|attn_out|mlp_out|resid_post)$")
 _STEP = {"resid_pre": 0, "resid_mid": 1, "attn_out": 1, "mlp_out": 2, "resid_post": 2}
 

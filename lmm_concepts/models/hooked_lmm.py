@@ -1,7 +1,7 @@
 """`HookedLMM`: vision encoder -> connector -> visual tokens placed inside the prompt of a TransformerLens LLM.
 
 It *is* the language model (a sae-lens `HookedSAETransformer`), so every TransformerLens hook name
-(`blocks.{L}.hook_resid_post`, `ln_final.hook_normalized`, ...), `run_with_cache`, `run_with_hooks`,
+(`blocks.{L}.hook_resid_post`, `ln_final.hook_scale`, ..., plus `ln_final.hook_out`), `run_with_cache`, `run_with_hooks`,
 `add_sae` and the logit-lens tools (`W_U`, `unembed`, `ln_final`) work unchanged. The vision encoder and
 the connector are extra submodules with their own hook points, `hook_vision_features` and
 `hook_visual_tokens`.

@@ -3,7 +3,10 @@
 A layer is given as
 - a block index `L` (an int or a string such as "3" or "-1"; negative counts from the end): the residual stream
   after block L, `blocks.{L}.hook_resid_post`, range-checked against the model's number of blocks;
-- "final": `FINAL_LAYER_HOOK`, the output of the language model's final norm (the vectors the unembedding reads);
+- "final": `FINAL_HOOK` (`ln_final.hook_out`), the output of the language model's final norm, gain and bias
+  included: the vectors the unembedding reads. A store made when "final" meant TransformerLens's
+  `ln_final.hook_normalized` (`LEGACY_FINAL_HOOK`, before the gain and bias) keeps that name: it is read by that name,
+  never under "final", since its vectors are other ones;
 - any other string: a hook name, taken as it is (checked against the hooks that exist when they are known: the
   model's `hook_dict`, a store's layers).
 
@@ -19,13 +22,10 @@ from collections.abc import Collection
 from typing import Any
 
 from lmm_concepts.errors import InputError
-from lmm_concepts.models.interface import LEGACY_FINAL_HOOK, resid_hook
+from lmm_concepts.models.interface import FINAL_HOOK, LEGACY_FINAL_HOOK, resid_hook
 
 FINAL = "final"
 """The layer name of the final norm's output."""
-
-FINAL_LAYER_HOOK = LEGACY_FINAL_HOOK
-"""The hook layer "final" resolves to."""
 
 _BLOCK = re.compile(r"blocks\.(\d+)\.")
 _INDEX = re.compile(r"-?\d+")
@@ -41,7 +41,7 @@ def _n_layers_and_hooks(model_or_n_layers: Any, hooks: Collection[str] | None) -
 def choices(n_layers: int) -> str:
     """The valid layer arguments of a model with `n_layers` blocks, in words (for error messages)."""
     return (f"a block index (0..{n_layers - 1}, or negative from the end: -{n_layers}..-1), '{FINAL}' (the output "
-            f"of the final norm, {FINAL_LAYER_HOOK}) or a hook name such as {resid_hook(n_layers - 1)}")
+            f"of the final norm, {FINAL_HOOK}) or a hook name such as {resid_hook(n_layers - 1)}")
 
 
 def resolve_layer(layer: int | str, model_or_n_layers: Any, hooks: Collection[str] | None = None) -> str:
@@ -60,13 +60,13 @@ def resolve_layer(layer: int | str, model_or_n_layers: Any, hooks: Collection[st
             raise InputError(f"layer index {layer} is out of range for a model with {n_layers} layers: give "
                              f"{choices(n_layers)}")
         return resid_hook(layer % n_layers)
-    name = FINAL_LAYER_HOOK if layer == FINAL else layer
+    name = FINAL_HOOK if layer == FINAL else layer
     block = _BLOCK.match(name)
     if block and int(block.group(1)) >= n_layers:
         raise InputError(f"the model has no hook point {name!r}: it has {n_layers} blocks; give {choices(n_layers)}")
     if known is not None and name not in known:
         close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
-        examples = ", ".join(close or [resid_hook(n_layers - 1), FINAL_LAYER_HOOK])
+        examples = ", ".join(close or [resid_hook(n_layers - 1), FINAL_HOOK])
         raise InputError(f"the model has no hook point {name!r}: give a block index (0..{n_layers - 1}, or negative "
                          f"from the end), '{FINAL}', or a hook name such as {examples}")
     return name
@@ -75,8 +75,8 @@ def resolve_layer(layer: int | str, model_or_n_layers: Any, hooks: Collection[st
 def missing_layer(layer: int | str, name: str, layers: Collection[str], where: str) -> str:
     """Why `layer` (resolved to `name`) is not among the stored `layers` of `where` (e.g. "this store")."""
     hint = ""
-    if name == FINAL_LAYER_HOOK != LEGACY_FINAL_HOOK and LEGACY_FINAL_HOOK in layers:
-        hint = (f"; {where} holds {LEGACY_FINAL_HOOK}, what layer '{FINAL}' was before it meant {FINAL_LAYER_HOOK}: "
+    if name == FINAL_HOOK and LEGACY_FINAL_HOOK in layers:
+        hint = (f"; {where} holds {LEGACY_FINAL_HOOK}, what layer '{FINAL}' was before it meant {FINAL_HOOK}: "
                 f"vectors before the final norm's gain and bias, not the same ones. Ask for {LEGACY_FINAL_HOOK!r} "
                 "by name, or extract again")
     return f"layer {layer!r} ({name}) is not in {where}; stored layers: {list(layers)}{hint}"
@@ -84,7 +84,7 @@ def missing_layer(layer: int | str, name: str, layers: Collection[str], where: s
 
 def is_after_final_norm(hook_name: str) -> bool:
     """Whether vectors read at `hook_name` come out of the final norm (where the bare unembedding is the lens)."""
-    return hook_name in (FINAL_LAYER_HOOK, LEGACY_FINAL_HOOK)
+    return hook_name in (FINAL_HOOK, LEGACY_FINAL_HOOK)
 
 
 def layer_label(hook_name: str) -> str:
@@ -93,4 +93,4 @@ def layer_label(hook_name: str) -> str:
     m = re.fullmatch(r"blocks\.(\d+)\.hook_resid_post", hook_name)
     if m:
         return m.group(1)
-    return FINAL if hook_name == FINAL_LAYER_HOOK else hook_name
+    return FINAL if hook_name == FINAL_HOOK else hook_name
