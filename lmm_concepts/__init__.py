@@ -48,12 +48,16 @@ from lmm_concepts.metrics import (
     layer_sweep,
 )
 from lmm_concepts.models import (
+    LMM,
     AttentionResampler,
+    BridgeLMM,
     GenerationOutput,
     HookedLMM,
     LlavaProjector,
     LMMConfig,
+    ModelInputs,
     PoolingResampler,
+    load_lmm,
 )
 from lmm_concepts.report import CaptionActivations, caption_activations
 from lmm_concepts.steering import CaptionShift, caption_shift, steer, word_logit_shift
@@ -88,6 +92,10 @@ __all__ = [
     "ground",
     "HFDiskCaptions",
     "HookedLMM",
+    "BridgeLMM",
+    "LMM",
+    "load_lmm",
+    "ModelInputs",
     "init_distributed",
     "IterableCaptions",
     "JsonlCaptions",

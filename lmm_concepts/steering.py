@@ -61,24 +61,12 @@ def word_logit_shift(
     ids = sorted({int(t) for word in word_token_ids for t in word})
     if not ids:
         raise ValueError("the concept has no grounded words to measure")
-    inputs = _as_inputs(inputs)
+    inputs = ModelInputs.of(inputs)
     out = {}
     for a in alphas:
         logits = model.logits(inputs, fwd_hooks=steering_hooks(model, direction, a, layer))
         out[float(a)] = logits[:, -1, ids].float().mean().item()
     return out
-
-
-def _as_inputs(inputs: ModelInputs | Mapping[str, Tensor]) -> ModelInputs:
-    if isinstance(inputs, ModelInputs):
-        return inputs
-    if "input_ids" not in inputs:
-        raise ValueError(f"inputs must be a ModelInputs (model.build_inputs(images)) or a mapping with input_ids, got "
-                         f"keys {sorted(inputs)}")
-    ids = inputs["input_ids"]
-    mask = inputs.get("attention_mask")
-    images = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask")}
-    return ModelInputs(ids, mask if mask is not None else torch.ones_like(ids), images)
 
 
 @dataclass

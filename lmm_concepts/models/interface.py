@@ -60,6 +60,19 @@ class ModelInputs(Mapping[str, Tensor]):
     attention_mask: Int[Tensor, "batch pos"]
     images: dict[str, Tensor] = field(default_factory=dict)
 
+    @classmethod
+    def of(cls, inputs: ModelInputs | Mapping[str, Tensor]) -> ModelInputs:
+        """`inputs` itself, or a batch from a mapping of `input_ids`, optionally `attention_mask` (default: every
+        token real) and the image tensors."""
+        if isinstance(inputs, ModelInputs):
+            return inputs
+        if "input_ids" not in inputs:
+            raise ValueError(f"a model's inputs need input_ids (model.build_inputs(images) makes them), got keys "
+                             f"{sorted(inputs)}")
+        ids, mask = inputs["input_ids"], inputs.get("attention_mask")
+        images = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask")}
+        return cls(ids, mask if mask is not None else torch.ones_like(ids), images)
+
     @property
     def batch_size(self) -> int:
         return int(self.input_ids.shape[0])
