@@ -304,12 +304,12 @@ def conclude(state: DemoState) -> None:
 
 
 def write_outputs(state: DemoState) -> None:
-    """results.json, panels.json and the self-contained report.html: the report of any run (`lmm_concepts.report`),
+    """results.json, panels.json and the self-contained report.html: the report of any run (`lmm_concepts.make_report`),
     with the demo's own numbers (recovery, sweep, findings, funnel) merged in."""
-    from lmm_concepts.report import report
+    from lmm_concepts.report import make_report
 
     state.results["timings_s"] = {k: round(v, 2) for k, v in state.timings.items()}
-    report(state.explanations, state.stores["train"], out=state.folder, test_store=state.stores["test"],
+    make_report(state.explanations, state.stores["train"], out=state.folder, test_store=state.stores["test"],
            model=state.model, n_show=state.cfg.n_show, extra=state.results)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lmm_concepts._io import check_output_folder
+from lmm_concepts._version import __version__
 from lmm_concepts.data.base import (
     CaptionDataset,
     IterableCaptions,
@@ -145,7 +146,7 @@ def extract(
         "batch_size": batch_size,
         "dtype": dtype,
         "dataset": identity,
-        "library_version": _version(),
+        "library_version": __version__,
     }
     lock = StoreLock(out)  # one writer per store for the whole run; the ranks of one run share it (rank 0 holds it)
 
@@ -210,8 +211,4 @@ def check_captions_hold(data, forms: Sequence[str], plural: bool) -> None:
     )
 
 
-def _version() -> str:
-    from lmm_concepts import __version__
-
-    return __version__
 

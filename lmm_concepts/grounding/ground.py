@@ -1,5 +1,5 @@
-"""`ground`: every concept of a dictionary in words (logit lens) and images (most activating samples, MAS);
-`explain`: the strongest concepts of one sample.
+"""`ground`: every concept of a dictionary in words (logit lens) and images (most activating samples, MAS).
+(`explain`, the strongest concepts of one sample, is in `explanations.py` beside the `Explanations` it reads.)
 
 Default lens: "raw" for vectors read after the final norm (store layer "final" = `ln_final.hook_out`, where W_U·u is
 exactly the logits' direction, as in the reference code), "ln_final" for any other layer (a residual-stream vector
@@ -9,14 +9,19 @@ norm's gain and bias) keep "raw" there, the reference code's lens, which is then
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from lmm_concepts.errors import InputError
-from lmm_concepts.grounding.explanations import ConceptExplanation, Explanations
+from lmm_concepts.grounding.explanations import (  # noqa: F401  (explain and its result live there)
+    ConceptExplanation,
+    Explanations,
+    SampleExplanation,
+    explain,
+    top_concepts,
+)
 from lmm_concepts.grounding.store_access import (
     as_store,
     encode_all,
@@ -182,62 +187,3 @@ def _name(x: Any) -> str | None:
     if x is None:
         return None
     return x if isinstance(x, str) else str(x)
-
-
-@dataclass
-class SampleExplanation:
-    """The r strongest concepts of one sample, with their words and most activating samples."""
-
-    sample_id: Any
-    concepts: list[int]
-    activations: list[float]
-    words: list[list[str]]
-    top_sample_ids: list[list[Any]]
-    """per concept, its most activating samples (from the store it was grounded on)"""
-    top_image_paths: list[list[str | None]]
-    image_path: str | None = None
-    captions: list[str] | None = None
-
-
-def top_concepts(V: Tensor, r: int) -> tuple[Tensor, Tensor]:
-    """Activations and indices of each row's r strongest concepts, strongest first."""
-    if r < 1:
-        raise InputError(f"r must be ≥ 1, got {r}")
-    if r > V.shape[1]:
-        raise InputError(f"r={r} is more than the dictionary's {V.shape[1]} concepts")
-    return V.topk(r, dim=1)
-
-
-def explain(explanations: Explanations, sample, r: int = 3, *, store=None, dictionary=None) -> SampleExplanation:
-    """The top-r concepts of one sample: a representation vector [d] or a sample id of `store`."""
-    dictionary = explanations.paired(dictionary, needed_for="explain")
-    sample_id, image_path, captions = None, None, None
-    if isinstance(sample, Tensor):
-        z = sample.reshape(1, -1) if sample.ndim == 1 else sample
-        if z.shape[0] != 1:
-            raise InputError(f"explain takes one sample, got {z.shape[0]} rows; call it per row")
-    else:
-        if store is None:
-            raise InputError(f"sample {sample!r} is an id: pass the store it comes from (store=...)")
-        ids = list(store.sample_ids)
-        if sample not in ids:
-            raise KeyError(f"sample id {sample!r} is not in the store ({len(ids)} samples)")
-        row = ids.index(sample)  # one look-up: a linear scan is fine
-        z = store_matrix(store, pick_layer(store, explanations.layer))[row : row + 1]
-        sample_id = sample
-        image_path = meta_get(store, row, "image_path")
-        captions = meta_get(store, row, "captions")
-    with torch.no_grad():
-        v = encode_all(dictionary, z.to(dictionary.W_dec.device))
-    act, idx = top_concepts(v, r)
-    ks = idx[0].tolist()
-    return SampleExplanation(
-        sample_id=sample_id,
-        concepts=ks,
-        activations=act[0].tolist(),
-        words=[explanations[k].words for k in ks],
-        top_sample_ids=[explanations[k].top_sample_ids for k in ks],
-        top_image_paths=[explanations[k].top_image_paths for k in ks],
-        image_path=image_path,
-        captions=captions,
-    )

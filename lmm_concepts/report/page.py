@@ -1,4 +1,4 @@
-"""`report`: the HTML page of any run — the demo's and a real run's outputs go through this one function.
+"""`make_report`: the HTML page of any run — the demo's and a real run's outputs go through this one function.
 
     explanations (+ their dictionaries) ─┐
     store they were grounded on ─────────┼─> results.json (numbers) + panels.json (cards, images, captions)
@@ -83,7 +83,7 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any] | None) -> dict[str, A
     return base
 
 
-def report(
+def make_report(
     explanations: Any,
     store: Any = None,
     results: Any = None,
