@@ -14,7 +14,7 @@ change relative to the vocabulary's common shift,
 (a word's case / leading-space variant tokens count as one word), and a concept's drop is the mean over its grounded
 words. Adding a constant to every logit changes nothing, so the softmax normaliser does not enter: when the ablation
 lowers a dominant next token, every other word's log-probability rises, but its drop stays 0. (A log-probability drop
-was fooled by exactly this, issue 16.) The median, not the mean, sets the reference so that the few tokens the
+was fooled by exactly this.) The median, not the mean, sets the reference so that the few tokens the
 ablation does move (the dominant one among them) do not shift it: in the toy's 50-token vocabulary one token falling
 by 8 moves the mean by 0.16. A log-odds against every token but the token of interest would still move with the
 competition among the remaining tokens.
