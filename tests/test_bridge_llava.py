@@ -127,22 +127,3 @@ def test_add_sae_with_error_term_leaves_logits_unchanged(model, inputs):
     assert (logits - clean).abs().max() <= 1e-5
     codes = acts["blocks.0.hook_out.hook_sae_acts_post"][inputs.attention_mask.bool()]
     torch.testing.assert_close(codes, dico.encode(Z), rtol=1e-4, atol=1e-4)
-
-
-def test_the_pipeline_runs_on_the_bridge(model, tmp_path):
-    """extract -> fit -> ground -> steer through the LMM protocol alone, on the bridge backend."""
-    images = random_images(4, seed=3)
-    generated = model.generate(images, max_new_tokens=6).texts
-    word = generated[0].split()[0]  # a word the random model does write
-    items = [(f"i{n}", im, [f"a {word} and w59"]) for n, im in enumerate(images)]
-    store = lc.extract(model, items, word, layers=["final", "-1"], out=tmp_path / "store", batch_size=3,
-                       max_new_tokens=6, progress=False)
-    assert store.layers == [FINAL_HOOK, resid_hook(1)] and len(store) == sum(word in t.split() for t in generated)
-    dico = lc.Simple(1).fit(store.layer(-1))
-    words = lc.grounding.WordFilter(vocabulary=frozenset(f"w{i}" for i in range(60)), min_length=1)
-    expl = lc.ground(model, dico, store, n_words=3, n_images=1, layer=-1, word_filter=words)
-    assert expl.hook_name == resid_hook(1) and expl.lens == "ln_final" and len(expl[0].words) == 3
-    shift = lc.caption_shift(model, expl.W_dec[0], -1, expl[0].words,
-                             lambda: model.generate(images[:2], max_new_tokens=4).texts, alphas=[0.0, 50.0])
-    assert shift.captions[0] == [t for t in model.generate(images[:2], max_new_tokens=4).texts]
-    assert shift.captions[1] != shift.captions[0]

@@ -15,6 +15,7 @@ import lmm_concepts as lc
 from lmm_concepts.errors import InputError, MissingInputError
 from lmm_concepts.models import BridgeLMM, HookedLMM, ModelSpec
 from lmm_concepts.models.bridge import supported_architectures
+from lmm_concepts.models.interface import FINAL_HOOK, resid_hook
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -102,3 +103,23 @@ def test_errors_name_the_missing_file_or_list_what_is_supported(llava, depalm_pa
         lc.load_lmm("toy", backend="bridge")
     with pytest.raises(NotImplementedError, match=r"load_lmm\('toy'\)"):
         HookedLMM.toy()
+
+
+def test_the_pipeline_runs_on_the_bridge(llava, tmp_path):
+    """extract -> fit -> ground -> steer through the LMM protocol alone, on the bridge backend."""
+    model = lc.load_lmm(llava, device="cpu")
+    images = random_images(4, seed=3)
+    generated = model.generate(images, max_new_tokens=6).texts
+    word = generated[0].split()[0]  # a word the random model does write
+    items = [(f"i{n}", im, [f"a {word} and w59"]) for n, im in enumerate(images)]
+    store = lc.extract(model, items, word, layers=["final", "-1"], out=tmp_path / "store", batch_size=3,
+                       max_new_tokens=6, progress=False)
+    assert store.layers == [FINAL_HOOK, resid_hook(1)] and len(store) == sum(word in t.split() for t in generated)
+    dico = lc.Simple(1).fit(store.layer(-1))
+    words = lc.grounding.WordFilter(vocabulary=frozenset(f"w{i}" for i in range(60)), min_length=1)
+    expl = lc.ground(model, dico, store, n_words=3, n_images=1, layer=-1, word_filter=words)
+    assert expl.hook_name == resid_hook(1) and expl.lens == "ln_final" and len(expl[0].words) == 3
+    shift = lc.caption_shift(model, expl.W_dec[0], -1, expl[0].words,
+                             lambda: model.generate(images[:2], max_new_tokens=4).texts, alphas=[0.0, 50.0])
+    assert shift.captions[0] == [t for t in model.generate(images[:2], max_new_tokens=4).texts]
+    assert shift.captions[1] != shift.captions[0]
