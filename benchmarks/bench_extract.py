@@ -28,6 +28,7 @@ from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 
 import lmm_concepts as lc
 from lmm_concepts._memory import peak_rss_anon_mb
+from lmm_concepts.models.interface import FINAL_HOOK
 from tests._extract_models import noise_images, tiny_lmm
 
 warnings.filterwarnings("ignore")
@@ -74,7 +75,7 @@ def main() -> None:
     images = noise_images(a.images, size=32)
     texts = model.generate(images[: a.batch_size], max_new_tokens=a.max_new_tokens).texts
     word = Counter(w for t in texts for w in set(t.split())).most_common(1)[0][0]
-    hooks = [f"blocks.{i}.hook_resid_post" for i in range(a.layers)] + ["ln_final.hook_normalized"]
+    hooks = [f"blocks.{i}.hook_resid_post" for i in range(a.layers)] + [FINAL_HOOK]
     items = [(f"i{n}", im, [f"a {word}"]) for n, im in enumerate(images)]
     print(f"model: DePALM-shaped, GPT-2 LLM d_model={a.d_model} x {a.layers} layers, 10 visual tokens; "
           f"{a.images} images, word {word!r}, max_new_tokens={a.max_new_tokens}, torch threads {torch.get_num_threads()}")
@@ -92,7 +93,7 @@ def main() -> None:
         common = [k for k in ours_ids if k in ref]
         Z = store.layer("final")
         diff = max(
-            (float((Z[ours_ids.index(k)] - ref[k]["ln_final.hook_normalized"]).abs().max()) for k in common), default=0.0
+            (float((Z[ours_ids.index(k)] - ref[k][FINAL_HOOK]).abs().max()) for k in common), default=0.0
         )
     print(f"paper's approach : {a.images / t_ref:7.2f} images/s ({t_ref:.1f} s), kept {len(ref)}")
     print(f"lmm_concepts     : {a.images / t_ours:7.2f} images/s ({t_ours:.1f} s), kept {len(ours_ids)}")

@@ -27,7 +27,7 @@ def main() -> None:
     from lmm_concepts.metrics.sequences import store_sequences
 
     torch.set_num_threads(1)
-    model = lc.HookedLMM.toy()
+    model = lc.load_lmm("toy")
     train = lc.RepresentationStore.open(f"{args.demo}/reps/train")
     test = lc.RepresentationStore.open(f"{args.demo}/reps/test")
     seqs = store_sequences(model, test, batch_size=64)

@@ -3,7 +3,7 @@
 Importing the package registers its sae-lens architectures and has no other side effect.
 """
 
-from lmm_concepts import report  # the report package, callable as the `report` function
+from lmm_concepts._version import __version__
 from lmm_concepts.data import (
     CaptionDataset,
     CocoKarpathy,
@@ -51,20 +51,23 @@ from lmm_concepts.metrics import (
     layer_sweep,
 )
 from lmm_concepts.models import (
+    LMM,
     AttentionResampler,
+    BridgeLMM,
     GenerationOutput,
     HookedLMM,
     LlavaProjector,
     LMMConfig,
+    ModelInputs,
     PoolingResampler,
+    load_lmm,
 )
-from lmm_concepts.report import CaptionActivations, caption_activations
+from lmm_concepts.report import CaptionActivations, caption_activations, make_report
 from lmm_concepts.steering import CaptionShift, caption_shift, steer, word_logit_shift
 from lmm_concepts.zoo import TrainToyConfig, caption_accuracy, load_toy, load_toy_clip, train_toy
 
 register_architectures()  # the package's only import side effect: sae-lens can load "semi_nmf", "pca", "kmeans"
 
-__version__ = "0.1.0"
 
 __all__ = [
     "AttentionResampler",
@@ -94,6 +97,10 @@ __all__ = [
     "ground",
     "HFDiskCaptions",
     "HookedLMM",
+    "BridgeLMM",
+    "LMM",
+    "load_lmm",
+    "ModelInputs",
     "init_distributed",
     "IterableCaptions",
     "JsonlCaptions",
@@ -114,7 +121,7 @@ __all__ = [
     "PoolingResampler",
     "RandomDictionary",
     "RankFailure",
-    "report",
+    "make_report",
     "RepresentationStore",
     "SAEDictionary",
     "SampleExplanation",

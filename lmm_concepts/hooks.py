@@ -1,8 +1,8 @@
 """TransformerLens hook functions shared by grounding, faithfulness and steering.
 
-Each factory returns a function `hook(activation, hook) -> activation` for `model.hooks(fwd_hooks=[(name, fn)])`
-or `model.run_with_hooks(..., fwd_hooks=[(name, fn)])`. Activations at a residual-stream hook are
-`[batch, pos, d_model]`; `positions` picks one token per batch row (`None` = every position).
+Each factory returns a function `hook(activation, hook) -> activation` for an `LMM`'s `fwd_hooks=[(name, fn)]`
+(`model.hooks`, `model.capture`, `model.logits`). Activations at a residual-stream hook are `[batch, pos, d_model]`;
+`positions` picks one token per batch row (`None` = every position).
 """
 
 from __future__ import annotations
@@ -76,25 +76,3 @@ def capture_hook(store: dict[str, Tensor], positions: Tensor | None = None) -> H
         return x
 
     return hook
-
-
-def resolve_hook_name(layer: str | int) -> str:
-    """A store layer name (or block index) as a TransformerLens hook name.
-
-    "final" is `ln_final.hook_normalized` (the reference code's vectors: after the final norm);
-    an int L is `blocks.L.hook_resid_post`; anything else is taken as a hook name already.
-    """
-    if isinstance(layer, bool):
-        raise TypeError(f"layer must be a hook name or a block index, got {layer!r}")
-    if isinstance(layer, int):
-        return f"blocks.{layer}.hook_resid_post"
-    if layer == "final":
-        return "ln_final.hook_normalized"
-    if isinstance(layer, str) and layer.isdigit():
-        return f"blocks.{int(layer)}.hook_resid_post"
-    return layer
-
-
-def is_after_final_norm(layer: str | int) -> bool:
-    """True for vectors read after `ln_final` (where the bare unembedding is the exact logit lens)."""
-    return resolve_hook_name(layer) == "ln_final.hook_normalized"

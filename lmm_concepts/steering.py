@@ -18,23 +18,23 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
-from lmm_concepts.hooks import add_direction_hook, resolve_hook_name
+from lmm_concepts.hooks import add_direction_hook
+from lmm_concepts.models.interface import ModelInputs
+from lmm_concepts.models.layers import resolve_layer
 
 
 def _check_direction(model, direction: Tensor) -> Tensor:
     if not isinstance(direction, Tensor):
         direction = torch.as_tensor(direction)
-    d_model = model.cfg.d_model
+    d_model = model.d_model
     if direction.shape[-1] != d_model:
         raise ValueError(f"the steering direction has d={direction.shape[-1]} but the model's d_model is {d_model}")
     return direction
 
 
 def steering_hooks(model, direction: Tensor, alpha: float, layer: str | int, positions: Tensor | None = None):
-    """The `fwd_hooks` list that adds α·direction at `layer` (for `run_with_hooks`)."""
-    hook_name = resolve_hook_name(layer)
-    if hook_name not in model.hook_dict:
-        raise ValueError(f"the model has no hook {hook_name!r} (from layer={layer!r}); e.g. blocks.0.hook_resid_post")
+    """The `fwd_hooks` list that adds α·direction at `layer` (a block index, "final" or a hook name)."""
+    hook_name = resolve_layer(layer, model)
     return [(hook_name, add_direction_hook(_check_direction(model, direction), alpha, positions))]
 
 
@@ -53,16 +53,18 @@ def word_logit_shift(
     direction: Tensor,
     layer: str | int,
     word_token_ids: Sequence[Sequence[int]],
-    inputs: Mapping[str, Tensor],
+    inputs: ModelInputs | Mapping[str, Tensor],
     alphas: Sequence[float] = (0.0, 2.0, 4.0, 8.0),
 ) -> dict[float, float]:
-    """Mean logit of the concept's word tokens at the last position, per α (inputs: `run_with_hooks` kwargs)."""
+    """Mean logit of the concept's word tokens at the last position, per α. `inputs`: a batch from
+    `model.build_inputs(images)` (or a mapping of `input_ids`, optionally `attention_mask` and image tensors)."""
     ids = sorted({int(t) for word in word_token_ids for t in word})
     if not ids:
         raise ValueError("the concept has no grounded words to measure")
+    inputs = ModelInputs.of(inputs)
     out = {}
     for a in alphas:
-        logits = model.run_with_hooks(**inputs, fwd_hooks=steering_hooks(model, direction, a, layer))
+        logits = model.logits(inputs, fwd_hooks=steering_hooks(model, direction, a, layer))
         out[float(a)] = logits[:, -1, ids].float().mean().item()
     return out
 

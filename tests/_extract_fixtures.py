@@ -7,13 +7,13 @@ exactly, independent of a random model's output.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from PIL import Image
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from tokenizers.pre_tokenizers import ByteLevel
 from transformers import PreTrainedTokenizerFast
+
+from lmm_concepts.models.interface import FINAL_HOOK, GenerationOutput, weights_digest
 
 BYTE_PIECES = [
     "Ġa", "Ġdog", "Ġdogs", "Dog", "dog", "Ġhot", "Ġhotdog", "Ġpup", "py", "Ġpuppies", "Ġ", "today", "Ġtoday",
@@ -55,16 +55,6 @@ def coded_image(code: int) -> Image.Image:
     return Image.new("RGB", (4, 4), (code, 0, 0))
 
 
-@dataclass
-class GenOut:
-    sequences: torch.Tensor
-    attention_mask: torch.Tensor
-    pixel_values: torch.Tensor
-    prompt_length: int
-    generated_ids: torch.Tensor
-    texts: list[str]
-
-
 class _Cfg:
     n_layers = 2
     d_model = 4
@@ -78,7 +68,7 @@ class ScriptedLMM(torch.nn.Module):
     of row b is [layer, p − n_pad(b), token id, code].
     """
 
-    HOOKS = ("blocks.0.hook_resid_post", "blocks.1.hook_resid_post", "ln_final.hook_normalized")
+    HOOKS = ("blocks.0.hook_resid_post", "blocks.1.hook_resid_post", FINAL_HOOK)
 
     def __init__(self, scripts: dict[int, list[str]], prompt_pieces=(["Ġphoto"], ["Ġa", "Ġphoto", "Ġof"]), n_visual=2):
         super().__init__()
@@ -90,6 +80,14 @@ class ScriptedLMM(torch.nn.Module):
         self.weight = torch.nn.Parameter(torch.zeros(1))
         self.forward_calls: list[tuple[int, int]] = []
         self.generate_calls: list[int] = []
+
+    @property
+    def n_layers(self) -> int:
+        return self.cfg.n_layers
+
+    @property
+    def d_model(self) -> int:
+        return self.cfg.d_model
 
     def generate(self, images, prompt=None, max_new_tokens=8):
         codes = [int(im.getpixel((0, 0))[0]) for im in images]
@@ -104,16 +102,21 @@ class ScriptedLMM(torch.nn.Module):
         mask = torch.tensor([[0] * (P - len(p)) + [1] * len(p) + [1] * max_new_tokens for p in prompts])
         texts = [tok.decode(g, skip_special_tokens=True) for g in gens]
         pix = torch.tensor(codes, dtype=torch.float32)[:, None, None, None].expand(-1, 3, 4, 4)
-        return GenOut(seq, mask, pix, P, seq[:, P:], texts)
+        return GenerationOutput(seq, mask, {"pixel_values": pix}, P, seq[:, P:], texts)
 
-    def run_with_cache(self, input_ids, pixel_values, attention_mask, names_filter, **kwargs):
+    def identity(self) -> dict:
+        return {"class": type(self).__name__, "config": self.lmm_cfg, "n_layers": self.n_layers,
+                "d_model": self.d_model, "weights_digest": weights_digest(self.named_parameters())}
+
+    def capture(self, inputs, names, fwd_hooks=()):
+        input_ids, attention_mask, pixel_values = inputs.input_ids, inputs.attention_mask, inputs.pixel_values
         self.forward_calls.append(tuple(input_ids.shape))
         b, L = input_ids.shape
         n_pad = (attention_mask.cumsum(1) == 0).sum(1)
         pos = torch.arange(L)[None, :] - n_pad[:, None]
         code = pixel_values[:, 0, 0, 0][:, None].expand(b, L)
         cache = {}
-        for h in names_filter:
+        for h in names:
             layer = self.HOOKS.index(h)
             cache[h] = torch.stack([torch.full((b, L), float(layer)), pos.float(), input_ids.float(), code], -1)
-        return None, cache
+        return cache

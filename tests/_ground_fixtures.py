@@ -10,6 +10,7 @@ from PIL import Image
 from torch import Tensor
 
 from lmm_concepts.dictionary.base import ConceptDictionary
+from lmm_concepts.models.interface import FINAL_HOOK
 
 VOCAB = [
     "<unk>", "<bos>",
@@ -41,7 +42,7 @@ def tiny_tokenizer():
 
 
 def tiny_model(d_model: int = 16, n_layers: int = 2, seed: int = 0):
-    """A random 2-layer LayerNorm HookedTransformer over VOCAB."""
+    """A random 2-layer LayerNorm HookedTransformer over VOCAB, as an `LMM` (`as_lmm`: no image reaches it)."""
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
     torch.manual_seed(seed)
@@ -52,8 +53,7 @@ def tiny_model(d_model: int = 16, n_layers: int = 2, seed: int = 0):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = HookedTransformer(cfg, tokenizer=tiny_tokenizer())
-    model.eval()
-    return model
+    return as_lmm(model.eval())
 
 
 def concept_vectors(d_model: int = 16, k: int = 3, seed: int = 1) -> Tensor:
@@ -119,7 +119,7 @@ class MemoryStore:
 
     def layer(self, name: str) -> Tensor:
         if name == "final" and "final" not in self._layers:
-            name = "ln_final.hook_normalized"
+            name = FINAL_HOOK
         return self._layers[name]
 
     def images(self, ids) -> list[Image.Image]:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from lmm_concepts.cli import main
+from lmm_concepts.models.interface import FINAL_HOOK
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,7 +69,7 @@ def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("built")
     store = lc.extract(model, [(f"i{n}", im, [f"a {word}"]) for n, im in enumerate(images)], word, ["final"],
                        root / "store", max_new_tokens=5, progress=False)
-    lc.PCA(2).fit(store.layer("final")).save(root / "dico", hook_name="ln_final.hook_normalized")
+    lc.PCA(2).fit(store.layer("final")).save(root / "dico", hook_name=FINAL_HOOK)
     return root
 
 
@@ -101,7 +102,7 @@ def test_damaged_files_are_named_with_the_fix(built, tmp_path, capsys):
         assert f"cannot load the dictionary in {folder} (" in err and "fit it again" in err
 
     store = _copy(built / "store", tmp_path / "store_truncated")
-    layer = store / "layers" / "ln_final.hook_normalized.safetensors"
+    layer = store / "layers" / f"{FINAL_HOOK}.safetensors"
     layer.write_bytes(layer.read_bytes()[:-64])
     code, err = cli(capsys, *ground[:-6], "--store", str(store), "--dictionary", str(built / "dico"), *ground[-4:])
     assert code == 2 and f"{layer} is damaged (truncated" in err and "extracted again" in err

@@ -18,6 +18,7 @@ import torch
 import lmm_concepts as lc
 from lmm_concepts._memory import peak_rss_anon_mb
 from lmm_concepts.cli import main as cli_main
+from lmm_concepts.models.interface import FINAL_HOOK
 from tests._extract_models import noise_images, tiny_lmm
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +50,7 @@ def test_predicts_position_ranks_the_word_first_under_unembed(model, world, tmp_
     folder, word = world
     data = lc.JsonlCaptions(folder / "data.jsonl")
     store = lc.extract(model, data, word, ["final", -1, 0], tmp_path, batch_size=8, max_new_tokens=6, progress=False)
-    assert store.layers == ["ln_final.hook_normalized", "blocks.1.hook_resid_post", "blocks.0.hook_resid_post"]
+    assert store.layers == [FINAL_HOOK, "blocks.1.hook_resid_post", "blocks.0.hook_resid_post"]
     Z = store.layer("final")
     assert Z.shape == (len(store), model.cfg.d_model) and Z.dtype == torch.float32
     logits = model.unembed(Z[:, None, :].to(model.cfg.device))[:, 0]

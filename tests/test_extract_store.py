@@ -13,6 +13,7 @@ import lmm_concepts as lc
 from lmm_concepts._memory import rss_anon_mb
 from lmm_concepts.extraction.store import committed_batches
 from lmm_concepts.extraction.writer import image_file_name
+from lmm_concepts.models.interface import FINAL_HOOK
 from tests._extract_fixtures import ScriptedLMM, coded_image
 
 SCRIPTS = {
@@ -37,7 +38,7 @@ def model():
 
 def test_selection_positions_and_store(model, tmp_path):
     store = lc.extract(model, items(), "dog", layers=[0, -1, "final"], out=tmp_path / "s", batch_size=4, progress=False)
-    assert store.layers == ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post", "ln_final.hook_normalized"]
+    assert store.layers == ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post", FINAL_HOOK]
     assert store.sample_ids == ["s0", "s1", "s4"]
     assert [(r["sample_id"], r["reason"]) for r in store.rejections] == [
         ("s2", "not_generated"), ("s3", "not_in_captions"), ("s5", "not_generated"),
@@ -58,7 +59,7 @@ def test_selection_positions_and_store(model, tmp_path):
         assert Z[:, 3].tolist() == [0, 1, 4]  # of the right image
     assert store.images(["s1"])[0].getpixel((0, 0)) == (1, 0, 0)  # in-memory image copied into the store
     assert store.manifest["complete"] and store.manifest["word"] == "dog" and store.manifest["position"] == "predicts"
-    with safe_open(str(tmp_path / "s" / "layers" / "ln_final.hook_normalized.safetensors"), "pt") as f:
+    with safe_open(str(tmp_path / "s" / "layers" / f"{FINAL_HOOK}.safetensors"), "pt") as f:
         assert torch.equal(f.get_tensor("activations"), store.layer("final"))  # a valid safetensors file
     assert not (tmp_path / "s" / "parts").exists()
 
@@ -365,5 +366,5 @@ def test_files_a_killed_merge_left_half_written_are_removed_by_the_rerun(model, 
     store = lc.extract(model, items(), "dog", layers=[0, "final"], out=out, batch_size=2, progress=False)
     assert store.complete and len(store) == 3 and not any(p.exists() for p in orphans)
     assert sorted(p.name for p in (out / "layers").iterdir()) == ["blocks.0.hook_resid_post.safetensors",
-                                                                 "ln_final.hook_normalized.safetensors"]
+                                                                 f"{FINAL_HOOK}.safetensors"]
     assert (out / "images" / ".user.png.q1w2.tmp").exists()  # never a file the store did not write

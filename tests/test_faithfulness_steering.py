@@ -10,6 +10,7 @@ import torch
 
 import lmm_concepts as lc
 from lmm_concepts.metrics import faithfulness
+from lmm_concepts.models.interface import ModelInputs
 from tests._ground_fixtures import (
     PLANTED,
     HandDictionary,
@@ -69,7 +70,7 @@ def test_faithfulness_bad_input(setup):
         faithfulness(lmm, expl, seqs, codes=torch.zeros(12, 3))
     with pytest.raises(ValueError, match="expected \\(12, 3\\)"):
         faithfulness(lmm, expl, seqs, codes=torch.ones(11, 3))
-    with pytest.raises(ValueError, match="not defined at 'ln_final.hook_normalized'.*'next_token', 'direct'"):
+    with pytest.raises(ValueError, match="not defined at 'ln_final.hook_out'.*'next_token', 'direct'"):
         faithfulness(lmm, expl, seqs, score="indirect")
     with pytest.raises(ValueError, match="n_random must be >= 2"):
         faithfulness(lmm, expl, seqs, n_random=1)
@@ -83,11 +84,11 @@ def test_faithfulness_bad_input(setup):
 def test_steering_raises_concept_word_logits(setup):
     model, U, tokens = setup
     ids = {k: [[model.tokenizer.convert_tokens_to_ids(w)] for w in words] for k, words in PLANTED.items()}
-    shift = lc.word_logit_shift(model, U[0], "blocks.0.hook_resid_post", ids[0], {"input": tokens}, alphas=[0, 2, 4, 8])
+    shift = lc.word_logit_shift(model, U[0], "blocks.0.hook_resid_post", ids[0], {"input_ids": tokens}, alphas=[0, 2, 4, 8])
     values = list(shift.values())
     assert values == sorted(values) and values[-1] > values[0] + 1.0
     # other concepts' words do not gain as much
-    other = lc.word_logit_shift(model, U[0], "blocks.0.hook_resid_post", ids[1], {"input": tokens}, alphas=[0, 8])
+    other = lc.word_logit_shift(model, U[0], "blocks.0.hook_resid_post", ids[1], {"input_ids": tokens}, alphas=[0, 8])
     assert other[8.0] - other[0.0] < values[-1] - values[0]
     # the context manager steers a plain forward, then leaves the model as it was
     clean = model(tokens)
@@ -100,9 +101,12 @@ def test_steering_raises_concept_word_logits(setup):
 def test_steering_shifts_generated_captions(setup):
     model, U, tokens = setup
 
-    def generate():
-        out = model.generate(tokens[:4, :3], max_new_tokens=4, do_sample=False, verbose=False, use_past_kv_cache=True)
-        return [model.tokenizer.decode(row[3:]) for row in out]
+    def generate():  # greedy continuation of text prompts (the model takes no image)
+        seq = tokens[:4, :3]
+        for _ in range(4):
+            next_token = model.logits(ModelInputs(seq, torch.ones_like(seq)))[:, -1].argmax(-1)
+            seq = torch.cat([seq, next_token[:, None]], dim=1)
+        return [model.tokenizer.decode(row[3:]) for row in seq]
 
     shift = lc.caption_shift(model, U[1], "blocks.0.hook_resid_post", PLANTED[1], generate, alphas=[0.0, 30.0])
     assert shift.mention_rate[1] == 1.0 and shift.word_rate[1] > shift.word_rate[0]

@@ -33,7 +33,7 @@ def test_ground_and_faithfulness_on_an_extracted_store(built):
     dico = lc.SemiNMF(2, l1=0.01, max_iter=50).fit(store.layer("final"))
     vocab = WordFilter(vocabulary=frozenset(WORDS), min_length=2)
     expl = lc.ground(model, dico, store, n_words=5, n_images=2, word_filter=vocab)
-    assert expl.layer == "ln_final.hook_normalized" and expl.lens == "raw"
+    assert expl.layer == "ln_final.hook_out" and expl.lens == "raw"
     assert all(c.words and set(c.top_sample_ids) <= set(store.sample_ids) for c in expl.concepts)
     # the store's word is what its vectors predict: it is among the grounded words of the strongest concept
     V = dico.encode(store.layer("final"))
@@ -112,17 +112,17 @@ def test_a_dictionary_is_grounded_and_evaluated_only_at_the_layer_it_records(bui
     model, store, _ = built
     lc.PCA(2).fit(store.layer("final")).save(tmp_path / "dico", hook_name=store.hook_name("final"))
     dico = lc.load_dictionary(tmp_path / "dico")
-    assert lc.ground(model, dico, store, n_words=2).hook_name == "ln_final.hook_normalized"  # its layer by default
-    with pytest.raises(InputError, match=r"fitted on ln_final.hook_normalized .* at blocks.0.hook_resid_post"):
+    assert lc.ground(model, dico, store, n_words=2).hook_name == "ln_final.hook_out"  # its layer by default
+    with pytest.raises(InputError, match=r"fitted on ln_final.hook_out .* at blocks.0.hook_resid_post"):
         lc.ground(model, dico, store, layer=0, n_words=2)
     expl = lc.ground(model, dico, str(store.path), layer=0, n_words=2, allow_layer_mismatch=True)  # a folder is opened
     assert expl.hook_name == "blocks.0.hook_resid_post"
-    assert expl.notes[0] == ("the dictionary was fitted on ln_final.hook_normalized but is applied at "
+    assert expl.notes[0] == ("the dictionary was fitted on ln_final.hook_out but is applied at "
                              "blocks.0.hook_resid_post (allow_layer_mismatch)")
-    with pytest.raises(InputError, match="fitted on ln_final.hook_normalized"):
+    with pytest.raises(InputError, match="fitted on ln_final.hook_out"):
         lc.evaluate(expl, store, metrics=["overlap"], r=2)
     assert lc.evaluate(expl, store, metrics=["overlap"], r=2, allow_layer_mismatch=True).notes == [
-        "the dictionary was fitted on ln_final.hook_normalized but is applied at blocks.0.hook_resid_post "
+        "the dictionary was fitted on ln_final.hook_out but is applied at blocks.0.hook_resid_post "
         "(allow_layer_mismatch)"]
     with pytest.raises(InputError, match="must be a RepresentationStore .* got NoneType"):
         lc.ground(model, dico, None)
@@ -134,5 +134,5 @@ def test_a_dictionary_is_grounded_and_evaluated_only_at_the_layer_it_records(bui
     assert exit_.value.code == 2  # bad input
     main([*args, "--allow_layer_mismatch", "true"])
     out = capsys.readouterr().out
-    assert "note: the dictionary was fitted on ln_final.hook_normalized but is applied at blocks.0" in out
-    assert "at blocks.0.hook_resid_post (the dictionary was fitted on ln_final.hook_normalized)" in out
+    assert "note: the dictionary was fitted on ln_final.hook_out but is applied at blocks.0" in out
+    assert "at blocks.0.hook_resid_post (the dictionary was fitted on ln_final.hook_out)" in out

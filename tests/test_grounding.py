@@ -7,6 +7,7 @@ import torch
 
 import lmm_concepts as lc
 from lmm_concepts.grounding import Explanations, WordFilter, lens_logits, top_words
+from lmm_concepts.models.interface import FINAL_HOOK
 from tests._ground_fixtures import (
     PLANTED,
     HandDictionary,
@@ -86,7 +87,10 @@ def test_default_lens_follows_the_store_layer(planted):
     model, U, _, _ = planted
     store, _ = planted_store(U, layer="blocks.1.hook_resid_post")
     assert lc.ground(model, HandDictionary(U), store, n_words=3).lens == "ln_final"
-    store, _ = planted_store(U, layer="ln_final.hook_normalized")
+    store, _ = planted_store(U, layer=FINAL_HOOK)
+    expl = lc.ground(model, HandDictionary(U), store, n_words=3)
+    assert expl.lens == "raw" and expl.hook_name == FINAL_HOOK
+    store, _ = planted_store(U, layer="ln_final.hook_normalized")  # the final layer of stores made before FINAL_HOOK
     expl = lc.ground(model, HandDictionary(U), store, n_words=3)
     assert expl.lens == "raw" and expl.hook_name == "ln_final.hook_normalized"
 

@@ -12,7 +12,7 @@ from lmm_concepts.models.interface import FINAL_HOOK, LMM, ModelInputs, resid_ho
 
 @pytest.fixture(scope="module")
 def toy():
-    return lc.HookedLMM.toy()
+    return lc.load_lmm("toy", device="cpu")
 
 
 @pytest.fixture(scope="module")

@@ -104,10 +104,10 @@ def test_a_crashed_fit_resumes_from_its_checkpoint(planted, tmp_path):
 
 def _planted_store(path, Z, complete=True):
     from lmm_concepts.extraction.shards import write_streamed
-    from lmm_concepts.extraction.store import STORE_FORMAT
+    from lmm_concepts.extraction.store import FINAL_HOOK, STORE_FORMAT
 
-    write_streamed(path / "layers" / "ln_final.hook_normalized.safetensors", [Z[:1000], Z[1000:]], Z.shape[0], Z.shape[1], Z.dtype)
-    write_json(path / "manifest.json", {"format": STORE_FORMAT, "complete": complete, "layers": ["ln_final.hook_normalized"],
+    write_streamed(path / "layers" / f"{FINAL_HOOK}.safetensors", [Z[:1000], Z[1000:]], Z.shape[0], Z.shape[1], Z.dtype)
+    write_json(path / "manifest.json", {"format": STORE_FORMAT, "complete": complete, "layers": [FINAL_HOOK],
                                         "model": {"n_layers": 1, "d_model": Z.shape[1]}, "dtype": "float32"})
 
 

@@ -75,13 +75,13 @@ def test_report_of_a_real_run_renders_in_chromium(run, tmp_path, browser):  # no
     assert after[0] != before and after[1] == f"#{after[2]}"
 
     # the Python API is the same code path: same numbers, same panels
-    again = lc.report(lc.Explanations.load(run.explanations), run.store, run.evaluation, out=tmp_path / "py",
+    again = lc.make_report(lc.Explanations.load(run.explanations), run.store, run.evaluation, out=tmp_path / "py",
                       dictionaries=run.dictionary, model=run.model, n_captions=3, n_show=5)
     assert json.loads((again.parent / "panels.json").read_text())["methods"][0] == panels
 
 
 def test_report_without_model_or_evaluation_says_what_is_missing(run, tmp_path):
-    path = lc.report(run.explanations, out=tmp_path / "bare", n_show=2)
+    path = lc.make_report(run.explanations, out=tmp_path / "bare", n_show=2)
     results = json.loads((tmp_path / "bare" / "results.json").read_text())
     assert any("pass the model" in n for n in results["notes"])
     assert "No metrics" in path.read_text()

@@ -7,6 +7,7 @@ import torch
 
 import lmm_concepts as lc
 from lmm_concepts.metrics.sweeps import SweepResults
+from lmm_concepts.models.interface import FINAL_HOOK
 from tests._ground_fixtures import MemoryStore, concept_vectors, plant_unembedding, planted_store, tiny_model
 
 
@@ -43,10 +44,10 @@ def test_k_sweep_reconstruction_improves_with_k_and_resumes(world, tmp_path):
 def test_layer_sweep_uses_each_layers_lens(world, tmp_path):
     model, train, test = world
     Z = train.layer("final")
-    two = MemoryStore({"blocks.1.hook_resid_post": 2 * Z, "ln_final.hook_normalized": Z})
+    two = MemoryStore({"blocks.1.hook_resid_post": 2 * Z, FINAL_HOOK: Z})
     res = lc.layer_sweep(model, two, two, ["blocks.1.hook_resid_post", "final"], lambda: lc.SemiNMF(3, l1=0.01, max_iter=100),
                          n_words=4, out=tmp_path, progress=False)
-    assert res.column("layer") == ["blocks.1.hook_resid_post", "ln_final.hook_normalized"]
+    assert res.column("layer") == ["blocks.1.hook_resid_post", FINAL_HOOK]
     lenses = [lc.Explanations.load(tmp_path / f"layer={n}" / "explanations").lens for n in res.column("layer")]
     assert lenses == ["ln_final", "raw"]
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+import lmm_concepts as lc
 from lmm_concepts.data.synthetic import ATTRIBUTES, SyntheticWorld, tokenize, vocabulary, word_list_caption
 from lmm_concepts.zoo import ToyWeightsError, caption_accuracy, load_toy, load_toy_clip
 from lmm_concepts.zoo.recipe import TrainToyConfig, pixels, train_toy
@@ -32,10 +33,10 @@ def test_shipped_weights_are_small_and_complete():
     assert sum(sizes.values()) <= 10 * 2**20, sizes
 
 
-def test_hooked_lmm_toy_is_the_shipped_model(toy):
+def test_load_lmm_toy_is_the_shipped_model(toy):
     from lmm_concepts.models import HookedLMM
 
-    model = HookedLMM.toy()
+    model = lc.load_lmm("toy", device="cpu")
     assert isinstance(model, HookedLMM) and model.lmm_cfg.n_visual_tokens == 10
     assert model.cfg.d_vocab == toy.cfg.d_vocab
     for (k, a), b in zip(model.state_dict().items(), toy.state_dict().values(), strict=True):

@@ -23,11 +23,11 @@ OUT = Path("runs/quickstart")
 
 # %% [markdown]
 # ## The model and the world
-# `HookedLMM.toy()` loads the shipped weights (offline, instantly). It is a TransformerLens `HookedTransformer`:
-# every hook name you know (`blocks.0.hook_resid_post`, `ln_final.hook_normalized`, ...) works on it.
+# `lc.load_lmm("toy")` loads the shipped weights (offline, instantly): a `HookedLMM`, so a TransformerLens `HookedTransformer`:
+# every hook name you know (`blocks.0.hook_resid_post`, `ln_final.hook_out`, ...) works on it.
 
 # %%
-model = lc.HookedLMM.toy()
+model = lc.load_lmm("toy")
 world = SyntheticWorld(seed=0, n_train=250 if SMALL else 1500, n_test=120 if SMALL else 750)
 files = world.write(OUT / "world")  # PNGs + train.jsonl / test.jsonl with captions and attributes
 sample = world.test[0]

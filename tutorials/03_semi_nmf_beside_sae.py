@@ -23,7 +23,7 @@ OUT = Path("runs/semi_nmf_vs_sae")
 LAYER = 1  # blocks.1.hook_resid_post: the last block's residual output
 
 # %%
-model = lc.HookedLMM.toy()
+model = lc.load_lmm("toy")
 world = SyntheticWorld(seed=1, n_train=300 if SMALL else 1500, n_test=150 if SMALL else 750)
 files = world.write(OUT / "world")
 reps = {split: lc.extract(model, lc.JsonlCaptions(path), token="square", plural=True, layers=[LAYER],

@@ -18,7 +18,7 @@ OUT = Path("runs/steering")
 LAYER = 1
 
 # %%
-model = lc.HookedLMM.toy()
+model = lc.load_lmm("toy")
 world = SyntheticWorld(seed=2, n_train=250 if SMALL else 1500, n_test=40)
 files = world.write(OUT / "world", splits=("train",))
 reps = lc.extract(model, lc.JsonlCaptions(files["train"]), token="circle", plural=True, layers=[LAYER],

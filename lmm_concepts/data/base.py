@@ -13,7 +13,7 @@ import itertools
 import json
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence, Sized
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -260,35 +260,44 @@ def iter_batches(
     Batch k always holds items k·batch_size … (k+1)·batch_size − 1, whatever `num_workers` is, so a resumed run
     sees the same batches as an uninterrupted one.
     """
+    for _, batch in numbered_batches(dataset, batch_size, lambda k: k >= start_batch, num_workers=num_workers):
+        yield batch
+
+
+def numbered_batches(
+    dataset: CaptionDataset | IterableDataset, batch_size: int, take: Callable[[int], bool], *, num_workers: int = 0
+) -> Iterator[tuple[int, list[Sample]]]:
+    """(k, batch k) for every batch k the predicate `take` accepts, in order; batch k holds items
+    k·batch_size … (k+1)·batch_size − 1 (see `iter_batches`).
+
+    A map-style dataset is read by one `DataLoader` over the batches taken (the others are never read, so ranks that
+    share a dataset each decode only their own images); an in-memory list of items is indexed; any other iterable is
+    read in order, the batches not taken passed over.
+    """
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
-    start = start_batch * batch_size
-    if isinstance(dataset, IterableDataset):
-        if isinstance(dataset, IterableCaptions):
-            it = dataset.iter_from(start)
-        else:
-            it = itertools.islice(iter(dataset), start, None)
-        while batch := list(itertools.islice(it, batch_size)):
-            yield batch
+    if isinstance(dataset, IterableCaptions) and isinstance(dataset.items, Sequence):
+        for k in range(-(-len(dataset.items) // batch_size)):
+            if take(k):  # the items before batch k are passed over without decoding their images
+                yield k, list(itertools.islice(dataset.iter_from(k * batch_size), batch_size))
         return
-    indices = range(start, len(dataset))
+    if isinstance(dataset, IterableDataset):
+        it = iter(dataset)
+        for k in itertools.count():
+            batch = list(itertools.islice(it, batch_size))
+            if not batch:
+                return
+            if take(k):
+                yield k, batch
+    n = len(dataset)
+    taken = [k for k in range(-(-n // batch_size)) if take(k)]
+    if not taken:
+        return
     loader = DataLoader(
-        _Subset(dataset, indices),
-        batch_size=batch_size,
-        shuffle=False,
+        dataset,
+        batch_sampler=[range(k * batch_size, min((k + 1) * batch_size, n)) for k in taken],
         num_workers=num_workers,
         collate_fn=list,
         persistent_workers=False,
     )
-    yield from loader
-
-
-class _Subset(Dataset):
-    def __init__(self, dataset: CaptionDataset, indices: range):
-        self.dataset, self.indices = dataset, indices
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int) -> Sample:
-        return self.dataset[self.indices[i]]
+    yield from zip(taken, loader, strict=True)

@@ -25,6 +25,7 @@ from lmm_concepts.demo.config import METHODS, DemoConfig  # noqa: F401  (DemoCon
 from lmm_concepts.demo.findings import paper_findings
 from lmm_concepts.errors import InputError
 from lmm_concepts.metrics.recovery import RecoveryResult, concept_recovery
+from lmm_concepts.models.layers import layer_label
 
 TOP_R = 3  # each test image's strongest concepts scored (CLIPScore top-3, the paper's) and shown in the report
 
@@ -154,10 +155,7 @@ def extract_splits(state: DemoState) -> None:
     from lmm_concepts import extract
     from lmm_concepts.data import JsonlCaptions
 
-    layer = layer_key(state.cfg.layer)
-    layers = sweep_layers(state.model) if state.cfg.sweep else [layer]
-    if layer not in layers:
-        layers.append(layer)
+    layers = [*sweep_layers(state.model), state.cfg.layer] if state.cfg.sweep else [state.cfg.layer]  # deduplicated
     for split, path in state.world_files.items():
         state.stores[split] = extract(
             state.model, JsonlCaptions(path), token=state.word, layers=layers, out=state.folder / "reps" / split,
@@ -165,14 +163,9 @@ def extract_splits(state: DemoState) -> None:
         )
 
 
-def layer_key(layer: str) -> str | int:
-    """A layer option as extraction takes it: a block index (int) or a name such as "final"."""
-    return int(layer) if layer.lstrip("-").isdigit() else layer
-
-
 def sweep_layers(model) -> list[str | int]:
     """Every block's residual output plus the final norm's output."""
-    return [*range(model.cfg.n_layers), "final"]
+    return [*range(model.n_layers), "final"]
 
 
 def make_dictionary(method: str, cfg: DemoConfig):
@@ -194,8 +187,8 @@ def make_dictionary(method: str, cfg: DemoConfig):
 
 def fit_methods(state: DemoState) -> None:
     """Fit every method on the train representations at the compared layer; encode both splits."""
-    train = state.stores["train"].layer(layer_key(state.cfg.layer))
-    test = state.stores["test"].layer(layer_key(state.cfg.layer))
+    train = state.stores["train"].layer(state.cfg.layer)
+    test = state.stores["test"].layer(state.cfg.layer)
     for method in tqdm(state.cfg.methods, desc="fit", leave=False):
         dico = make_dictionary(method, state.cfg).fit(train)
         state.dictionaries[method] = dico
@@ -208,7 +201,7 @@ def ground_methods(state: DemoState) -> None:
 
     for method in tqdm(state.cfg.methods, desc="ground", leave=False):
         expl = ground(state.model, state.dictionaries[method], state.stores["train"], n_words=state.cfg.n_words,
-                      n_images=state.cfg.n_images, layer=layer_key(state.cfg.layer))
+                      n_images=state.cfg.n_images, layer=state.cfg.layer)
         # saved beside the explanations, so `lmm-concepts report` / `export` can encode samples with it
         expl.dictionary_path = str(state.dictionaries[method].save(state.folder / "dictionaries" / method).resolve())
         expl.save(state.folder / "explanations" / method)
@@ -275,7 +268,7 @@ def layer_sweep(state: DemoState) -> None:
     attrs = {s: [row.get("attributes", {}) for row in st.metadata] for s, st in state.stores.items()}
     series: dict[str, list[float | None]] = {"recovery AUROC": [], "CLIPScore top-1": [], "overlap": []}
     layers = list(train.layers)
-    main_hook = train.hook_name(layer_key(cfg.layer))
+    main_hook = train.hook_name(cfg.layer)
     for layer in tqdm(layers, desc="layer sweep", leave=False):
         main = state.results.get("methods", {}).get("semi_nmf", {})
         if layer == main_hook and main.get("recovery_auroc") is not None:  # the compared layer: already done
@@ -290,15 +283,8 @@ def layer_sweep(state: DemoState) -> None:
             values = (rec.mean_test_auroc, scores["clipscore_top1"], scores["overlap"])
         for name, value in zip(series, values, strict=True):
             series[name].append(value)
-    state.results["sweep"] = {"method": "semi_nmf", "layers": [_short_layer(x) for x in layers], "series": series,
+    state.results["sweep"] = {"method": "semi_nmf", "layers": [layer_label(x) for x in layers], "series": series,
                               "y_label": "score", "note": f"Semi-NMF with K={cfg.n_concepts} fitted at each layer"}
-
-
-def _short_layer(hook_name: str) -> str:
-    """"blocks.3.hook_resid_post" -> "3", "ln_final.hook_normalized" -> "final" (plot labels)."""
-    if hook_name.startswith("blocks.") and hook_name.endswith(".hook_resid_post"):
-        return hook_name.split(".")[1]
-    return "final" if hook_name == "ln_final.hook_normalized" else hook_name
 
 
 def conclude(state: DemoState) -> None:
@@ -318,12 +304,12 @@ def conclude(state: DemoState) -> None:
 
 
 def write_outputs(state: DemoState) -> None:
-    """results.json, panels.json and the self-contained report.html: the report of any run (`lmm_concepts.report`),
+    """results.json, panels.json and the self-contained report.html: the report of any run (`lmm_concepts.make_report`),
     with the demo's own numbers (recovery, sweep, findings, funnel) merged in."""
-    from lmm_concepts.report import report
+    from lmm_concepts.report import make_report
 
     state.results["timings_s"] = {k: round(v, 2) for k, v in state.timings.items()}
-    report(state.explanations, state.stores["train"], out=state.folder, test_store=state.stores["test"],
+    make_report(state.explanations, state.stores["train"], out=state.folder, test_store=state.stores["test"],
            model=state.model, n_show=state.cfg.n_show, extra=state.results)
 
 

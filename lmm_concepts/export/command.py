@@ -7,7 +7,7 @@ from typing import Literal
 
 from simple_parsing import field
 
-from lmm_concepts.extraction.command import ModelSpec
+from lmm_concepts.models.load import ModelSpec
 
 
 @dataclass

@@ -19,8 +19,7 @@ Every activation comes from the full dictionary. SAEDashboard computes a batch o
 `FeatureMaskingContext`, which keeps only those features' rows of `W_dec` (and columns of `W_enc`): harmless for a
 linear encoder, wrong for a lasso, whose codes depend on every atom. Measured on the toy's Semi-NMF (K = 8, l1 = 1,
 the demo's 294 training rows; `python -m benchmarks.export_masking runs/demo/reps/train`): keeping concepts 0 and 1
-changes concept 0's code on 80 % of the rows, and over all pairs a kept concept's code on 65 % (26–85 %); issue 13
-measured 64 % for feature 0. So our exports hold codes computed here with the full dictionary, never recomputed.
+changes concept 0's code on 80 % of the rows, and over all pairs a kept concept's code on 65 % (26–85 %). So our exports hold codes computed here with the full dictionary, never recomputed.
 """
 
 from __future__ import annotations

@@ -7,24 +7,39 @@ per-layer files and marks the manifest complete. So the store equals a single-pr
 (the batches are the same, so even the numbers match bit for bit when the model is deterministic). A rerun
 after a crash skips every batch already committed, whichever rank wrote it.
 
-`extract` calls `run_ranks` instead of its single-process loop when a process group with more than one
-rank is initialised; rank 0 takes the store's lock (held by it for the whole run, see `lock.py`, so a second
-run into the same folder is refused) and creates (or clears) the store before the others open it.
+`extract` runs the same loop (`loop.py`) in every case; `Ranks` says which batches a process takes. Rank 0 takes
+the store's lock (held by it for the whole run, see `lock.py`, so a second run into the same folder is refused)
+and creates (or clears) the store before the others open it (`open_writer`).
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-from tqdm.auto import tqdm
 
-from lmm_concepts._io import read_json
-from lmm_concepts.data.base import iter_batches, n_samples
-from lmm_concepts.extraction.selection import word_pattern
-from lmm_concepts.extraction.store import BATCH_RECORD, IMAGES_DIR, PARTS_DIR, REASONS
+
+@dataclass(frozen=True)
+class Ranks:
+    """Which batches this process takes: batch i goes to rank i % world (a single process is rank 0 of 1)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @classmethod
+    def current(cls) -> Ranks:
+        """This process's rank in the default process group (rank 0 of 1 without one)."""
+        return cls(*rank_and_world())
+
+    def takes(self, index: int) -> bool:
+        return index % self.world == self.rank
+
+    def barrier(self) -> None:
+        """Wait for every rank (nothing to wait for in a single process)."""
+        if self.world > 1:
+            dist.barrier()
 
 
 def rank_and_world() -> tuple[int, int]:
@@ -60,60 +75,3 @@ def open_writer(make: Callable[[bool], object], out) -> object:
     if status.item():
         raise RuntimeError(f"rank 0 could not open the store at {out} (its error says why); nothing was written")
     return make(False)
-
-
-def run_ranks(model, data, writer, forms, hooks, position, prompt, max_new_tokens, batch_size, num_workers,
-              progress) -> None:
-    """This rank's share of an extraction (batches rank, rank + world, …), then the merge on rank 0."""
-    from lmm_concepts.extraction.extract import generated_examples, nothing_kept, process_batch
-
-    rank, world = rank_and_world()
-    pattern = word_pattern(forms)
-    n = n_samples(data)
-    n_batches = -(-n // batch_size) if n is not None else None
-    bar = tqdm(total=n_batches, unit="batch", desc=f"extract {forms[0]!r} (rank {rank}/{world})",
-               disable=not progress or rank != 0)
-    was_training = model.training
-    model.eval()
-    try:
-        index = rank
-        while n_batches is None or index < n_batches:
-            folder = writer.out / PARTS_DIR / f"{index:06d}"
-            if not (folder / BATCH_RECORD).exists():  # committed by an earlier run (of any rank): keep it
-                batch = next(iter(iter_batches(data, batch_size, start_batch=index, num_workers=num_workers)), None)
-                if not batch:
-                    break
-                result = process_batch(
-                    model, batch, pattern=pattern, hooks=hooks, position=position, prompt=prompt,
-                    max_new_tokens=max_new_tokens, image_dir=IMAGES_DIR,
-                )  # fmt: skip
-                writer.write_batch(index, result.activations, result.kept, result.rejected, result.images, len(batch))
-            bar.update(world)
-            index += world
-    finally:
-        bar.close()
-        model.train(was_training)
-    dist.barrier()  # every rank's batches are committed
-    funnel = _funnel(writer.out)
-    if funnel["kept"] == 0:  # every rank raises the same error, so none waits for the others
-        error = nothing_kept(forms, funnel, generated_examples(writer.out))
-        dist.barrier()  # every rank has read the records
-        if rank == 0:
-            writer.clear(writer.manifest)
-        raise error
-    if rank == 0:
-        writer.finalize({"funnel": funnel})
-    dist.barrier()  # the merged store is there for every rank to open
-
-
-def _funnel(out) -> dict[str, int]:
-    """Images / rejections / kept counted from the committed batch records, in batch order up to the first gap."""
-    from lmm_concepts.extraction.store import committed_batches
-
-    counts: Counter[str] = Counter()
-    for b in committed_batches(out):
-        rec = read_json(b / BATCH_RECORD)
-        counts.update(r["reason"] for r in rec["rejected"])
-        counts["kept"] += len(rec["kept"])
-        counts["images"] += rec["n_images"]
-    return {"images": counts["images"], **{r: counts[r] for r in REASONS}, "kept": counts["kept"]}

@@ -1,103 +1,48 @@
 """`extract`: caption a dataset, keep the samples whose captions hold the word, store the word's representations.
 
-For each batch (fixed order, see `lmm_concepts.data.iter_batches`):
-  1. images that cannot be decoded are rejected ("unreadable");
-  2. samples whose ground-truth captions lack the word as a whole word are rejected ("not_in_captions") before
-     any model call — on COCO most images are, so most of the captioning cost is never paid;
-  3. the rest are captioned with one batched `generate`; those whose generated tokens lack the word are rejected
-     ("not_generated");
-  4. one forward pass over the kept sequences, cut after the last position needed, caches only the requested hook
-     points, and the vector at each sample's position is taken from each.
-The batch is then committed to the store whole (see `writer.py`), so a killed run resumes where it stopped.
+Everything is checked before anything is written (options, the word, the layers, the dataset's captions); then the
+store is opened under its lock (`lock.py`, `writer.py`) and the extraction loop (`loop.py`) runs, in one process or
+in each rank of a torchrun job (`distributed.py`). The manifest records what identifies the extraction: the model's
+`identity()`, the options, and the dataset's ids and content (`dataset_identity`).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import hashlib
-import re
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-from tqdm.auto import tqdm
-
-from lmm_concepts._io import check_output_folder, read_json
+from lmm_concepts._io import check_output_folder
+from lmm_concepts._version import __version__
 from lmm_concepts.data.base import (
     CaptionDataset,
     IterableCaptions,
-    Sample,
     as_dataset,
-    iter_batches,
     n_samples,
     sample_fingerprint,
 )
 from lmm_concepts.errors import InputError
+from lmm_concepts.extraction.distributed import Ranks, open_writer
 from lmm_concepts.extraction.lock import StoreLock
-from lmm_concepts.extraction.positions import check_position_rule, left_padding, sequence_position
-from lmm_concepts.extraction.selection import check_producible, find_word, mentions, word_forms, word_pattern
+from lmm_concepts.extraction.loop import Job, run_extraction
+from lmm_concepts.extraction.positions import check_position_rule
+from lmm_concepts.extraction.selection import check_producible, mentions, word_forms, word_pattern
 from lmm_concepts.extraction.shards import store_dtype
 from lmm_concepts.extraction.store import (
-    BATCH_RECORD,
-    IMAGES_DIR,
-    REASONS,
     RepresentationStore,
-    committed_batches,
-    resolve_layer_name,
 )
-from lmm_concepts.extraction.writer import StoreWriter, _jsonable, image_file_name
+from lmm_concepts.extraction.writer import StoreWriter
+from lmm_concepts.models.layers import resolve_layer
 
 
 def resolve_layers(model, layers: Sequence[int | str] | int | str) -> list[str]:
     """Hook names for `layers` (indices, "final" or hook names), checked against the model, duplicates dropped."""
     if not isinstance(layers, (list, tuple)):
-        layers = [layers]  # one layer; resolve_layer_name names anything that is not one
+        layers = [layers]  # one layer; resolve_layer names anything that is not one
     if not layers:
         raise InputError("layers is empty: pass at least one, e.g. layers=['final'] or layers=[-1, 'final']")
-    names = [resolve_layer_name(layer, model.cfg.n_layers) for layer in layers]
-    for name in names:
-        if name not in model.hook_dict:
-            close = difflib.get_close_matches(name, list(model.hook_dict), n=3, cutoff=0.6)
-            n = model.cfg.n_layers
-            examples = close or [f"blocks.{n - 1}.hook_resid_post", "ln_final.hook_normalized"]
-            raise InputError(
-                f"the model has no hook point {name!r}: give a block index (0..{n - 1}, or negative from the end), "
-                f"'final', or a hook name such as {', '.join(examples)} (--layers)"
-            )
-    return list(dict.fromkeys(names))
-
-
-def model_identity(model) -> dict[str, Any]:
-    """What identifies the model in a store's manifest: class, config, dimensions, and a digest of its weights.
-
-    The digest reads ~1024 evenly spaced values of every parameter: exact (no reductions), so the same weights give
-    the same digest on any device, and cheap even for a 7B model.
-    """
-    cfg = getattr(model, "lmm_cfg", None)
-    if hasattr(cfg, "to_dict"):
-        cfg = cfg.to_dict()
-    elif dataclasses.is_dataclass(cfg):
-        cfg = dataclasses.asdict(cfg)
-    h = hashlib.sha256()
-    with torch.no_grad():
-        for name, p in sorted(model.named_parameters()):
-            h.update(name.encode())
-            h.update(str(tuple(p.shape)).encode())
-            if p.is_meta:
-                continue
-            flat = p.detach().reshape(-1)
-            sample = flat[:: max(1, flat.numel() // 1024)][:1024]  # exact values spread over the whole tensor
-            h.update(sample.to("cpu", torch.float32).numpy().tobytes())
-    return {
-        "class": type(model).__name__,
-        "config": _jsonable(cfg),
-        "n_layers": int(model.cfg.n_layers),
-        "d_model": int(model.cfg.d_model),
-        "weights_digest": h.hexdigest()[:16],
-    }
+    return list(dict.fromkeys(resolve_layer(layer, model) for layer in layers))
 
 
 def dataset_identity(data) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
@@ -136,109 +81,6 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-@dataclasses.dataclass
-class _Batch:
-    kept: list[dict[str, Any]]
-    rejected: list[dict[str, Any]]
-    activations: dict[str, torch.Tensor]
-    images: dict[str, Any]
-
-
-def _reject(s: Sample, reason: str, detail: str | None) -> dict[str, Any]:
-    return {"sample_id": s.id, "reason": reason, "detail": detail, "image_path": s.image_path}
-
-
-def _kept_row(s: Sample, **fields: Any) -> dict[str, Any]:
-    row = {"sample_id": s.id, "image_path": s.image_path, "captions": s.captions, **fields}
-    for k, v in s.extras.items():  # dataset extras (e.g. the synthetic world's attributes) sit beside the fields
-        row[k if k not in row else f"data_{k}"] = v
-    return row
-
-
-@torch.no_grad()
-def process_batch(
-    model,
-    batch: list[Sample],
-    *,
-    pattern,
-    hooks: list[str],
-    position: str,
-    prompt: str | None,
-    max_new_tokens: int,
-    image_dir: str,
-) -> _Batch:
-    """Apply the selection rule to one batch and take the kept samples' vectors at every hook."""
-    rejected: list[dict[str, Any]] = []
-    candidates: list[Sample] = []
-    for s in batch:
-        if s.image is None:
-            rejected.append(_reject(s, "unreadable", s.error))
-        elif not mentions(s.captions, pattern):
-            rejected.append(_reject(s, "not_in_captions", None))
-        else:
-            candidates.append(s)
-    if not candidates:
-        return _Batch([], rejected, {}, {})
-
-    tok = model.tokenizer
-    gen = model.generate([s.image for s in candidates], prompt=prompt, max_new_tokens=max_new_tokens)
-    # Generation pads after EOS; cut there. (Not at the pad id: a small vocabulary's pad may be generated.)
-    stops = [tok.eos_token_id] if tok.eos_token_id is not None else []
-    n_pad = left_padding(gen.attention_mask, gen.prompt_length).tolist()
-    rows, positions, kept, images = [], [], [], {}
-    for r, s in enumerate(candidates):
-        match = find_word(tok, gen.generated_ids[r].tolist(), pattern, stops)
-        if match is None:
-            rejected.append(_reject(s, "not_generated", gen.texts[r]))
-            continue
-        pos = sequence_position(match.index, gen.prompt_length, n_pad[r], position)
-        rows.append(r)
-        positions.append(pos + n_pad[r])  # index into the padded batch
-        row = _kept_row(
-            s,
-            generated=gen.texts[r],
-            position=pos,
-            generated_index=match.index,
-            token_id=match.token_ids[0],
-            token_ids=list(match.token_ids),
-            token_str=tok.convert_ids_to_tokens(match.token_ids[0]),
-            matched=match.text,
-        )
-        if s.image_path is None:  # an in-memory image: keep a copy so store.images() can show it
-            rel = f"{image_dir}/{image_file_name(s.id)}"
-            images[rel] = s.image
-            row.update(image_path=rel, image_in_store=True)
-        kept.append(row)
-    order = {s.id: n for n, s in enumerate(batch)}
-    rejected.sort(key=lambda x: order[x["sample_id"]])  # rejections in dataset order
-    if not rows:
-        return _Batch([], rejected, {}, images)
-
-    idx = torch.tensor(rows, device=gen.sequences.device)
-    end = max(positions) + 1  # later positions cannot change earlier ones (causal model): cut them off
-    _, cache = model.run_with_cache(
-        input_ids=gen.sequences[idx, :end],
-        pixel_values=gen.pixel_values[idx.to(gen.pixel_values.device)],
-        attention_mask=gen.attention_mask[idx, :end],
-        names_filter=hooks,
-        return_cache_object=False,
-        **_stop_after(hooks),
-    )
-    sel = torch.arange(len(rows))
-    pos_t = torch.tensor(positions)
-    acts = {h: cache[h][sel.to(cache[h].device), pos_t.to(cache[h].device)].to("cpu") for h in hooks}
-    del cache
-    return _Batch(kept, rejected, acts, images)
-
-
-def _stop_after(hooks: list[str]) -> dict[str, int]:
-    """`stop_at_layer` for a forward pass that only needs block outputs: later blocks are never run."""
-    blocks = [re.fullmatch(r"blocks\.(\d+)\..+", h) for h in hooks]
-    if not all(blocks):
-        return {}
-    return {"stop_at_layer": max(int(m.group(1)) for m in blocks) + 1}
-
-
 def extract(
     model,
     dataset: CaptionDataset | Iterable[tuple],
@@ -259,11 +101,11 @@ def extract(
     """Representations of `token` in the captions `model` generates for `dataset`, stored in `out`.
 
     Args:
-        model: a `HookedLMM`.
+        model: any `LMM` (`lmm_concepts.models.interface`), e.g. `lc.load_lmm(folder)`.
         dataset: a `CaptionDataset` (COCO Karpathy, JSONL, CSV, HF on disk) or any iterable of (id, image, captions).
         token: the word of interest; matched as a whole word, case-insensitively.
         layers: layer indices (negative count from the end; `blocks.{L}.hook_resid_post`), "final" (the output of
-            the final norm, `ln_final.hook_normalized`) or any hook names.
+            the final norm, `ln_final.hook_out`: the vectors the unembedding reads) or any hook names.
         out: the store's folder. Rerunning the same call continues an interrupted run; a folder holding a store
             of another extraction is refused unless `overwrite=True`.
         position: "predicts" (the position whose logits predict the word's first sub-token; the reference) or "at".
@@ -293,7 +135,7 @@ def extract(
     check_captions_hold(data, forms, plural)
     identity, index = dataset_identity(data)
     manifest = {
-        "model": model_identity(model),
+        "model": model.identity(),
         "word": forms[0],
         "forms": list(forms),
         "plural": plural,
@@ -304,12 +146,8 @@ def extract(
         "batch_size": batch_size,
         "dtype": dtype,
         "dataset": identity,
-        "library_version": _version(),
+        "library_version": __version__,
     }
-    # under torchrun (a process group of several ranks) batch i goes to rank i % world; see distributed.py
-    from lmm_concepts.extraction import distributed
-
-    _, world = distributed.rank_and_world()
     lock = StoreLock(out)  # one writer per store for the whole run; the ranks of one run share it (rank 0 holds it)
 
     def open_store(owner: bool) -> StoreWriter:
@@ -324,10 +162,10 @@ def extract(
 
     created = not out.exists()
     try:
-        writer = distributed.open_writer(open_store, out)
-        if not writer.complete:
-            run = _run if world == 1 else distributed.run_ranks
-            run(model, data, writer, forms, hooks, position, prompt, max_new_tokens, batch_size, num_workers, progress)
+        writer = open_writer(open_store, out)
+        if not writer.complete:  # under torchrun batch i goes to rank i % world; see loop.py
+            job = Job(forms, tuple(hooks), position, prompt, max_new_tokens, batch_size)
+            run_extraction(model, data, writer, job, ranks=Ranks.current(), num_workers=num_workers, progress=progress)
     finally:
         lock.release()
         if created and out.is_dir() and not any(out.iterdir()):
@@ -373,69 +211,4 @@ def check_captions_hold(data, forms: Sequence[str], plural: bool) -> None:
     )
 
 
-def nothing_kept(forms: Sequence[str], funnel: dict[str, int], examples: list[str]) -> InputError:
-    """The error of a finished extraction that kept no sample, with a few of the captions the model generated."""
-    generated = f" The model generated, e.g.: {'; '.join(repr(e.strip()) for e in examples[:3])}." if examples else ""
-    return InputError(
-        f"no sample kept for {forms[0]!r}: of {funnel['images']} images, {funnel['unreadable']} were unreadable, "
-        f"{funnel['not_in_captions']} lacked the word in their ground-truth captions and {funnel['not_generated']} "
-        f"in their generated captions.{generated} Choose a word the model generates, raise max_new_tokens, or pass "
-        "plural=True. (The empty store was removed from the output folder.)"
-    )
-
-
-def generated_examples(out: Path, n: int = 3) -> list[str]:
-    """Up to `n` generated captions of samples rejected as "not_generated", from the committed batch records."""
-    examples: list[str] = []
-    for b in committed_batches(out):
-        for r in read_json(b / BATCH_RECORD)["rejected"]:
-            if r["reason"] == "not_generated" and r.get("detail") and len(examples) < n:
-                examples.append(r["detail"])
-        if len(examples) >= n:
-            break
-    return examples
-
-
-def _run(model, data, writer, forms, hooks, position, prompt, max_new_tokens, batch_size, num_workers, progress):
-    pattern = word_pattern(forms)
-    funnel: Counter[str] = Counter()
-    done = committed_batches(writer.out)
-    for b in done:  # counts of the batches a previous run wrote (one record in memory at a time)
-        rec = read_json(b / BATCH_RECORD)
-        funnel.update(r["reason"] for r in rec["rejected"])
-        funnel["kept"] += len(rec["kept"])
-        funnel["images"] += rec["n_images"]
-    total = n_samples(data)
-    bar = tqdm(total=total, initial=funnel["images"], unit="img", desc=f"extract {forms[0]!r}", disable=not progress)
-    bar.set_postfix(kept=funnel["kept"])
-    was_training = model.training
-    model.eval()
-    try:
-        batches = iter_batches(data, batch_size, start_batch=len(done), num_workers=num_workers)
-        for index, batch in enumerate(batches, start=len(done)):
-            result = process_batch(
-                model, batch, pattern=pattern, hooks=hooks, position=position, prompt=prompt,
-                max_new_tokens=max_new_tokens, image_dir=IMAGES_DIR,
-            )  # fmt: skip
-            writer.write_batch(index, result.activations, result.kept, result.rejected, result.images, len(batch))
-            funnel.update(r["reason"] for r in result.rejected)
-            funnel["kept"] += len(result.kept)
-            funnel["images"] += len(batch)
-            bar.update(len(batch))
-            bar.set_postfix(kept=funnel["kept"])
-    finally:
-        bar.close()
-        model.train(was_training)
-    summary = {"images": funnel["images"], **{r: funnel[r] for r in REASONS}, "kept": funnel["kept"]}
-    if funnel["kept"] == 0:  # a store of nothing: removed, so that the corrected rerun finds the folder as it was
-        examples = generated_examples(writer.out)
-        writer.clear(writer.manifest)
-        raise nothing_kept(forms, summary, examples)
-    writer.finalize({"funnel": summary})
-
-
-def _version() -> str:
-    from lmm_concepts import __version__
-
-    return __version__
 

@@ -31,6 +31,8 @@ from torch import Tensor
 from lmm_concepts._io import read_json
 from lmm_concepts.errors import InputError, MissingInputError
 from lmm_concepts.extraction.shards import TENSOR_KEY, read_mmap, store_dtype
+from lmm_concepts.models.interface import FINAL_HOOK  # noqa: F401  (the hook of layer "final")
+from lmm_concepts.models.layers import missing_layer, resolve_layer
 
 MANIFEST = "manifest.json"
 METADATA = "metadata.jsonl"
@@ -40,31 +42,8 @@ PARTS_DIR = "parts"
 IMAGES_DIR = "images"
 BATCH_RECORD = "batch.json"
 STORE_FORMAT = "lmm-concepts/representation-store"
-FINAL_HOOK = "ln_final.hook_normalized"
 #: Reasons an image is rejected, in funnel order.
 REASONS = ("unreadable", "not_in_captions", "not_generated")
-
-
-def resolve_layer_name(layer: int | str, n_layers: int) -> str:
-    """A layer argument as a hook name: "final" -> ln_final.hook_normalized, L -> blocks.{L}.hook_resid_post."""
-    if isinstance(layer, str) and layer.lstrip("-").isdigit():
-        layer = int(layer)
-    if isinstance(layer, bool):
-        raise InputError(f"a layer must be an int, 'final' or a hook name, got {layer!r}")
-    if isinstance(layer, int):
-        if not -n_layers <= layer < n_layers:
-            raise InputError(
-                f"layer index {layer} is out of range for a model with {n_layers} layers: "
-                f"use 0..{n_layers - 1} or -{n_layers}..-1 (or 'final' for the output of the final norm)"
-            )
-        return f"blocks.{layer % n_layers}.hook_resid_post"
-    if layer == "final":
-        return FINAL_HOOK
-    if isinstance(layer, str):
-        return layer
-    raise InputError(
-        f"a layer must be an int (a block index), 'final' or a hook name, got {type(layer).__name__} {layer!r}"
-    )
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -146,9 +125,10 @@ class RepresentationStore:
 
     # ---------------------------------------------------------------- tensors
     def hook_name(self, layer: int | str) -> str:
-        name = resolve_layer_name(layer, self.manifest["model"]["n_layers"])
+        """The stored hook name of `layer` (a block index, "final" or a hook name; see `models.layers`)."""
+        name = resolve_layer(layer, self.manifest["model"]["n_layers"])
         if name not in self.layers:
-            raise KeyError(f"layer {layer!r} ({name}) is not in this store; stored layers: {self.layers}")
+            raise KeyError(missing_layer(layer, name, self.layers, "this store"))
         return name
 
     def layer(self, layer: int | str) -> Float[Tensor, "M d_model"]:

@@ -217,9 +217,11 @@ class StoreWriter:
             if _IMAGE_NAME.fullmatch(tmp.name[1:].rsplit(".", 2)[0]):
                 tmp.unlink(missing_ok=True)
 
-    def n_done(self) -> int:
-        """Number of batches already written whole: the next batch to compute."""
-        return len(committed_batches(self.out))
+    def committed(self) -> set[int]:
+        """Indices of the batches written whole (their record is there), gaps included (ranks commit out of order)."""
+        parts = self.out / PARTS_DIR
+        names = [p.name for p in parts.iterdir()] if parts.is_dir() else []
+        return {int(n) for n in names if n.isdigit() and (parts / n / BATCH_RECORD).is_file()}
 
     def write_batch(
         self,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from lmm_concepts._io import check_output_folder
 from lmm_concepts.errors import InputError, MissingInputError
-from lmm_concepts.extraction.command import ModelSpec
+from lmm_concepts.models.load import ModelSpec
 
 
 @dataclass
@@ -63,10 +63,9 @@ def run(cfg: GroundConfig) -> None:
 
         words = Path(cfg.words_file).read_text(encoding="utf-8").split()
         word_filter = WordFilter(vocabulary=frozenset(w.lower() for w in words), min_length=1)
-    layer = int(cfg.layer) if cfg.layer and cfg.layer.lstrip("-").isdigit() else cfg.layer
     expl = ground(
-        model, dictionary.to(model.cfg.device), store, n_words=cfg.n_words, n_images=cfg.n_images, lens=cfg.lens,
-        layer=layer, use_bias=cfg.use_bias, n_candidates=cfg.n_candidates, word_filter=word_filter,
+        model, dictionary.to(model.device), store, n_words=cfg.n_words, n_images=cfg.n_images, lens=cfg.lens,
+        layer=cfg.layer, use_bias=cfg.use_bias, n_candidates=cfg.n_candidates, word_filter=word_filter,
         allow_layer_mismatch=cfg.allow_layer_mismatch,
     )  # fmt: skip
     expl.dictionary_path = str(Path(cfg.dictionary).resolve())  # so `report` and `export` can encode with it

@@ -1,4 +1,5 @@
-"""Concept explanations as plain dataclasses, saved as JSON + safetensors (written atomically).
+"""Concept explanations as plain dataclasses, saved as JSON + safetensors (written atomically), and `explain`: the
+strongest concepts of one sample, read through them.
 
 On-disk schema (a folder):
     explanations.json
@@ -35,6 +36,8 @@ from safetensors.torch import load_file
 from torch import Tensor
 
 from lmm_concepts._io import read_json, write_json, write_safetensors
+from lmm_concepts.errors import InputError
+from lmm_concepts.grounding.store_access import encode_all, meta_get, pick_layer, store_matrix
 
 SCHEMA = "lmm_concepts.explanations/1"
 
@@ -121,10 +124,8 @@ class Explanations:
         check_pairing(self.W_dec, dictionary)
         return dictionary
 
-    def explain(self, sample, r: int = 3, *, store=None, dictionary=None):
+    def explain(self, sample, r: int = 3, *, store=None, dictionary=None) -> SampleExplanation:
         """Top-r concepts of one sample (see `lmm_concepts.explain`)."""
-        from lmm_concepts.grounding.ground import explain
-
         return explain(self, sample, r=r, store=store, dictionary=dictionary)
 
     # ------------------------------------------------------------------ persistence
@@ -191,3 +192,62 @@ def check_pairing(W_dec: Tensor, dictionary) -> None:
             "another fit. Pass the dictionary the explanations were made from, or ground this one "
             "(lc.ground(model, dictionary, store))"
         )
+
+
+@dataclass
+class SampleExplanation:
+    """The r strongest concepts of one sample, with their words and most activating samples."""
+
+    sample_id: Any
+    concepts: list[int]
+    activations: list[float]
+    words: list[list[str]]
+    top_sample_ids: list[list[Any]]
+    """per concept, its most activating samples (from the store it was grounded on)"""
+    top_image_paths: list[list[str | None]]
+    image_path: str | None = None
+    captions: list[str] | None = None
+
+
+def top_concepts(V: Tensor, r: int) -> tuple[Tensor, Tensor]:
+    """Activations and indices of each row's r strongest concepts, strongest first."""
+    if r < 1:
+        raise InputError(f"r must be ≥ 1, got {r}")
+    if r > V.shape[1]:
+        raise InputError(f"r={r} is more than the dictionary's {V.shape[1]} concepts")
+    return V.topk(r, dim=1)
+
+
+def explain(explanations: Explanations, sample, r: int = 3, *, store=None, dictionary=None) -> SampleExplanation:
+    """The top-r concepts of one sample: a representation vector [d] or a sample id of `store`."""
+    dictionary = explanations.paired(dictionary, needed_for="explain")
+    sample_id, image_path, captions = None, None, None
+    if isinstance(sample, Tensor):
+        z = sample.reshape(1, -1) if sample.ndim == 1 else sample
+        if z.shape[0] != 1:
+            raise InputError(f"explain takes one sample, got {z.shape[0]} rows; call it per row")
+    else:
+        if store is None:
+            raise InputError(f"sample {sample!r} is an id: pass the store it comes from (store=...)")
+        ids = list(store.sample_ids)
+        if sample not in ids:
+            raise KeyError(f"sample id {sample!r} is not in the store ({len(ids)} samples)")
+        row = ids.index(sample)  # one look-up: a linear scan is fine
+        z = store_matrix(store, pick_layer(store, explanations.layer))[row : row + 1]
+        sample_id = sample
+        image_path = meta_get(store, row, "image_path")
+        captions = meta_get(store, row, "captions")
+    with torch.no_grad():
+        v = encode_all(dictionary, z.to(dictionary.W_dec.device))
+    act, idx = top_concepts(v, r)
+    ks = idx[0].tolist()
+    return SampleExplanation(
+        sample_id=sample_id,
+        concepts=ks,
+        activations=act[0].tolist(),
+        words=[explanations[k].words for k in ks],
+        top_sample_ids=[explanations[k].top_sample_ids for k in ks],
+        top_image_paths=[explanations[k].top_image_paths for k in ks],
+        image_path=image_path,
+        captions=captions,
+    )

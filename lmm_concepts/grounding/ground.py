@@ -1,21 +1,27 @@
-"""`ground`: every concept of a dictionary in words (logit lens) and images (most activating samples, MAS);
-`explain`: the strongest concepts of one sample.
+"""`ground`: every concept of a dictionary in words (logit lens) and images (most activating samples, MAS).
+(`explain`, the strongest concepts of one sample, is in `explanations.py` beside the `Explanations` it reads.)
 
-Default lens: "raw" for vectors read after the final norm (store layer "final" = `ln_final.hook_normalized`, where
-W_U·u is exactly the logits' direction, as in the reference code), "ln_final" for any other layer (a residual-stream
-vector reaches the logits only through the final norm).
+Default lens: "raw" for vectors read after the final norm (store layer "final" = `ln_final.hook_out`, where W_U·u is
+exactly the logits' direction, as in the reference code), "ln_final" for any other layer (a residual-stream vector
+reaches the logits only through the final norm). Stores made when "final" was `ln_final.hook_normalized` (before the
+norm's gain and bias) keep "raw" there, the reference code's lens, which is then not exact.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from lmm_concepts.errors import InputError
-from lmm_concepts.grounding.explanations import ConceptExplanation, Explanations
+from lmm_concepts.grounding.explanations import (  # noqa: F401  (explain and its result live there)
+    ConceptExplanation,
+    Explanations,
+    SampleExplanation,
+    explain,
+    top_concepts,
+)
 from lmm_concepts.grounding.store_access import (
     as_store,
     encode_all,
@@ -23,20 +29,21 @@ from lmm_concepts.grounding.store_access import (
     meta_get,
     pick_layer,
     store_matrix,
+    stored_hook,
 )
 from lmm_concepts.grounding.words import LENSES, WordFilter, lens_logits, top_words
-from lmm_concepts.hooks import is_after_final_norm, resolve_hook_name
+from lmm_concepts.models.layers import is_after_final_norm
 
 
-def default_lens(layer: str | int) -> str:
-    return "raw" if is_after_final_norm(layer) else "ln_final"
+def default_lens(hook_name: str) -> str:
+    return "raw" if is_after_final_norm(hook_name) else "ln_final"
 
 
 def check_dictionary(model, dictionary) -> Tensor:
     W_dec = getattr(dictionary, "W_dec", None)
     if W_dec is None:
         raise RuntimeError(f"{type(dictionary).__name__} is not fitted: call .fit(Z) before grounding it")
-    d_model = model.W_U.shape[0]
+    d_model = model.d_model
     if W_dec.shape[1] != d_model:
         raise InputError(
             f"the dictionary's concept vectors have d={W_dec.shape[1]} but the model's d_model is {d_model}: it was "
@@ -87,7 +94,7 @@ def ground(
     """Ground each concept u_k (row of `dictionary.W_dec`) in words and in its most activating samples.
 
     Args:
-        model: a HookedTransformer (or HookedLMM) with `W_U`, `b_U`, `ln_final` and a tokenizer.
+        model: any `LMM` (its unembedding, final norm and tokenizer are read).
         dictionary: a fitted ConceptDictionary whose d equals the model's d_model.
         store: the RepresentationStore the dictionary was fitted on (MAS and activation statistics come from it).
         n_words: words per concept, taken from the top `n_candidates` lens tokens; never padded.
@@ -104,8 +111,9 @@ def ground(
     if layer is None and fitted is not None and fitted in [str(x) for x in store.layers]:
         layer = fitted
     layer = pick_layer(store, layer)
-    mismatch = check_dictionary_layer(dictionary, resolve_hook_name(layer), allow_layer_mismatch)
-    lens = lens or default_lens(layer)
+    hook_name = stored_hook(layer)
+    mismatch = check_dictionary_layer(dictionary, hook_name, allow_layer_mismatch)
+    lens = lens or default_lens(hook_name)
     if lens not in LENSES:
         raise InputError(f"lens must be one of {LENSES}, got {lens!r}")
     if n_images < 0:
@@ -161,7 +169,7 @@ def ground(
         concepts=concepts,
         W_dec=W_dec.cpu(),
         layer=layer,
-        hook_name=resolve_hook_name(layer),
+        hook_name=hook_name,
         lens=lens,
         use_bias=use_bias,
         n_words=n_words,
@@ -179,62 +187,3 @@ def _name(x: Any) -> str | None:
     if x is None:
         return None
     return x if isinstance(x, str) else str(x)
-
-
-@dataclass
-class SampleExplanation:
-    """The r strongest concepts of one sample, with their words and most activating samples."""
-
-    sample_id: Any
-    concepts: list[int]
-    activations: list[float]
-    words: list[list[str]]
-    top_sample_ids: list[list[Any]]
-    """per concept, its most activating samples (from the store it was grounded on)"""
-    top_image_paths: list[list[str | None]]
-    image_path: str | None = None
-    captions: list[str] | None = None
-
-
-def top_concepts(V: Tensor, r: int) -> tuple[Tensor, Tensor]:
-    """Activations and indices of each row's r strongest concepts, strongest first."""
-    if r < 1:
-        raise InputError(f"r must be ≥ 1, got {r}")
-    if r > V.shape[1]:
-        raise InputError(f"r={r} is more than the dictionary's {V.shape[1]} concepts")
-    return V.topk(r, dim=1)
-
-
-def explain(explanations: Explanations, sample, r: int = 3, *, store=None, dictionary=None) -> SampleExplanation:
-    """The top-r concepts of one sample: a representation vector [d] or a sample id of `store`."""
-    dictionary = explanations.paired(dictionary, needed_for="explain")
-    sample_id, image_path, captions = None, None, None
-    if isinstance(sample, Tensor):
-        z = sample.reshape(1, -1) if sample.ndim == 1 else sample
-        if z.shape[0] != 1:
-            raise InputError(f"explain takes one sample, got {z.shape[0]} rows; call it per row")
-    else:
-        if store is None:
-            raise InputError(f"sample {sample!r} is an id: pass the store it comes from (store=...)")
-        ids = list(store.sample_ids)
-        if sample not in ids:
-            raise KeyError(f"sample id {sample!r} is not in the store ({len(ids)} samples)")
-        row = ids.index(sample)  # one look-up: a linear scan is fine
-        z = store_matrix(store, pick_layer(store, explanations.layer))[row : row + 1]
-        sample_id = sample
-        image_path = meta_get(store, row, "image_path")
-        captions = meta_get(store, row, "captions")
-    with torch.no_grad():
-        v = encode_all(dictionary, z.to(dictionary.W_dec.device))
-    act, idx = top_concepts(v, r)
-    ks = idx[0].tolist()
-    return SampleExplanation(
-        sample_id=sample_id,
-        concepts=ks,
-        activations=act[0].tolist(),
-        words=[explanations[k].words for k in ks],
-        top_sample_ids=[explanations[k].top_sample_ids for k in ks],
-        top_image_paths=[explanations[k].top_image_paths for k in ks],
-        image_path=image_path,
-        captions=captions,
-    )

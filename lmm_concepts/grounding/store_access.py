@@ -10,8 +10,11 @@ import torch
 from torch import Tensor
 
 from lmm_concepts.errors import InputError
+from lmm_concepts.models.interface import FINAL_HOOK
+from lmm_concepts.models.layers import FINAL, missing_layer
 
-FINAL_NAMES = ("final", "ln_final.hook_normalized")
+FINAL_NAMES = (FINAL, FINAL_HOOK)
+"""How a store names its final-norm layer: by its hook (a RepresentationStore) or as "final" (a stand-in store)."""
 
 
 def as_store(store, what: str = "store"):
@@ -29,19 +32,23 @@ def as_store(store, what: str = "store"):
 
 
 def pick_layer(store, layer: str | int | None) -> str:
-    """The store layer to use: `layer` if given, else the only one, else the final one; or a clear error."""
+    """The stored name of the layer to use: `layer` if given (a block index, "final" or a hook name, see
+    `models.layers`), else the only one, else the final one; or an error naming the stored layers."""
     layers = [str(x) for x in store.layers]
     if layer is not None and hasattr(store, "hook_name"):  # a RepresentationStore resolves indices and "final"
         try:
             return store.hook_name(layer)
-        except (KeyError, ValueError) as e:
-            raise InputError(f"the store has no layer {layer!r}; it holds {layers}") from e
-    if layer is not None:
+        except KeyError as e:
+            raise InputError(f"the store has no layer {layer!r}: {e.args[0]}") from None
+        except ValueError as e:
+            raise InputError(f"the store has no layer {layer!r}: {e}") from None
+    if layer is not None:  # a stand-in without the model's dimensions: stored names, "final" for its final layer
         name = str(layer)
-        if name not in layers and not (name in FINAL_NAMES and any(x in FINAL_NAMES for x in layers)):
-            raise InputError(f"the store has no layer {layer!r}; it holds {layers}")
         if name in FINAL_NAMES:
-            return next(x for x in layers if x in FINAL_NAMES)
+            name = next((x for x in layers if x in FINAL_NAMES), FINAL_HOOK)
+        if name not in layers:
+            raise InputError(f"the store has no layer {layer!r}: "
+                             f"{missing_layer(layer, stored_hook(name), layers, 'the store')}")
         return name
     if len(layers) == 1:
         return layers[0]
@@ -49,6 +56,11 @@ def pick_layer(store, layer: str | int | None) -> str:
     if finals:
         return finals[0]
     raise InputError(f"the store holds several layers {layers}: say which one the dictionary was fitted on (layer=...)")
+
+
+def stored_hook(name: str) -> str:
+    """The hook name of a stored layer name (a stand-in store may call its final layer "final")."""
+    return FINAL_HOOK if name == FINAL else name
 
 
 def store_matrix(store, layer: str) -> Tensor:

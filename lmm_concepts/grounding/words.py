@@ -1,12 +1,13 @@
 """Grounding in words: the logit lens of a concept vector and the filter that keeps real English words.
 
-Lenses (u_k a row of W_dec, shape [d_model]):
+Lenses (u_k a row of W_dec, shape [d_model]), through the model's `LMM.unembed_vectors` (`final_norm` for "ln_final"):
     "raw"       logits = u_k · W_U            (+ b_U when use_bias)   exact for vectors read after the final norm,
                                                                       the reference code's choice
     "ln_final"  logits = ln_final(u_k) · W_U  (+ b_U when use_bias)   u_k treated as a residual-stream vector,
                                                                       right for vectors read before the final norm
-`ln_final` is the model's own module (LayerNorm: (u − mean u)/sqrt(var u + eps)·w + b; RMSNorm: u/rms(u)·w), so the
-lens follows whatever normalisation the model has. Words: the top `n_candidates` tokens by lens logit, decoded,
+`ln_final` is the model's own final norm (LayerNorm: (u − mean u)/sqrt(var u + eps)·w + b; RMSNorm: u/rms(u)·w), so
+the lens follows whatever normalisation the model has; a family's final-logit soft-capping (Gemma) is applied after
+W_U (monotone: the top tokens do not change). Words: the top `n_candidates` tokens by lens logit, decoded,
 stripped of leading spaces and lower-cased (so "Dog", " dog" and "dog" merge into one word, ranked by its best
 variant), kept if a number or if longer than 2 characters, in the English word list and not a stopword.
 
@@ -96,22 +97,19 @@ def lens_logits(
     """Logit lens of each row of `vectors` through the model's unembedding (see the module docstring)."""
     if lens not in LENSES:
         raise ValueError(f"lens must be one of {LENSES}, got {lens!r}")
-    W_U = model.W_U
     if vectors.ndim != 2:
         raise ValueError(f"vectors must be 2-D [n, d_model], got shape {tuple(vectors.shape)}")
-    if vectors.shape[1] != W_U.shape[0]:
+    if vectors.shape[1] != model.d_model:
         raise ValueError(
-            f"concept vectors have d={vectors.shape[1]} but the model's d_model is {W_U.shape[0]}: the dictionary "
+            f"concept vectors have d={vectors.shape[1]} but the model's d_model is {model.d_model}: the dictionary "
             "was fitted on another model or layer width; fit it on this model's representations"
         )
+    W_U = model.W_U
     x = vectors.to(device=W_U.device, dtype=W_U.dtype)
     with torch.no_grad():
         if lens == "ln_final":
-            x = model.ln_final(x[:, None, :])[:, 0, :]
-        logits = x @ W_U
-        if use_bias:
-            logits = logits + model.b_U
-    return logits
+            x = model.final_norm(x)
+        return model.unembed_vectors(x, use_bias=use_bias)
 
 
 @dataclass

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from lmm_concepts._io import check_output_folder
 from lmm_concepts.errors import InputError
-from lmm_concepts.extraction.command import ModelSpec
+from lmm_concepts.models.load import ModelSpec
 
 
 @dataclass
@@ -169,13 +169,12 @@ def run_sweep(cfg: SweepConfig) -> None:
     train, test = RepresentationStore.open(cfg.train_store), RepresentationStore.open(cfg.test_store)
     model = cfg.model.load()
     clip, bert = cfg.scorers.load()
-    layers = [int(x) if x.lstrip("-").isdigit() else x for x in cfg.layers]
     common = dict(clip=clip, bert=bert, metrics=cfg.metrics, r=cfg.r, n_words=cfg.n_words, n_images=cfg.n_images,
                   out=cfg.out)
     if cfg.over == "k":
-        res = k_sweep(model, train, test, cfg.ks, lambda K: make_learner(cfg.learner, K, cfg.l1), layer=layers[0],
+        res = k_sweep(model, train, test, cfg.ks, lambda K: make_learner(cfg.learner, K, cfg.l1), layer=cfg.layers[0],
                       **common)
     else:
-        res = layer_sweep(model, train, test, layers, lambda: make_learner(cfg.learner, cfg.n_concepts, cfg.l1),
+        res = layer_sweep(model, train, test, cfg.layers, lambda: make_learner(cfg.learner, cfg.n_concepts, cfg.l1),
                           **common)
     print(res.to_markdown())

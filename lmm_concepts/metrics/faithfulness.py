@@ -14,7 +14,7 @@ change relative to the vocabulary's common shift,
 (a word's case / leading-space variant tokens count as one word), and a concept's drop is the mean over its grounded
 words. Adding a constant to every logit changes nothing, so the softmax normaliser does not enter: when the ablation
 lowers a dominant next token, every other word's log-probability rises, but its drop stays 0. (A log-probability drop
-was fooled by exactly this, issue 16.) The median, not the mean, sets the reference so that the few tokens the
+was fooled by exactly this.) The median, not the mean, sets the reference so that the few tokens the
 ablation does move (the dominant one among them) do not shift it: in the toy's 50-token vocabulary one token falling
 by 8 moves the mean by 0.16. A log-odds against every token but the token of interest would still move with the
 competition among the remaining tokens.
@@ -59,7 +59,7 @@ from torch import Tensor
 
 from lmm_concepts.hooks import remove_component_hook
 from lmm_concepts.metrics.sequences import StoreSequences
-from lmm_concepts.models.interface import FINAL_HOOK, LMM, resid_hook
+from lmm_concepts.models.interface import FINAL_HOOK, LEGACY_FINAL_HOOK, LMM, resid_hook
 
 EFFECTS = ("next_token", "direct", "indirect", "continuation")
 SCORES = ("auto", *EFFECTS)
@@ -85,7 +85,7 @@ class HookReach:
         return not (self.same_token or self.later_tokens)
 
 
-_FINAL_NORM = ("ln_final.hook_out", "ln_final.hook_normalized", FINAL_HOOK)
+_FINAL_NORM = (FINAL_HOOK, LEGACY_FINAL_HOOK)
 _BLOCK_HOOK = re.compile(r"^blocks\.(\d+)\.hook_(resid_pre|resid_mid|attn_out|mlp_out|resid_post)$")
 _STEP = {"resid_pre": 0, "resid_mid": 1, "attn_out": 1, "mlp_out": 2, "resid_post": 2}
 

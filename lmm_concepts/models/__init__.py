@@ -9,9 +9,12 @@ from lmm_concepts.models.connectors import (
     LlavaProjector,
     PoolingResampler,
     connector_from_config,
+    load_connector_file,
 )
 from lmm_concepts.models.generation import GenerationOutput
-from lmm_concepts.models.hooked_lmm import HookedLMM, load_connector_file
+from lmm_concepts.models.hooked_lmm import HookedLMM
+from lmm_concepts.models.interface import FINAL_HOOK, LMM, ModelInputs, resid_hook
+from lmm_concepts.models.load import ModelSpec, load_lmm
 from lmm_concepts.models.loading import hf_to_hooked
 from lmm_concepts.models.preprocessing import ImagePreprocessor
 from lmm_concepts.models.vision import HFClipVision, OpenClipVision
@@ -20,6 +23,10 @@ __all__ = [
     "CONNECTORS",
     "AttentionResampler",
     "BridgeLMM",
+    "FINAL_HOOK",
+    "LMM",
+    "ModelInputs",
+    "ModelSpec",
     "GenerationOutput",
     "HFClipVision",
     "HookedLMM",
@@ -31,4 +38,6 @@ __all__ = [
     "connector_from_config",
     "hf_to_hooked",
     "load_connector_file",
+    "load_lmm",
+    "resid_hook",
 ]

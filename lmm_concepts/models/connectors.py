@@ -12,12 +12,18 @@ Every connector exposes `config()` (its JSON hyper-parameters, with a "type" key
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from jaxtyping import Float
+from safetensors.torch import load_file
 from torch import Tensor, nn
+
+from lmm_concepts._io import read_json
+from lmm_concepts.models.checkpoints import load_weights_checked
+from lmm_concepts.models.config import LMMConfig
 
 _ACTIVATIONS = {"gelu": nn.GELU, "gelu_tanh": lambda: nn.GELU(approximate="tanh"), "relu": nn.ReLU, "silu": nn.SiLU}
 
@@ -156,3 +162,22 @@ def connector_config(connector: nn.Module) -> dict[str, Any]:
         raise TypeError(f"{type(connector).__name__} has no config() method, so it cannot be saved and rebuilt; "
                         "use one of lmm_concepts.models.connectors or add config() returning its hyper-parameters")
     return connector.config()
+
+
+def load_connector_file(path: str | Path) -> tuple[nn.Module, LMMConfig]:
+    """Read a connector saved by `HookedLMM.save_connector`: (connector with its weights, its LMMConfig)."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        path = path.with_suffix(".safetensors")
+    cfg_path = path.with_suffix(".json")
+    if not path.is_file():
+        raise FileNotFoundError(f"connector weights not found: {path} (save them with HookedLMM.save_connector)")
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"connector config not found: {cfg_path}; it is written beside the weights by "
+                                "HookedLMM.save_connector and holds the connector's hyper-parameters")
+    cfg = read_json(cfg_path)
+    if "connector" not in cfg or "lmm" not in cfg:
+        raise ValueError(f"{cfg_path} is not a connector config (needs 'lmm' and 'connector' keys)")
+    connector = connector_from_config(cfg["connector"])
+    load_weights_checked(connector, load_file(str(path)), str(path))
+    return connector, LMMConfig.from_dict(cfg["lmm"])

@@ -9,30 +9,30 @@ is freshly initialised (train it before reading anything into its captions).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import open_clip
 import torch
 from torch import nn
 
+from lmm_concepts._io import read_json, write_json
+from lmm_concepts.errors import InputError, MissingInputError
 from lmm_concepts.models.config import CLIP_MEAN, CLIP_STD, LMMConfig
-from lmm_concepts.models.connectors import CONNECTORS
+from lmm_concepts.models.connectors import CONNECTORS, load_connector_file
+from lmm_concepts.models.interface import LMM
 from lmm_concepts.models.loading import hf_to_hooked, load_hf_causal_lm, load_tokenizer
 from lmm_concepts.models.vision import OpenClipVision
-
-if TYPE_CHECKING:
-    from lmm_concepts.models.hooked_lmm import HookedLMM
 
 DEPALM_PROMPT = "Answer:"
 
 
-def build_depalm(cls: type[HookedLMM], llm, vision: str | nn.Module = "ViT-L-14", vision_weights=None,
+def build_depalm(cls: Any, llm, vision: str | nn.Module = "ViT-L-14", vision_weights=None,
                  connector=None, n_visual_tokens: int = 10, connector_type: str = "pooling",
                  dtype: torch.dtype = torch.float32, device=None, tokenizer=None, prompt: str = DEPALM_PROMPT,
-                 connector_kwargs: dict[str, Any] | None = None, apply_ln_post: bool = True) -> HookedLMM:
-    from lmm_concepts.models.hooked_lmm import load_connector_file
-
+                 connector_kwargs: dict[str, Any] | None = None, apply_ln_post: bool = True) -> LMM:
+    """DePALM as a `cls` (`HookedLMM`, passed in by `HookedLMM.depalm`)."""
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     # the small parts first, so a bad vision or connector argument fails before a large LLM is loaded
@@ -102,3 +102,79 @@ def _vision_tower(vision, vision_weights) -> tuple[nn.Module, dict[str, Any]]:
     if vision_weights is not None:
         raise ValueError("vision_weights is only used with an open_clip model name; load the weights into the module yourself")
     return visual, {"name": type(visual).__name__, "weights": None}
+
+
+# ---------------------------------------------------------------------------------------------- DePALM folders
+DEPALM_MODEL_TYPE = "depalm"
+CONNECTOR_FILE = "connector.safetensors"
+
+
+@dataclass(frozen=True)
+class DepalmFolder:
+    """What a DePALM folder's `config.json` names (paths resolved against the folder)."""
+
+    language_model: Path
+    """the language model's folder (an HF causal LM written by `save_pretrained`: GPT-2, OPT, Llama)"""
+    connector: Path
+    """the connector's weights (`HookedLMM.save_connector`; its `.json` beside it holds the `LMMConfig`)"""
+    vision: str
+    """the open_clip architecture of the vision tower"""
+    vision_weights: Path | None
+    """the vision tower's local open_clip checkpoint (None: random weights, for tests)"""
+    apply_ln_post: bool = True
+
+
+def is_depalm_config(config: dict[str, Any]) -> bool:
+    return config.get("model_type") == DEPALM_MODEL_TYPE
+
+
+def read_depalm_folder(folder: Path, config: dict[str, Any]) -> DepalmFolder:
+    """The parts a DePALM folder names, each checked to exist. A DePALM folder holds
+
+        config.json               {"model_type": "depalm", "architectures": ["DePALM"], "language_model": <folder>,
+                                   "connector": "connector.safetensors", "vision": <open_clip name>,
+                                   "vision_weights": <checkpoint or null>}
+        connector.safetensors     the trained connector, and connector.json beside it (`HookedLMM.save_connector`)
+
+    `vision` and `vision_weights` default to what the connector's json recorded when it was built; relative paths
+    are read from the folder. `HookedLMM.save_depalm` writes one."""
+
+    def path(key: str, value: Any) -> Path:
+        if not isinstance(value, str) or not value:
+            raise InputError(f"{folder / 'config.json'}: {key!r} must name a file or folder, got {value!r}")
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else folder / p
+
+    if "language_model" not in config:
+        raise InputError(f"{folder / 'config.json'} is a DePALM config without 'language_model': name the language "
+                         "model's folder (an HF causal LM written by save_pretrained)")
+    language_model = path("language_model", config["language_model"])
+    connector = path("connector", config.get("connector", CONNECTOR_FILE))
+    if not language_model.is_dir():
+        raise MissingInputError(f"{folder / 'config.json'} names the language model folder {language_model}, which "
+                                "does not exist")
+    for needed in (connector, connector.with_suffix(".json")):
+        if not needed.is_file():
+            raise MissingInputError(f"the DePALM folder {folder} lacks {needed.name} (HookedLMM.save_connector writes "
+                                    "the connector's weights and its json)")
+    recorded = (read_json(connector.with_suffix(".json")).get("lmm") or {}).get("vision") or {}
+    vision = config.get("vision", recorded.get("name"))
+    if not isinstance(vision, str) or not vision:
+        raise InputError(f"{folder / 'config.json'}: name the vision tower's open_clip architecture (\"vision\": "
+                         "\"ViT-L-14\"); the connector's json does not record one")
+    weights = config.get("vision_weights", recorded.get("weights"))
+    vision_weights = path("vision_weights", weights) if weights is not None else None
+    if vision_weights is not None and not vision_weights.is_file():
+        raise MissingInputError(f"the vision weights {vision_weights} named by {folder} do not exist")
+    return DepalmFolder(language_model, connector, vision, vision_weights,
+                        bool(config.get("apply_ln_post", recorded.get("apply_ln_post", True))))
+
+
+def write_depalm_config(folder: Path, language_model: str | Path, vision: str | None,
+                        vision_weights: str | Path | None, apply_ln_post: bool = True) -> Path:
+    """The `config.json` of a DePALM folder whose connector is already saved there (see `read_depalm_folder`)."""
+    config = {"model_type": DEPALM_MODEL_TYPE, "architectures": ["DePALM"], "language_model": str(language_model),
+              "connector": CONNECTOR_FILE, "vision": vision, "apply_ln_post": apply_ln_post,
+              "vision_weights": str(vision_weights) if vision_weights is not None else None}
+    write_json(folder / "config.json", config)
+    return folder

@@ -9,19 +9,16 @@ positions are wrong for float-embedding input with the KV cache. Here every step
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
+from transformer_lens import HookedTransformer
 from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 
 from lmm_concepts.models.interface import GenerationOutput
 
-if TYPE_CHECKING:
-    from lmm_concepts.models.hooked_lmm import HookedLMM
 
-
-def _new_cache(model: HookedLMM, batch: int) -> TransformerLensKeyValueCache:
+def _new_cache(model: HookedTransformer, batch: int) -> TransformerLensKeyValueCache:
     return TransformerLensKeyValueCache.init_cache(model.cfg, model.cfg.device, batch)
 
 
@@ -34,7 +31,7 @@ def _reorder_cache(cache: TransformerLensKeyValueCache, index: Tensor) -> None:
 
 @torch.no_grad()
 def greedy_decode(
-    model: HookedLMM, input_ids: Tensor, attention_mask: Tensor, visual_tokens: Tensor,
+    model: HookedTransformer, input_ids: Tensor, attention_mask: Tensor, visual_tokens: Tensor,
     max_new_tokens: int, eos_token_id: int | None, pad_token_id: int, use_kv_cache: bool = True,
 ) -> Tensor:
     """Greedy decoding of a left-padded batch; returns generated ids `[batch, new]`, pad after EOS."""
@@ -64,7 +61,7 @@ def greedy_decode(
 
 @torch.no_grad()
 def beam_search(
-    model: HookedLMM, input_ids: Tensor, attention_mask: Tensor, visual_tokens: Tensor,
+    model: HookedTransformer, input_ids: Tensor, attention_mask: Tensor, visual_tokens: Tensor,
     max_new_tokens: int, eos_token_id: int | None, pad_token_id: int, num_beams: int,
     length_penalty: float = 1.0,
 ) -> Tensor:

@@ -1,7 +1,7 @@
 """`HookedLMM`: vision encoder -> connector -> visual tokens placed inside the prompt of a TransformerLens LLM.
 
 It *is* the language model (a sae-lens `HookedSAETransformer`), so every TransformerLens hook name
-(`blocks.{L}.hook_resid_post`, `ln_final.hook_normalized`, ...), `run_with_cache`, `run_with_hooks`,
+(`blocks.{L}.hook_resid_post`, `ln_final.hook_scale`, ..., plus `ln_final.hook_out`), `run_with_cache`, `run_with_hooks`,
 `add_sae` and the logit-lens tools (`W_U`, `unembed`, `ln_final`) work unchanged. The vision encoder and
 the connector are extra submodules with their own hook points, `hook_vision_features` and
 `hook_visual_tokens`.
@@ -23,14 +23,14 @@ import torch
 from jaxtyping import Float, Int
 from PIL import Image
 from sae_lens import HookedSAETransformer
-from safetensors.torch import load_file
 from torch import Tensor, nn
 from transformer_lens import HookedTransformer
 from transformer_lens.hook_points import HookPoint
 
-from lmm_concepts._io import read_json, write_json, write_safetensors
+from lmm_concepts._io import write_json, write_safetensors
+from lmm_concepts.models.checkpoints import load_weights_checked  # noqa: F401  (importable here too)
 from lmm_concepts.models.config import LMMConfig
-from lmm_concepts.models.connectors import connector_config, connector_from_config
+from lmm_concepts.models.connectors import connector_config, load_connector_file
 from lmm_concepts.models.generation import GenerationOutput, beam_search, finish_output, greedy_decode
 from lmm_concepts.models.interface import FINAL_HOOK, Hook, ModelInputs, stop_after, weights_digest
 from lmm_concepts.models.loading import attach_tokenizer
@@ -120,11 +120,9 @@ class HookedLMM(HookedSAETransformer):
         )
 
     @classmethod
-    def toy(cls) -> HookedLMM:
-        """The project's embedded default model (trained and shipped in `lmm_concepts.zoo`)."""
-        from lmm_concepts.zoo import load_toy
-
-        return load_toy()
+    def toy(cls, *args: Any, **kwargs: Any):
+        raise NotImplementedError("HookedLMM.toy() moved: load the toy with lmm_concepts.load_lmm('toy') (or "
+                                  "lmm_concepts.load_toy()); it is built on HookedLMM, not part of it")
 
     def _check_parts(self) -> None:
         if self.vision is None or self.connector is None:
@@ -403,6 +401,24 @@ class HookedLMM(HookedSAETransformer):
         write_json(path.with_suffix(".json"), cfg)
         return path
 
+    def save_depalm(self, folder: str | Path, language_model: str | Path, vision: str | None = None,
+                    vision_weights: str | Path | None = None) -> Path:
+        """Write a DePALM folder that `lc.load_lmm(folder)` loads: the connector (`save_connector`) and a
+        `config.json` naming the language model's folder and the vision tower (default: what this model was built
+        with); see `models.depalm.read_depalm_folder`."""
+        from lmm_concepts.models.depalm import CONNECTOR_FILE, write_depalm_config
+
+        if self.lmm_cfg.family != "depalm":
+            raise ValueError(f"save_depalm writes a DePALM model; this one is {self.lmm_cfg.family!r}")
+        folder = Path(folder)
+        recorded = self.lmm_cfg.vision or {}
+        vision = vision if vision is not None else recorded.get("name")
+        if vision_weights is None:
+            vision_weights = recorded.get("weights")
+        self.save_connector(folder / CONNECTOR_FILE)
+        return write_depalm_config(folder, language_model, vision, vision_weights,
+                                   bool(recorded.get("apply_ln_post", True)))
+
     def load_connector(self, path: str | Path) -> HookedLMM:
         """Replace the connector (and `lmm_cfg`) by one saved with `save_connector`."""
         connector, lmm_cfg = load_connector_file(path)
@@ -421,35 +437,3 @@ def _continues_cache(cache: Any) -> bool:
     """Whether `cache` (a TransformerLens KV cache) already holds earlier positions: the call is a decoding step."""
     entries = getattr(cache, "entries", None)
     return bool(entries) and entries[0].past_keys.shape[1] > 0
-
-
-def load_connector_file(path: str | Path) -> tuple[nn.Module, LMMConfig]:
-    """Read a connector saved by `HookedLMM.save_connector`: (connector with its weights, its LMMConfig)."""
-    path = Path(path)
-    if path.suffix != ".safetensors":
-        path = path.with_suffix(".safetensors")
-    cfg_path = path.with_suffix(".json")
-    if not path.is_file():
-        raise FileNotFoundError(f"connector weights not found: {path} (save them with HookedLMM.save_connector)")
-    if not cfg_path.is_file():
-        raise FileNotFoundError(f"connector config not found: {cfg_path}; it is written beside the weights by "
-                                "HookedLMM.save_connector and holds the connector's hyper-parameters")
-    cfg = read_json(cfg_path)
-    if "connector" not in cfg or "lmm" not in cfg:
-        raise ValueError(f"{cfg_path} is not a connector config (needs 'lmm' and 'connector' keys)")
-    connector = connector_from_config(cfg["connector"])
-    load_weights_checked(connector, load_file(str(path)), str(path))
-    return connector, LMMConfig.from_dict(cfg["lmm"])
-
-
-def load_weights_checked(module: nn.Module, state: dict[str, Tensor], source: str) -> None:
-    """`load_state_dict` with an error naming every missing, unexpected or wrongly shaped tensor."""
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-             for k in own if k in state and state[k].shape != own[k].shape]
-    if missing or unexpected or wrong:
-        raise ValueError(f"{source} does not fit {type(module).__name__}: missing {missing[:5]}, unexpected "
-                         f"{unexpected[:5]}, shape mismatches {wrong[:5]}; check that the checkpoint matches its config")
-    module.load_state_dict(state)

@@ -33,6 +33,10 @@ FINAL_HOOK = "ln_final.hook_out"
 """The output of the language model's final norm, gain and bias included: the vectors the unembedding reads, HF's
 last hidden state (store layer "final"). TransformerLens's `ln_final.hook_normalized` is read before the gain."""
 
+LEGACY_FINAL_HOOK = "ln_final.hook_normalized"
+"""TransformerLens's normalised vectors before the final norm's gain and bias: what stores and dictionaries recorded
+as layer "final" before it meant `FINAL_HOOK`. Read by this name only: they are other vectors than `FINAL_HOOK`'s."""
+
 
 def resid_hook(layer: int) -> str:
     """The residual stream after block `layer` (a non-negative index)."""
@@ -55,6 +59,19 @@ class ModelInputs(Mapping[str, Tensor]):
     input_ids: Int[Tensor, "batch pos"]
     attention_mask: Int[Tensor, "batch pos"]
     images: dict[str, Tensor] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, inputs: ModelInputs | Mapping[str, Tensor]) -> ModelInputs:
+        """`inputs` itself, or a batch from a mapping of `input_ids`, optionally `attention_mask` (default: every
+        token real) and the image tensors."""
+        if isinstance(inputs, ModelInputs):
+            return inputs
+        if "input_ids" not in inputs:
+            raise ValueError(f"a model's inputs need input_ids (model.build_inputs(images) makes them), got keys "
+                             f"{sorted(inputs)}")
+        ids, mask = inputs["input_ids"], inputs.get("attention_mask")
+        images = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask")}
+        return cls(ids, mask if mask is not None else torch.ones_like(ids), images)
 
     @property
     def batch_size(self) -> int:

@@ -13,28 +13,26 @@ LLaVA text weights are released (when we loaded the checkpoint ourselves).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 from torch import nn
 
+from lmm_concepts.models.checkpoints import load_weights_checked
 from lmm_concepts.models.config import CLIP_MEAN, CLIP_STD, LMMConfig
 from lmm_concepts.models.connectors import LlavaProjector
+from lmm_concepts.models.interface import LMM
 from lmm_concepts.models.loading import hf_to_hooked, load_tokenizer
 from lmm_concepts.models.preprocessing import read_hf_preprocessor_config
 from lmm_concepts.models.vision import HFClipVision
-
-if TYPE_CHECKING:
-    from lmm_concepts.models.hooked_lmm import HookedLMM
 
 LLAVA_PROMPT = "USER: <image>\nDescribe the image in one sentence. ASSISTANT:"
 IMAGE_MARKER = "<image>"
 
 
-def build_llava(cls: type[HookedLMM], path_or_model, dtype: torch.dtype = torch.float32, device=None,
-                tokenizer=None, prompt: str = LLAVA_PROMPT) -> HookedLMM:
-    from lmm_concepts.models.hooked_lmm import load_weights_checked
-
+def build_llava(cls: Any, path_or_model, dtype: torch.dtype = torch.float32, device=None,
+                tokenizer=None, prompt: str = LLAVA_PROMPT) -> LMM:
+    """LLaVA-1.5 as a `cls` (`HookedLMM`, passed in by `HookedLMM.llava`) from a folder or a loaded model."""
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     folder = None

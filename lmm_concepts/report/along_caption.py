@@ -124,14 +124,6 @@ class RegeneratedCaptions:
         return [c.encode(dictionary) for c in self.captions]
 
 
-def as_model_inputs(inputs: ModelInputs | Mapping[str, Tensor]) -> ModelInputs:
-    """A `ModelInputs` from either it or a mapping of input_ids, attention_mask and the image tensors."""
-    if isinstance(inputs, ModelInputs):
-        return inputs
-    images = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask")}
-    return ModelInputs(inputs["input_ids"], inputs["attention_mask"], images)
-
-
 def image_token_id(model) -> int | None:
     """The placeholder id of visual tokens, from the model's identity (its family config), or None if unknown."""
     config = (model.identity() or {}).get("config") or {}
@@ -160,7 +152,7 @@ def read_captions(model, store, ids: Sequence[str], *, layer: str | int | None =
             "existed record `ln_final.hook_normalized`); extract the store again with this model"
         )
     seqs = store_sequences(model, store, list(ids), batch_size=batch_size)
-    inputs = as_model_inputs(seqs.inputs)
+    inputs = ModelInputs.of(seqs.inputs)
     rule = manifest_get(store, "position", "predicts")
     row_of = {s: i for i, s in enumerate(store.sample_ids)}
     image_id = image_token_id(model)

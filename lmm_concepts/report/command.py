@@ -7,7 +7,7 @@ from pathlib import Path
 
 from simple_parsing import field
 
-from lmm_concepts.extraction.command import ModelSpec
+from lmm_concepts.models.load import ModelSpec
 
 
 @dataclass
@@ -50,7 +50,7 @@ def load_model(spec: ModelSpec, store):
 
 def report_command(cfg: ReportConfig) -> None:
     from lmm_concepts.report.inputs import as_explanations, open_store
-    from lmm_concepts.report.page import report
+    from lmm_concepts.report.page import make_report
     from lmm_concepts.report.render import rerender
 
     folder = Path(cfg.folder)
@@ -60,6 +60,6 @@ def report_command(cfg: ReportConfig) -> None:
     expls = as_explanations(folder, cfg.dictionary or None)
     store = open_store(cfg.store or None, expls)
     model = load_model(cfg.model, store) if cfg.captions > 0 else None
-    path = report(expls, store, cfg.evaluation or None, out=cfg.out or folder / "report",
+    path = make_report(expls, store, cfg.evaluation or None, out=cfg.out or folder / "report",
                   test_store=cfg.test_store or None, model=model, n_captions=cfg.captions, n_show=cfg.n_show)
     print(f"wrote {path}")

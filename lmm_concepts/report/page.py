@@ -1,4 +1,4 @@
-"""`report`: the HTML page of any run — the demo's and a real run's outputs go through this one function.
+"""`make_report`: the HTML page of any run — the demo's and a real run's outputs go through this one function.
 
     explanations (+ their dictionaries) ─┐
     store they were grounded on ─────────┼─> results.json (numbers) + panels.json (cards, images, captions)
@@ -16,12 +16,12 @@ What the page shows, and where it comes from:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from lmm_concepts.grounding.store_access import pick_layer
+from lmm_concepts.models.layers import layer_label
 from lmm_concepts.report.along_caption import CaptionActivations, read_captions
 from lmm_concepts.report.build import build_panels
 from lmm_concepts.report.inputs import (
@@ -35,14 +35,6 @@ from lmm_concepts.report.inputs import (
     store_model,
 )
 from lmm_concepts.report.render import write_report
-
-
-def layer_label(hook_name: str) -> str:
-    """"blocks.3.hook_resid_post" -> "3", "ln_final.hook_out" (or hook_normalized) -> "final", else the name."""
-    m = re.fullmatch(r"blocks\.(\d+)\.hook_resid_post", hook_name)
-    if m:
-        return m.group(1)
-    return "final" if hook_name.startswith("ln_final.") else hook_name
 
 
 def evaluation_metrics(res) -> dict[str, Any]:
@@ -91,7 +83,7 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any] | None) -> dict[str, A
     return base
 
 
-def report(
+def make_report(
     explanations: Any,
     store: Any = None,
     results: Any = None,

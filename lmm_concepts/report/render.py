@@ -17,9 +17,10 @@ from typing import Any
 
 from markupsafe import Markup
 
+import lmm_concepts.report.svg as svg
 from lmm_concepts._io import read_json, write_json, write_text
+from lmm_concepts._version import __version__
 from lmm_concepts.errors import InputError, MissingInputError
-from lmm_concepts.report import svg
 from lmm_concepts.report.panels import CaptionPanel, MethodPanels, Panels
 
 METHOD_LABELS = {
@@ -134,8 +135,6 @@ def _asset(name: str) -> str:
 
 def render_html(results: dict[str, Any], panels: Panels, title: str | None = None) -> str:
     """The report page as a string (see the module docstring)."""
-    from lmm_concepts import __version__
-
     by_name = {m.name: m for m in panels.methods}
     methods = [_MethodView(k, v, by_name.get(k)) for k, v in results.get("methods", {}).items()]
     present = {k for m in methods for k, v in m.metrics.items() if v is not None}

@@ -34,33 +34,8 @@ from lmm_concepts.data.synthetic import (
     attribute_words,
     word_list_caption,
 )
+from lmm_concepts.zoo.architecture import ClipConfig, build_clip, build_lm, encode_texts
 from lmm_concepts.zoo.tokenizer import world_tokenizer
-
-
-@dataclasses.dataclass
-class ClipConfig:
-    """The tiny CLIP and how it is trained."""
-
-    embed_dim: int = 64
-    """Joint embedding size (also the width of the image tokens the connector reads)."""
-    width: int = 16
-    """Base width of the image tower (open_clip ModifiedResNet; the last stage has 32 x width channels)."""
-    blocks: int = 1
-    """Residual blocks per ResNet stage (4 stages)."""
-    text_width: int = 64
-    """Text tower width."""
-    text_layers: int = 1
-    """Text tower depth."""
-    context_length: int = 24
-    """Text tower context (tokens)."""
-    warmup_steps: int = 1000
-    """Supervised warm-up steps of the image tower (attribute heads)."""
-    contrastive_steps: int = 400
-    """Contrastive steps of both towers."""
-    batch_size: int = 64
-    """Images per step."""
-    lr: float = 2e-3
-    """Peak learning rate (AdamW, cosine decay)."""
 
 
 @dataclasses.dataclass
@@ -159,16 +134,6 @@ def pixels(images: Int[Tensor, "b 3 h w"], device: str) -> Float[Tensor, "b 3 h 
     return (images.to(device).float() / 255.0 - 0.5) / 0.5
 
 
-def encode_texts(tokenizer, texts: list[str], length: int, bos: bool = False) -> Int[Tensor, "b length"]:
-    """Word ids, [EOS]-terminated, [PAD]-padded to `length` (truncated captions keep their [EOS])."""
-    out = torch.full((len(texts), length), tokenizer.pad_token_id, dtype=torch.long)
-    for i, t in enumerate(texts):
-        ids = tokenizer(t, add_special_tokens=False)["input_ids"]
-        ids = ([tokenizer.bos_token_id] if bos else []) + ids[: length - 1 - bos] + [tokenizer.eos_token_id]
-        out[i, : len(ids)] = torch.tensor(ids)
-    return out
-
-
 def keyword_slots(attributes: dict, n_slots: int, rng: np.random.Generator) -> list[str]:
     """The LM corpus's context: the caption's keywords in random order, padded with ","."""
     words = word_list_caption(attributes).split(" words ", 1)[1].split(" , ")
@@ -190,18 +155,6 @@ def _cosine_lr(opt: torch.optim.Optimizer, lr: float, step: int, total: int, war
 
 
 # ---------------------------------------------------------------------------------------------------------------
-def build_clip(cfg: ClipConfig, image_size: int, vocab_size: int, pad_id: int, eos_id: int) -> nn.Module:
-    import open_clip
-
-    return open_clip.CLIP(
-        embed_dim=cfg.embed_dim,
-        vision_cfg=dict(layers=(cfg.blocks,) * 4, width=cfg.width, head_width=32, image_size=image_size),
-        text_cfg=dict(context_length=cfg.context_length, vocab_size=vocab_size, width=cfg.text_width,
-                      heads=max(1, cfg.text_width // 32), layers=cfg.text_layers, pad_id=pad_id, eos_id=eos_id,
-                      pool_type="eos"),
-    )
-
-
 def train_clip(cfg: TrainToyConfig, data: WorldTensors, tokenizer, log: list[dict],
                gen: torch.Generator) -> nn.Module:
     c = cfg.clip
@@ -265,19 +218,6 @@ def lm_config(cfg: TrainToyConfig, vocab_size: int):
     )
 
 
-def build_lm(cfg_dict_or_cfg, tokenizer):
-    """A `HookedTransformer` with random weights and the world tokenizer attached as it is."""
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
-
-    from lmm_concepts.models.loading import attach_tokenizer
-
-    tl_cfg = (HookedTransformerConfig.from_dict(cfg_dict_or_cfg) if isinstance(cfg_dict_or_cfg, dict)
-              else cfg_dict_or_cfg)
-    lm = HookedTransformer(tl_cfg, tokenizer=None, move_to_device=False)
-    attach_tokenizer(lm, tokenizer)
-    return lm
-
-
 def caption_batch(cfg: TrainToyConfig, tokenizer, captions: list[str], contexts: list[list[str]]
                   ) -> tuple[Int[Tensor, "b pos"], Int[Tensor, "b pos"]]:
     """Token ids ``context [BOS] prompt caption [EOS] [PAD]...`` (HookedLMM's DePALM layout, with the context
@@ -324,7 +264,7 @@ def train_lm(cfg: TrainToyConfig, data: WorldTensors, tokenizer, log: list[dict]
 
 # ---------------------------------------------------------------------------------------------------------------
 def lmm_config(cfg: TrainToyConfig, tokenizer):
-    from lmm_concepts.models import LMMConfig
+    from lmm_concepts.models.config import LMMConfig
 
     return LMMConfig(family="toy", n_visual_tokens=cfg.n_visual_tokens,
                      image_token_id=tokenizer.convert_tokens_to_ids("<image>"), prompt=cfg.prompt,
@@ -333,7 +273,7 @@ def lmm_config(cfg: TrainToyConfig, tokenizer):
 
 
 def build_connector(cfg: TrainToyConfig) -> nn.Module:
-    from lmm_concepts.models import AttentionResampler, PoolingResampler
+    from lmm_concepts.models.connectors import AttentionResampler, PoolingResampler
 
     if cfg.connector.kind == "attention":
         return AttentionResampler(cfg.clip.embed_dim, cfg.lm.d_model, cfg.n_visual_tokens, d_hidden=cfg.connector.d_hidden,
@@ -382,7 +322,7 @@ def train_toy(cfg: TrainToyConfig) -> dict:
     """Run the whole recipe into `cfg.out`. A stage whose weights are already there (from an interrupted run
     with the same config) is loaded instead of retrained. Returns the caption-accuracy summary."""
     from lmm_concepts._io import read_json, write_json
-    from lmm_concepts.models import HookedLMM
+    from lmm_concepts.models.hooked_lmm import HookedLMM
     from lmm_concepts.zoo.toy import caption_accuracy, load_clip_part, load_lm_part, save_toy
     from lmm_concepts.zoo.vision import ResNetClipVision
 

@@ -56,7 +56,7 @@ def _read_weights(folder: Path, name: str) -> dict[str, Tensor]:
 
 
 def _load_into(module: nn.Module, state: dict[str, Tensor], source: Path) -> None:
-    from lmm_concepts.models.hooked_lmm import load_weights_checked
+    from lmm_concepts.models.checkpoints import load_weights_checked
 
     try:
         load_weights_checked(module, state, str(source))
@@ -96,7 +96,7 @@ def load_toy_tokenizer(path: str | Path | None = None):
 
 
 def load_clip_part(folder: Path, tokenizer) -> tuple[nn.Module, dict]:
-    from lmm_concepts.zoo.recipe import ClipConfig, build_clip
+    from lmm_concepts.zoo.architecture import ClipConfig, build_clip
 
     meta = _read_json(folder, "clip.json")
     try:
@@ -109,7 +109,7 @@ def load_clip_part(folder: Path, tokenizer) -> tuple[nn.Module, dict]:
 
 
 def load_lm_part(folder: Path, tokenizer):
-    from lmm_concepts.zoo.recipe import build_lm
+    from lmm_concepts.zoo.architecture import build_lm
 
     meta = _read_json(folder, "lm.json")
     lm = build_lm(meta["config"], tokenizer)
@@ -125,8 +125,8 @@ def load_lm_part(folder: Path, tokenizer):
 def load_toy(path: str | Path | None = None, device: str | torch.device | None = None):
     """The toy DePALM as a `HookedLMM`, from the weights shipped in the package (or from `path`, a folder
     written by `lmm-concepts train-toy`). Offline, about a second."""
-    from lmm_concepts.models import HookedLMM
-    from lmm_concepts.models.hooked_lmm import load_connector_file
+    from lmm_concepts.models.connectors import load_connector_file
+    from lmm_concepts.models.hooked_lmm import HookedLMM
     from lmm_concepts.zoo.vision import ResNetClipVision
 
     folder = Path(path) if path is not None else SHIPPED
@@ -163,7 +163,7 @@ def load_toy_clip(path: str | Path | None = None, device: str | torch.device | N
     """The toy CLIP (both towers), its tokenizer function and its image preprocessing."""
     from open_clip.transform import image_transform
 
-    from lmm_concepts.zoo.recipe import encode_texts
+    from lmm_concepts.zoo.architecture import encode_texts
 
     folder = Path(path) if path is not None else SHIPPED
     tokenizer = load_toy_tokenizer(folder)

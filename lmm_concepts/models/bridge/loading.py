@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from lmm_concepts.errors import InputError, MissingInputError
 from lmm_concepts.models.bridge.family import FamilySpec, family_for
 from lmm_concepts.models.bridge.repairs import repair_bridge
 
@@ -28,23 +29,23 @@ def read_folder(folder: str | Path) -> tuple[Path, dict[str, Any], FamilySpec]:
     """Check a checkpoint folder; return it, its config.json and the family spec of its architecture."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"no model folder at {folder}")
+        raise MissingInputError(f"no model folder at {folder}")
     config_path = folder / "config.json"
     if not config_path.is_file():
-        raise FileNotFoundError(f"no config.json in {folder}; pass a folder written by the model's save_pretrained")
+        raise MissingInputError(f"no config.json in {folder}; pass a folder written by the model's save_pretrained")
     config = json.loads(config_path.read_text())
     archs = config.get("architectures") or []
     if not archs:
-        raise ValueError(f"{config_path} names no architecture (\"architectures\": [...]); set "
+        raise InputError(f"{config_path} names no architecture (\"architectures\": [...]); set "
                          "model.config.architectures = [type(model).__name__] before save_pretrained")
     family = family_for(archs[0])
     if not [*folder.glob("*.safetensors"), *folder.glob("pytorch_model*.bin")]:
-        raise FileNotFoundError(f"no weights (*.safetensors or pytorch_model*.bin) in {folder}")
+        raise MissingInputError(f"no weights (*.safetensors or pytorch_model*.bin) in {folder}")
     if not any((folder / name).is_file() for name in TOKENIZER_FILES):
-        raise FileNotFoundError(f"no tokenizer in {folder}: expected tokenizer.json (or one of {TOKENIZER_FILES[1:]}); "
+        raise MissingInputError(f"no tokenizer in {folder}: expected tokenizer.json (or one of {TOKENIZER_FILES[1:]}); "
                                 "save it there with tokenizer.save_pretrained(folder)")
     if not any((folder / name).is_file() for name in PROCESSOR_FILES):
-        raise FileNotFoundError(f"no image processor in {folder}: expected processor_config.json or "
+        raise MissingInputError(f"no image processor in {folder}: expected processor_config.json or "
                                 "preprocessor_config.json; save the family's processor there with "
                                 "processor.save_pretrained(folder)")
     return folder, config, family
@@ -57,10 +58,10 @@ def load_processor(folder: Path) -> Any:
     try:
         processor = AutoProcessor.from_pretrained(str(folder), local_files_only=True)
     except (OSError, ValueError) as e:
-        raise ValueError(f"the processor in {folder} does not load ({e}); save the family's processor there with "
+        raise InputError(f"the processor in {folder} does not load ({e}); save the family's processor there with "
                          "processor.save_pretrained(folder)") from e
     if getattr(processor, "tokenizer", None) is None or not callable(processor):
-        raise ValueError(f"{folder} holds a {type(processor).__name__}, not a multimodal processor with a tokenizer; "
+        raise InputError(f"{folder} holds a {type(processor).__name__}, not a multimodal processor with a tokenizer; "
                          "save the family's processor (e.g. LlavaProcessor) there with processor.save_pretrained")
     tokenizer = processor.tokenizer
     if tokenizer.pad_token_id is None:
