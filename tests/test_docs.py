@@ -8,15 +8,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 FOREIGN = re.compile(r"DESIGN\.md|STYLE\.md|HELPERS\.md|/work/")
-KNOWN = ("lmm_concepts/dictionary/",)  # being rewritten on another branch (its docstrings cite DESIGN.md for the
-# notation); the lead points them at docs/design.md after that merge and empties this
 
 
 def test_no_reference_to_files_users_do_not_have():
     files = [p for d in ("lmm_concepts", "docs", "tutorials", "benchmarks", "scripts") for p in (ROOT / d).rglob("*")
              if p.is_file() and p.suffix in {".py", ".md", ".txt", ".html", ".yaml", ".sh", ""}]
     files += [ROOT / "README.md", ROOT / "pyproject.toml"]
-    found = [f"{p.relative_to(ROOT)}:{n}: {line.strip()}" for p in files if not str(p.relative_to(ROOT)).startswith(KNOWN)
+    found = [f"{p.relative_to(ROOT)}:{n}: {line.strip()}" for p in files
              for n, line in enumerate(p.read_text(encoding="utf-8", errors="replace").splitlines(), 1)
              if FOREIGN.search(line)]
     assert not found, "\n".join(found)

@@ -1,6 +1,6 @@
 """The interface every concept learner shares: Z ≈ V·W_dec.
 
-Notation (one for the whole code base, see DESIGN.md):
+Notation (one for the whole code base, see docs/design.md):
     Z      [n, d]   token representations, one sample per row, signed
     V      [n, K]   concept activations (codes); non-negative for every learner except PCA
     W_dec  [K, d]   concept vectors u_k as rows (sae-lens's name); signed

@@ -1,7 +1,7 @@
 """Moves out of split/duplicate local optima of Semi-NMF: drop the atom that costs least, add the one the residual
 most wants.
 
-Notation (DESIGN.md): Z [n, d] signed rows, codes V [n, K] >= 0, W_dec [K, d] with ‖u_k‖ <= 1, C = Z·W_decᵀ,
+Notation (docs/design.md): Z [n, d] signed rows, codes V [n, K] >= 0, W_dec [K, d] with ‖u_k‖ <= 1, C = Z·W_decᵀ,
 G = W_dec·W_decᵀ, residual R = Z − V·W_dec, objective f = ½‖R‖² + l1·ΣV.
 
 The local optima alternating minimisation stops in share one signature (measured on planted data): two learned

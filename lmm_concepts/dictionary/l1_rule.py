@@ -1,6 +1,6 @@
 """How the L1 penalty is chosen: an absolute value, or a value set from the training data by a scale-free rule.
 
-Notation (DESIGN.md): Z [n, d] training rows z_i, codes V [n, K] >= 0, dictionary W_dec [K, d] with ‖u_k‖ <= 1,
+Notation (docs/design.md): Z [n, d] training rows z_i, codes V [n, K] >= 0, dictionary W_dec [K, d] with ‖u_k‖ <= 1,
 objective ½‖Z − V·W_dec‖²_F + l1·ΣV (`l1` = scikit-learn's alpha; the paper's λ = 2·l1).
 
 `l1` has the units of the data: Z → c·Z with l1 → c·l1 scales the objective by c² and leaves the dictionary

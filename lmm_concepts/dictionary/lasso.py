@@ -1,6 +1,6 @@
 """Pure torch building blocks of Semi-NMF: non-negative lasso codes, the dictionary step, the objective, starts.
 
-Notation (DESIGN.md):
+Notation (docs/design.md):
     Z      [n, d]   data, one sample per row, signed
     V      [n, K]   codes, V >= 0
     W_dec  [K, d]   dictionary, rows u_k signed with ||u_k||_2 <= 1

@@ -1,6 +1,6 @@
 """Online (mini-batch) Semi-NMF from sufficient statistics, for representations larger than memory.
 
-Notation (DESIGN.md): Z [n, d] signed rows, codes V [n, K] >= 0, dictionary W_dec [K, d] with ‖u_k‖₂ <= 1,
+Notation (docs/design.md): Z [n, d] signed rows, codes V [n, K] >= 0, dictionary W_dec [K, d] with ‖u_k‖₂ <= 1,
 objective ½‖Z − V·W_dec‖²_F + l1·ΣV (`l1` = scikit-learn's alpha; the paper's λ = 2·l1).
 
 Mairal et al. (2010), "Online learning for matrix factorization and sparse coding": at step t a mini-batch

@@ -1,6 +1,6 @@
 """Semi-NMF: signed concept vectors, non-negative codes, an L1 penalty — the paper's dictionary learner.
 
-Notation (DESIGN.md):
+Notation (docs/design.md):
     Z      [n, d]   token representations, one sample per row — signed
     V      [n, K]   concept activations (codes) — NON-NEGATIVE
     W_dec  [K, d]   concept vectors u_k as rows — SIGNED, each ‖u_k‖₂ <= 1

@@ -1,6 +1,6 @@
 """The "semi_nmf" sae-lens architecture: concepts as decoder rows, codes by non-negative lasso.
 
-Notation (see DESIGN.md): x [..., d_in] a representation, W_dec [d_sae, d_in] the concepts u_k (signed rows,
+Notation (see docs/design.md): x [..., d_in] a representation, W_dec [d_sae, d_in] the concepts u_k (signed rows,
 ‖u_k‖ ≤ 1), b_dec [d_in] a bias (zero for dictionaries we fit), codes v [..., d_sae] ≥ 0. The encoder solves,
 for each row independently,
 
