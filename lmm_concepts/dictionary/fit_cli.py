@@ -28,6 +28,7 @@ from safetensors import safe_open
 from simple_parsing import field
 from torch import Tensor
 
+from lmm_concepts._dtypes import torch_dtype
 from lmm_concepts._io import read_json, write_json
 from lmm_concepts.dictionary.base import ConceptDictionary
 from lmm_concepts.dictionary.registry import NameChoices, get_learner, learners
@@ -105,7 +106,7 @@ def make_learner(cfg: FitConfig) -> ConceptDictionary:
     if entry.streaming:
         shared.update({param: getattr(cfg, name) for name, param in STREAMING_OPTIONS.items()})
         shared["checkpoint"] = cfg.checkpoint or f"{Path(cfg.out)}.checkpoint.safetensors"
-    shared.update(device=cfg.device, dtype=getattr(torch, cfg.dtype))
+    shared.update(device=cfg.device, dtype=torch_dtype(cfg.dtype))
     flags = {param: f"--{name}" for name, param in LEARNER_OPTIONS.items()}
     return entry.build(cfg.n_concepts, given=given, shared=shared, flags=flags)
 
@@ -162,20 +163,16 @@ def load_representations(store: str | Path, layer: str | None) -> tuple[Tensor, 
 
 
 def streamed_representations(store: str | Path, layer: str | None):
-    """What `OnlineSemiNMF.fit` reads without loading it whole (store folder, mmapped .npy, safetensors slices),
-    and the hook name it came from."""
-    from lmm_concepts.dictionary.streaming import SafetensorsRows, StoreRows
+    """What `OnlineSemiNMF.fit` reads without loading it whole (store folder, mmapped .npy, safetensors slices:
+    `streaming.as_row_source`), and the hook name it came from."""
+    from lmm_concepts.dictionary.streaming import as_row_source
 
     path = Path(store)
-    if path.is_dir():
-        key: int | str | None = int(layer) if layer and re.fullmatch(r"-?\d+", layer) else layer
-        rows = StoreRows(_open_store(path), key)
-        return rows, rows.hook
-    if path.suffix == ".npy":
-        return np.load(path, mmap_mode="r", allow_pickle=False), None
-    if path.suffix == ".safetensors":
-        return SafetensorsRows([path], key=layer), None
-    return load_representations(store, layer)
+    if not (path.is_dir() or (path.is_file() and path.suffix in (".npy", ".safetensors"))):
+        return load_representations(store, layer)  # its errors say what is expected
+    key: int | str | None = int(layer) if layer and re.fullmatch(r"-?\d+", layer) and path.is_dir() else layer
+    rows = as_row_source(_open_store(path) if path.is_dir() else path, key)
+    return rows, getattr(rows, "hook", None)
 
 
 def _already_done(cfg: FitConfig, out: Path) -> bool:
