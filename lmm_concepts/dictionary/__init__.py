@@ -1,4 +1,8 @@
-"""Concept learners: Semi-NMF (the method) and the paper's baselines, all exportable as sae-lens SAEs."""
+"""Concept learners: Semi-NMF (the method) and the paper's baselines, all exportable as sae-lens SAEs.
+
+Each learner is registered here, once (`registry.register_learner`); the command line, sweeps, the demo, the report,
+sae-lens registration and `load_dictionary` read their lists of learners from that registry.
+"""
 
 from lmm_concepts.dictionary.base import ConceptDictionary, FitError
 from lmm_concepts.dictionary.kmeans import KMeans

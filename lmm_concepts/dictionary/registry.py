@@ -10,8 +10,9 @@ An entry holds what the consumers need to know about a learner, each fact stated
                from it, so they cannot disagree with the class;
   - `streaming` it fits from a row source without loading the data (out of core, data-parallel under torchrun);
   - `demo`     the demo compares it unless `--methods` says otherwise;
-  - `sae`      the sae-lens classes of an architecture this learner introduces: they are registered with sae-lens
-               on import, and a plain SAE of that architecture (saved without our metadata) loads into this learner.
+  - `sae`      the sae-lens classes of an architecture this learner introduces: `register_architectures()`
+               registers them with sae-lens (on import for the built-ins; call it again after registering one), and
+               a plain SAE of that architecture (saved without our metadata) loads into this learner.
 
 The built-in learners are registered by `lmm_concepts.dictionary` (its `__init__`), in the order the command line
 lists them; adding a learner is its file plus one `register_learner` call there. `registered_learner` registers
