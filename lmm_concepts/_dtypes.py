@@ -35,7 +35,9 @@ def dtype_name(dtype: torch.dtype) -> str:
     for name, (t, _) in FLOAT_DTYPES.items():
         if t == dtype:
             return name
-    raise InputError(f"dtype {dtype} is not a floating dtype this package handles ({', '.join(FLOAT_DTYPES)})")
+    raise InputError(
+        f"dtype {dtype} is not a floating dtype this package handles ({', '.join(FLOAT_DTYPES)})"
+    )
 
 
 def safetensors_code(dtype: torch.dtype) -> str:
@@ -48,5 +50,7 @@ def from_safetensors_code(code: str) -> torch.dtype:
     for t, c in FLOAT_DTYPES.values():
         if c == code:
             return t
-    raise InputError(f"safetensors dtype {code!r} is not a floating dtype this package reads "
-                     f"({', '.join(c for _, c in FLOAT_DTYPES.values())})")
+    raise InputError(
+        f"safetensors dtype {code!r} is not a floating dtype this package reads "
+        f"({', '.join(c for _, c in FLOAT_DTYPES.values())})"
+    )

@@ -28,14 +28,21 @@ from tests._ground_fixtures import concept_vectors, planted_store
 class FirstRows(PrototypeDictionary):
     """A learner made up for the test: the prototypes are K rows of Z, from row `offset` on."""
 
-    def __init__(self, n_concepts: int, *, offset: int = 0, activation="inverse_distance", device=None,
-                 dtype=torch.float32):
+    def __init__(
+        self,
+        n_concepts: int,
+        *,
+        offset: int = 0,
+        activation="inverse_distance",
+        device=None,
+        dtype=torch.float32,
+    ):
         super().__init__(n_concepts, activation=activation, device=device, dtype=dtype)
         self.offset = offset
 
     def fit(self, Z):
         Z = self._as_tensor(Z, fitting=True)
-        self.W_dec = Z[self.offset: self.offset + self.n_concepts].clone()
+        self.W_dec = Z[self.offset : self.offset + self.n_concepts].clone()
         return self
 
 
@@ -59,7 +66,9 @@ def test_builtin_entries_state_each_fact_once():
     assert takes_l1 == ["semi_nmf", "semi_nmf_online", "nmf", "random"]
     assert not get_learner("simple").takes("seed") and get_learner("pca").options == ("solver", "seed")
     # a plain SAE loads into the learner that introduced its architecture; sae-lens's own ones into SAEDictionary
-    assert learner_for_architecture("semi_nmf") is lc.SemiNMF and learner_for_architecture("kmeans") is lc.KMeans
+    assert (
+        learner_for_architecture("semi_nmf") is lc.SemiNMF and learner_for_architecture("kmeans") is lc.KMeans
+    )
     assert learner_for_architecture("standard") is None
     from sae_lens.registry import get_sae_class
 
@@ -75,20 +84,64 @@ def test_a_registered_learner_appears_everywhere(first_rows, tmp_path, capsys, m
     assert exit_.value.code == 0 and "first_rows" in capsys.readouterr().out
     Z = planted()
     np.save(tmp_path / "Z.npy", Z.numpy())
-    main(["fit", str(tmp_path / "Z.npy"), "--method", "first_rows", "--n-concepts", "3", "--out", str(tmp_path / "d")])
+    main(
+        [
+            "fit",
+            str(tmp_path / "Z.npy"),
+            "--method",
+            "first_rows",
+            "--n-concepts",
+            "3",
+            "--out",
+            str(tmp_path / "d"),
+        ]
+    )
     dico = lc.load_dictionary(tmp_path / "d")
     assert isinstance(dico, FirstRows) and torch.equal(dico.W_dec, Z[:3])
     with pytest.raises(SystemExit) as exit_:
-        main(["fit", str(tmp_path / "Z.npy"), "--method", "first_rows", "--l1", "0.5", "--out", str(tmp_path / "e")])
+        main(
+            [
+                "fit",
+                str(tmp_path / "Z.npy"),
+                "--method",
+                "first_rows",
+                "--l1",
+                "0.5",
+                "--out",
+                str(tmp_path / "e"),
+            ]
+        )
     assert exit_.value.code == 2 and "does not take --l1" in capsys.readouterr().err
 
     # sweep: runs with it
     U = concept_vectors()
-    stores = {"train": planted_store(U, n_per_concept=6, seed=2)[0], "test": planted_store(U, n_per_concept=3, seed=5)[0]}
+    stores = {
+        "train": planted_store(U, n_per_concept=6, seed=2)[0],
+        "test": planted_store(U, n_per_concept=3, seed=5)[0],
+    }
     monkeypatch.setattr(lc.RepresentationStore, "open", classmethod(lambda cls, path: stores[str(path)]))
-    main(["sweep", "--over", "k", "--ks", "2", "3", "--train_store", "train", "--test_store", "test",
-          "--out", str(tmp_path / "sweep"), "--learner", "first_rows", "--n_words", "3",
-          "--model", "tests._ground_fixtures:tiny_model"])
+    main(
+        [
+            "sweep",
+            "--over",
+            "k",
+            "--ks",
+            "2",
+            "3",
+            "--train_store",
+            "train",
+            "--test_store",
+            "test",
+            "--out",
+            str(tmp_path / "sweep"),
+            "--learner",
+            "first_rows",
+            "--n_words",
+            "3",
+            "--model",
+            "tests._ground_fixtures:tiny_model",
+        ]
+    )
     res = lc.SweepResults.load(tmp_path / "sweep")
     assert res.column("k") == [2, 3] and all(e > 0 for e in res.column("train/relative_error"))
 
@@ -144,7 +197,17 @@ def test_sweep_passes_or_refuses_each_option():
 )
 def test_sweep_command_refuses_an_option_before_any_work(extra, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
-        main(["sweep", "--train_store", str(tmp_path / "none"), "--test_store", str(tmp_path / "none"),
-              "--out", str(tmp_path / "out"), *extra])
+        main(
+            [
+                "sweep",
+                "--train_store",
+                str(tmp_path / "none"),
+                "--test_store",
+                str(tmp_path / "none"),
+                "--out",
+                str(tmp_path / "out"),
+                *extra,
+            ]
+        )
     assert exit_.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

@@ -38,7 +38,9 @@ def noise_images(n: int, size: int = 224, seed: int = 0) -> list[Image.Image]:
 
 def encode_store_images(clip, store, ids: list, chunk: int = 256) -> Tensor:
     """CLIP image embeddings of a store's samples, loading `chunk` images at a time (bounded memory)."""
-    return torch.cat([clip.encode_images(store.images(ids[i : i + chunk])) for i in range(0, len(ids), chunk)])
+    return torch.cat(
+        [clip.encode_images(store.images(ids[i : i + chunk])) for i in range(0, len(ids), chunk)]
+    )
 
 
 @dataclass
@@ -109,7 +111,9 @@ class EvalInputs:
 
     def put(self, row: str, col: str, per_sample: Tensor) -> None:
         """A table cell: the mean of `per_sample`, which is kept as an array too."""
-        self.results.scores.setdefault(row, {})[col] = per_sample.mean().item() if len(per_sample) else float("nan")
+        self.results.scores.setdefault(row, {})[col] = (
+            per_sample.mean().item() if len(per_sample) else float("nan")
+        )
         self.results.arrays[f"{row}/{col}"] = per_sample
 
 
@@ -149,8 +153,12 @@ def _clipscore(inp: EvalInputs) -> None:
         if flat:
             S = clipscore_matrix(inp.image_features, inp.clip.encode_texts([c for _, c in flat]))
             owner = torch.tensor([i for i, _ in flat])
-            per = torch.stack([S[i, owner == i].mean() if (owner == i).any() else torch.tensor(float("nan"))
-                               for i in range(len(inp.ids))])
+            per = torch.stack(
+                [
+                    S[i, owner == i].mean() if (owner == i).any() else torch.tensor(float("nan"))
+                    for i in range(len(inp.ids))
+                ]
+            )
             inp.put("gt_captions", "clipscore_top1", per)
             inp.put("gt_captions", f"clipscore_top{r}", per)
 
@@ -209,15 +217,18 @@ def _quality_summary(res) -> str | None:
     q = res.quality
     if not q:
         return None
-    return (f"- dictionary on the test set: relative error {q['relative_error']:.4f}, L0 {q['l0']:.2f}, "
-            f"mean activation {q['mean_activation']:.4f}, dead concepts {q['n_dead']}/{q['n_concepts']}")
+    return (
+        f"- dictionary on the test set: relative error {q['relative_error']:.4f}, L0 {q['l0']:.2f}, "
+        f"mean activation {q['mean_activation']:.4f}, dead concepts {q['n_dead']}/{q['n_concepts']}"
+    )
 
 
 def _faithfulness(inp: EvalInputs) -> None:
     from lmm_concepts.metrics.faithfulness import faithfulness
 
-    inp.results.faithfulness = faithfulness(inp.model, inp.explanations, inp.faithfulness_inputs,
-                                            dictionary=inp.dictionary, seed=inp.seed).to_dict()
+    inp.results.faithfulness = faithfulness(
+        inp.model, inp.explanations, inp.faithfulness_inputs, dictionary=inp.dictionary, seed=inp.seed
+    ).to_dict()
 
 
 def _fmt(v) -> str:
@@ -241,20 +252,39 @@ def _top_columns(kind: str) -> Callable[[int], tuple[str, ...]]:
 
 
 # the order they run in, and in which their lines appear under the table of results.md
-register_metric(Metric(
-    "overlap", _overlap,
-    summary=lambda res: None if res.overlap is None
-    else f"- overlap between concepts' words: {res.overlap:.4f} (lower is better)",
-))
+register_metric(
+    Metric(
+        "overlap",
+        _overlap,
+        summary=lambda res: (
+            None
+            if res.overlap is None
+            else f"- overlap between concepts' words: {res.overlap:.4f} (lower is better)"
+        ),
+    )
+)
 register_metric(Metric("clipscore", _clipscore, frozenset({"codes", "clip"}), _top_columns("clipscore")))
-register_metric(Metric(
-    "mas_words", _mas_words, frozenset({"codes", "clip"}),
-    summary=lambda res: "- MAS vs words (CLIPScore): " + ", ".join(f"{k} {_fmt(v)}" for k, v in res.mas_words.items())
-    if res.mas_words else None,
-))
+register_metric(
+    Metric(
+        "mas_words",
+        _mas_words,
+        frozenset({"codes", "clip"}),
+        summary=lambda res: (
+            "- MAS vs words (CLIPScore): " + ", ".join(f"{k} {_fmt(v)}" for k, v in res.mas_words.items())
+            if res.mas_words
+            else None
+        ),
+    )
+)
 register_metric(Metric("quality", _quality, frozenset({"codes"}), summary=_quality_summary))
-register_metric(Metric(
-    "faithfulness", _faithfulness, frozenset({"model"}),
-    summary=lambda res: faithfulness_line(res.faithfulness) if res.faithfulness else None,
-))
-register_metric(Metric("bertscore", _bertscore, frozenset({"codes", "bert"}), _top_columns("bertscore"), _bert_summary))
+register_metric(
+    Metric(
+        "faithfulness",
+        _faithfulness,
+        frozenset({"model"}),
+        summary=lambda res: faithfulness_line(res.faithfulness) if res.faithfulness else None,
+    )
+)
+register_metric(
+    Metric("bertscore", _bertscore, frozenset({"codes", "bert"}), _top_columns("bertscore"), _bert_summary)
+)
