@@ -56,9 +56,9 @@ class FitConfig:
     """L1 penalty on the codes for semi_nmf, semi_nmf_online, random and nmf: a number (absolute: scikit-learn's
     alpha, the paper's λ/2), "rms:F" (F times the training rows' RMS norm: the same F means the same at any scale)
     or "active:K" (solved so a fit has K active concepts per sample on average; costs a few small fits). The
-    resolved value is saved in cfg.json as l1, the rule as l1_rule"""
+    resolved value is saved in cfg.json as l1, the rule as l1_rule. Set for another learner, it is refused"""
     seed: int = 0
-    """seed of every random choice (starts, batch order)"""
+    """seed of every random choice (starts, batch order); set for a deterministic learner (simple), it is refused"""
     device: str = "cpu"
     """torch device to fit on ("cpu", "cuda", "cuda:1")"""
     dtype: Literal["float32", "float64"] = "float32"

@@ -12,7 +12,7 @@ Layout of a store folder:
 
 Readers refuse an incomplete store unless `allow_incomplete=True`; an incomplete store is read from its parts.
 Other stages read a store through its public methods only: `layer(name)` (the matrix, memory-mapped), `rows(name)`
-(a row source for streamed fits, see `dictionary.streaming`), `metadata`, `images(ids)`, `is_store(path)`.
+(a row source for streamed fits, see `dictionary.streaming`), `metadata`, `images(ids)`.
 """
 
 from __future__ import annotations
@@ -81,11 +81,6 @@ class RepresentationStore:
     def __init__(self, path: str | os.PathLike, manifest: dict[str, Any]):
         self.path = Path(path)
         self.manifest = manifest
-
-    @staticmethod
-    def is_store(path: str | os.PathLike) -> bool:
-        """True when `path` is a store's folder (it holds a manifest), complete or not."""
-        return (Path(path) / MANIFEST).is_file()
 
     @classmethod
     def open(cls, path: str | os.PathLike, *, allow_incomplete: bool = False) -> RepresentationStore:
