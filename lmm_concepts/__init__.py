@@ -1,6 +1,7 @@
 """lmm-concepts: concept-based explanations of large multimodal models (Parekh et al., 2024).
 
-Importing the package registers its sae-lens architectures and has no other side effect.
+Importing the package registers its learners (`lmm_concepts.dictionary.registry`) and their sae-lens architectures
+and has no other side effect.
 """
 
 from lmm_concepts._version import __version__

@@ -1,16 +1,33 @@
-"""Concept learners: Semi-NMF (the method) and the paper's baselines, all exportable as sae-lens SAEs."""
+"""Concept learners: Semi-NMF (the method) and the paper's baselines, all exportable as sae-lens SAEs.
+
+Each learner is registered here, once (`registry.register_learner`); the command line, sweeps, the demo, the report,
+sae-lens registration and `load_dictionary` read their lists of learners from that registry.
+"""
 
 from lmm_concepts.dictionary.base import ConceptDictionary, FitError
 from lmm_concepts.dictionary.kmeans import KMeans
 from lmm_concepts.dictionary.l1_rule import L1Rule, resolve_l1
 from lmm_concepts.dictionary.lasso import nonneg_lasso
 from lmm_concepts.dictionary.nmf import NMF
+from lmm_concepts.dictionary.online import OnlineSemiNMF
 from lmm_concepts.dictionary.pca import PCA
 from lmm_concepts.dictionary.planted import planted_dictionary
 from lmm_concepts.dictionary.random_dico import RandomDictionary
+from lmm_concepts.dictionary.registry import (
+    SAEClasses,
+    get_learner,
+    learners,
+    register_learner,
+    registered_learner,
+)
 from lmm_concepts.dictionary.sae import SAEDictionary
 from lmm_concepts.dictionary.saes import (
+    PCASAE,
+    KMeansSAE,
+    KMeansSAEConfig,
+    PCASAEConfig,
     SemiNMFSAE,
+    SemiNMFSAEConfig,
     SemiNMFTrainingSAE,
     SemiNMFTrainingSAEConfig,
     register_architectures,
@@ -19,9 +36,23 @@ from lmm_concepts.dictionary.semi_nmf import SemiNMF
 from lmm_concepts.dictionary.serialization import load_dictionary
 from lmm_concepts.dictionary.simple import Simple
 
+# The learners, in the order the command line lists them (see `registry`): a new learner is one more line here.
+register_learner("semi_nmf", SemiNMF, label="Semi-NMF", demo=True,
+                 sae=SAEClasses(SemiNMFSAE, SemiNMFSAEConfig, SemiNMFTrainingSAE, SemiNMFTrainingSAEConfig))
+register_learner("semi_nmf_online", OnlineSemiNMF, label="Semi-NMF (online)", streaming=True)
+register_learner("pca", PCA, label="PCA", demo=True, sae=SAEClasses(PCASAE, PCASAEConfig))
+register_learner("kmeans", KMeans, label="KMeans", demo=True, sae=SAEClasses(KMeansSAE, KMeansSAEConfig))
+register_learner("simple", Simple, label="Simple", demo=True)
+register_learner("nmf", NMF, label="NMF")
+register_learner("sae", SAEDictionary, label="SAE", demo=True)
+# random unit directions coded by the same non-negative lasso as Semi-NMF
+register_learner("random", RandomDictionary, label="Random dictionary", demo=True)
+
 __all__ = [
     "NMF",
     "PCA",
+    "OnlineSemiNMF",
+    "SAEClasses",
     "ConceptDictionary",
     "FitError",
     "KMeans",
@@ -34,8 +65,12 @@ __all__ = [
     "SemiNMFTrainingSAEConfig",
     "Simple",
     "load_dictionary",
+    "get_learner",
+    "learners",
     "nonneg_lasso",
     "planted_dictionary",
     "register_architectures",
+    "register_learner",
+    "registered_learner",
     "resolve_l1",
 ]

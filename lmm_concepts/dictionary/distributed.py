@@ -24,7 +24,10 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-_DTYPE_CODES = {torch.float16: 0, torch.bfloat16: 1, torch.float32: 2, torch.float64: 3}
+from lmm_concepts._dtypes import FLOAT_DTYPES
+
+#: a dtype sent to other ranks as its index in the package's one dtype table
+_DTYPE_CODES = {dtype: i for i, (dtype, _) in enumerate(FLOAT_DTYPES.values())}
 _KEY = "lmm_concepts/fit"
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from lmm_concepts._dtypes import torch_dtype
 from lmm_concepts.errors import InputError, MissingInputError
 from lmm_concepts.models.interface import LMM
 
@@ -176,9 +177,7 @@ class ModelSpec:
     """Weights dtype: float32, float16 or bfloat16."""
 
     def load(self) -> LMM:
-        dtype = getattr(torch, self.model_dtype, None)
-        if not isinstance(dtype, torch.dtype):
-            raise InputError(f"--model_dtype {self.model_dtype!r}: choose float32, float16 or bfloat16")
+        dtype = torch_dtype(self.model_dtype, option="--model_dtype")
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
         if ":" in self.model and not Path(self.model).exists():
             module, _, fn = self.model.partition(":")

@@ -5,10 +5,12 @@
     "kmeans"    KMeansSAE                         1/(1 + distance) to prototypes (KMeans, Simple)
 
 Baselines trained as ordinary SAEs (SAEDictionary) use sae-lens's own "standard" and "topk".
+Which classes make up each architecture is said where its learner is registered (`dictionary.registry`).
 """
 
 from __future__ import annotations
 
+from lmm_concepts.dictionary.registry import architectures
 from lmm_concepts.dictionary.saes.kmeans_sae import KMeansSAE, KMeansSAEConfig
 from lmm_concepts.dictionary.saes.pca_sae import PCASAE, PCASAEConfig
 from lmm_concepts.dictionary.saes.semi_nmf_sae import (
@@ -17,13 +19,6 @@ from lmm_concepts.dictionary.saes.semi_nmf_sae import (
     SemiNMFTrainingSAE,
     SemiNMFTrainingSAEConfig,
 )
-
-#: architecture -> (inference class, its config, training class or None, its config or None)
-ARCHITECTURES = {
-    "semi_nmf": (SemiNMFSAE, SemiNMFSAEConfig, SemiNMFTrainingSAE, SemiNMFTrainingSAEConfig),
-    "pca": (PCASAE, PCASAEConfig, None, None),
-    "kmeans": (KMeansSAE, KMeansSAEConfig, None, None),
-}
 
 
 def _same_class(a: type, b: type) -> bool:
@@ -44,7 +39,7 @@ def _register(registry: dict, name: str, entry: tuple, register) -> None:
 
 
 def register_architectures() -> None:
-    """Register our architectures with sae-lens; safe to call twice (an existing registration of ours is kept)."""
+    """Register our learners' architectures with sae-lens; safe to call twice (a registration of ours is kept)."""
     from sae_lens.registry import (
         SAE_CLASS_REGISTRY,
         SAE_TRAINING_CLASS_REGISTRY,
@@ -52,7 +47,7 @@ def register_architectures() -> None:
         register_sae_training_class,
     )
 
-    for name, (sae_cls, cfg_cls, train_cls, train_cfg_cls) in ARCHITECTURES.items():
+    for name, (sae_cls, cfg_cls, train_cls, train_cfg_cls) in architectures().items():
         _register(SAE_CLASS_REGISTRY, name, (sae_cls, cfg_cls), register_sae_class)
         if train_cls is not None:
             _register(
@@ -61,7 +56,6 @@ def register_architectures() -> None:
 
 
 __all__ = [
-    "ARCHITECTURES",
     "KMeansSAE",
     "KMeansSAEConfig",
     "PCASAE",

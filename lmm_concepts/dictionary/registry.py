@@ -1,0 +1,225 @@
+"""The learner registry: one entry per concept learner, from which every consumer derives its list of methods.
+
+    register_learner("semi_nmf", SemiNMF, label="Semi-NMF", sae=SAEClasses(SemiNMFSAE, SemiNMFSAEConfig, ...))
+
+An entry holds what the consumers need to know about a learner, each fact stated once:
+  - `name`     the method name on the command line (`fit --method`, `sweep --learner`, `demo --methods`) and in
+               results (`results.json["methods"]`); `label` is how the report titles it;
+  - `cls`      the `ConceptDictionary` subclass; `options` (the keyword parameters of its constructor), `signed`
+               (codes may be negative) and `architecture` (the sae-lens architecture it exports to) are read
+               from it, so they cannot disagree with the class;
+  - `streaming` it fits from a row source without loading the data (out of core, data-parallel under torchrun);
+  - `demo`     the demo compares it unless `--methods` says otherwise;
+  - `sae`      the sae-lens classes of an architecture this learner introduces: `register_architectures()`
+               registers them with sae-lens (on import for the built-ins; call it again after registering one), and
+               a plain SAE of that architecture (saved without our metadata) loads into this learner.
+
+The built-in learners are registered by `lmm_concepts.dictionary` (its `__init__`), in the order the command line
+lists them; adding a learner is its file plus one `register_learner` call there. `registered_learner` registers
+one for the length of a `with` block (tests, experiments) and removes it afterwards.
+
+This module imports no learner: every learner module may import it, and it is a leaf of the import graph.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from lmm_concepts.errors import InputError
+
+#: constructor parameters every learner takes that are settings of the run, not options of the method
+RUN_SETTINGS = ("device", "dtype")
+
+
+class SAEClasses(NamedTuple):
+    """The sae-lens classes of one architecture: inference SAE and its config, training SAE and its config (or None)."""
+
+    sae: type
+    config: type
+    training_sae: type | None = None
+    training_config: type | None = None
+
+
+@dataclass(frozen=True)
+class Learner:
+    """One registered learner (see the module docstring for each field)."""
+
+    name: str
+    cls: type
+    label: str
+    streaming: bool = False
+    demo: bool = False
+    sae: SAEClasses | None = None
+
+    @property
+    def architecture(self) -> str:
+        """The sae-lens architecture the learner exports to (a class attribute of the learner)."""
+        return self.cls.architecture
+
+    @property
+    def signed(self) -> bool:
+        """True when codes may be negative (PCA); False for non-negative codes."""
+        return bool(self.cls.signed_codes)
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        """The method's options: its constructor's keyword parameters, less `n_concepts` and the run settings."""
+        return tuple(name for name in self._parameters() if name not in ("n_concepts", *RUN_SETTINGS))
+
+    def _parameters(self) -> list[str]:
+        sig = inspect.signature(self.cls.__init__)
+        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        return [p.name for p in sig.parameters.values() if p.name != "self" and p.kind in kinds]
+
+    def takes(self, option: str) -> bool:
+        return option in self._parameters()
+
+    def check_options(self, given: Mapping[str, Any], flags: Mapping[str, str] | None = None) -> None:
+        """Refuse options the caller set that this learner does not take (rather than ignore them silently).
+
+        `flags` maps an option to how the caller spells it (e.g. "max_epochs" -> "--epochs") for the message.
+        """
+        flags = flags or {}
+        refused = [name for name in given if not self.takes(name)]
+        if refused:
+            spelled = ", ".join(flags.get(name, name) for name in refused)
+            takers = {name: [n for n, entry in _LEARNERS.items() if entry.takes(name)] for name in refused}
+            who = "; ".join(
+                f"{flags.get(k, k)} is taken by {', '.join(v) or 'no learner'}" for k, v in takers.items()
+            )
+            raise InputError(
+                f"the {self.name} learner does not take {spelled} ({who}): leave it out or choose another learner"
+            )
+
+    def build(
+        self,
+        n_concepts: int,
+        given: Mapping[str, Any] | None = None,
+        shared: Mapping[str, Any] | None = None,
+        flags: Mapping[str, str] | None = None,
+    ):
+        """A fresh, unfitted learner with K = `n_concepts`.
+
+        `given`: options the caller set explicitly; one the learner does not take is refused (`InputError`).
+        `shared`: settings offered to every learner (device, dtype, a run's seed); each learner takes those its
+        constructor has and leaves the others.
+        """
+        given = dict(given or {})
+        self.check_options(given, flags)
+        kwargs = {k: v for k, v in (shared or {}).items() if self.takes(k)}
+        return self.cls(n_concepts, **{**kwargs, **given})
+
+
+_LEARNERS: dict[str, Learner] = {}
+
+
+def register_learner(
+    name: str,
+    cls: type,
+    *,
+    label: str | None = None,
+    streaming: bool = False,
+    demo: bool = False,
+    sae: SAEClasses | None = None,
+) -> Learner:
+    """Add a learner under `name` (see the module docstring); a name already taken by another class is refused."""
+    if not name.isidentifier():
+        raise InputError(f"a learner's name must be an identifier (letters, digits, _), got {name!r}")
+    if not isinstance(getattr(cls, "architecture", None), str):
+        raise InputError(
+            f"{cls.__qualname__} has no `architecture`: register ConceptDictionary subclasses only"
+        )
+    old = _LEARNERS.get(name)
+    if old is not None and (old.cls.__module__, old.cls.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise InputError(
+            f"learner name {name!r} is already registered to {old.cls.__qualname__}; choose another"
+        )
+    if sae is not None:
+        other = [
+            e.name
+            for e in _LEARNERS.values()
+            if e.sae is not None and e.name != name and e.architecture == cls.architecture
+        ]
+        if other:
+            raise InputError(
+                f"architecture {cls.architecture!r} is already introduced by learner {other[0]!r}"
+            )
+    entry = Learner(name, cls, label or name, streaming=streaming, demo=demo, sae=sae)
+    _LEARNERS[name] = entry
+    return entry
+
+
+def unregister_learner(name: str) -> None:
+    """Remove a learner (one added by a test or an experiment)."""
+    _LEARNERS.pop(name, None)
+
+
+@contextmanager
+def registered_learner(name: str, cls: type, **kwargs) -> Iterator[Learner]:
+    """`register_learner(name, cls, **kwargs)` for the length of the block; removed afterwards (a previous entry
+    under the same name is put back)."""
+    previous = _LEARNERS.get(name)
+    entry = register_learner(name, cls, **kwargs)
+    try:
+        yield entry
+    finally:
+        _LEARNERS.pop(name, None)
+        if previous is not None:
+            _LEARNERS[name] = previous
+
+
+def learners() -> dict[str, Learner]:
+    """Every registered learner by name, in registration order (a copy)."""
+    return dict(_LEARNERS)
+
+
+def learner_names() -> list[str]:
+    return list(_LEARNERS)
+
+
+def get_learner(name: str, flag: str = "method") -> Learner:
+    """The learner registered as `name`, or an `InputError` that lists the choices (as option `--{flag}`)."""
+    entry = _LEARNERS.get(name)
+    if entry is None:
+        raise InputError(f"unknown --{flag} {name!r}: choose one of {', '.join(_LEARNERS)}")
+    return entry
+
+
+def method_label(name: str) -> str:
+    """The report's title of a method: its learner's label, or the name itself for anything else."""
+    entry = _LEARNERS.get(name)
+    return entry.label if entry is not None else name
+
+
+def architectures() -> dict[str, SAEClasses]:
+    """The sae-lens architectures our learners introduce: architecture name -> its classes."""
+    return {e.architecture: e.sae for e in _LEARNERS.values() if e.sae is not None}
+
+
+def learner_for_architecture(architecture: str) -> type | None:
+    """The learner a plain SAE of `architecture` loads into: the one that introduced it (None for sae-lens's own)."""
+    for e in _LEARNERS.values():
+        if e.sae is not None and e.architecture == architecture:
+            return e.cls
+    return None
+
+
+class NameChoices:
+    """The registered names as a live sequence, for argparse `choices`: a learner registered after the options were
+    declared (a plugin, a test) is still accepted and listed in `--help`."""
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(_LEARNERS))
+
+    def __contains__(self, name: object) -> bool:
+        return name in _LEARNERS
+
+    def __len__(self) -> int:
+        return len(_LEARNERS)
+
+    def __repr__(self) -> str:
+        return repr(list(_LEARNERS))
