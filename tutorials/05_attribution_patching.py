@@ -116,11 +116,11 @@ rho = spearmanr(attribution.numpy(), effect.numpy()).statistic
 print(f"Spearman rank correlation between attribution and ablation over the {N_CONCEPTS} concepts: {rho:.2f}")
 
 # %% [markdown]
-# The first-order estimate ranks the concepts much as ablating them does (measured: 0.65 in the small setting
-# CI runs, 0.62–0.99 over world seeds 0–5 in that setting; 0.84 in the full one). It misses the part of the effect that is not
-# linear: removing any concept moves the residual off the model's usual path, which lowers the logit a little
-# more than the gradient says (every ablation here is negative). At layer 1, where only the final norm is left,
-# the correlation is 0.94–0.99 (seeds 0–5, small setting).
+# The first-order estimate ranks the concepts much as ablating them does (measured: 0.65 in the small setting CI
+# runs, 0.62–0.99 over world seeds 0–5 in that setting; 0.84 in the full one). It misses the part of the effect
+# that is not linear: removing any concept moves the residual off the model's usual path, which lowers the logit
+# a little more than the gradient says (every ablation here is negative). At layer 1, where only the final norm
+# is left, the correlation is 0.94–0.99 (seeds 0–5, small setting).
 
 # %%
 assert rho > 0.4, f"attribution and ablation rankings disagree (Spearman {rho:.2f})"
