@@ -49,7 +49,7 @@ hook = reps.hook_name(LAYER)
 # position whose residual was stored; the next token is the word.
 
 # %%
-seqs = store_sequences(model, reps, ids=reps.sample_ids[: 48 if SMALL else 200])
+seqs = store_sequences(model, reps, ids=reps.sample_ids[: 48 if SMALL else 200], batch_size=64)
 inputs, pos = seqs.inputs, seqs.positions
 rows = torch.arange(len(seqs))
 word_ids = inputs.input_ids[rows, pos + 1]  # "circle" or "circles": the token that followed
