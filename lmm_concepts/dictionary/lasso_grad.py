@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from lmm_concepts.dictionary.lasso import LassoMethod, nonneg_lasso
 
@@ -72,6 +73,7 @@ class _LassoCodes(torch.autograd.Function):
         return V
 
     @staticmethod
+    @once_differentiable  # second derivatives are not provided
     def backward(ctx: Any, grad_V: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
         Z, W_dec, V = ctx.saved_tensors
         W = W_dec.to(V)
@@ -97,8 +99,7 @@ def support_solve(
     """
     n, K = rhs.shape
     Q = torch.zeros_like(rhs)
-    sizes = active.sum(dim=1)
-    m = int(sizes.max().item()) if n else 0
+    m = int(active.sum(dim=1).max().item()) if n else 0  # the largest support
     if m == 0:
         return Q
     # the support's indices first (a stable sort keeps them in order), padding after them
