@@ -127,6 +127,7 @@ depalm = lc.HookedLMM.depalm(llm=OPT_DIR, vision=CLIP_NAME, vision_weights=CLIP_
                              device=DEVICE)
 out = depalm.generate(images, max_new_tokens=6)
 print("DePALM captions:", out.texts)
+assert len(out.texts) == len(images) and all(isinstance(t, str) for t in out.texts)
 
 # %% [markdown]
 # It is a TransformerLens model: the usual hook names, plus the wrapper's own `hook_visual_tokens`.
@@ -136,14 +137,21 @@ inputs = depalm.build_inputs(images)
 logits, cache = depalm.run_with_cache(**inputs)
 print("visual tokens:", tuple(cache["hook_visual_tokens"].shape), " residual after block 1:",
       tuple(cache["blocks.1.hook_resid_post"].shape))
+d_model = depalm.cfg.d_model
+assert tuple(cache["hook_visual_tokens"].shape) == (len(images), 10, d_model)  # n_visual_tokens=10 above
+assert tuple(cache["blocks.1.hook_resid_post"].shape) == (*inputs["input_ids"].shape, d_model)
 
 # %% [markdown]
 # ## LLaVA-1.5 from a local folder
 
 # %%
 llava = lc.HookedLMM.llava(LLAVA_DIR, device=DEVICE)
-print("LLaVA captions:", llava.generate(images, max_new_tokens=6).texts)
-print("n_visual_tokens:", llava.lmm_cfg.n_visual_tokens, " hook names:", [n for n in llava.hook_dict if "visual" in n])
+llava_texts = llava.generate(images, max_new_tokens=6).texts
+visual_hooks = [n for n in llava.hook_dict if "visual" in n]
+print("LLaVA captions:", llava_texts)
+print("n_visual_tokens:", llava.lmm_cfg.n_visual_tokens, " hook names:", visual_hooks)
+assert len(llava_texts) == len(images) and llava.lmm_cfg.n_visual_tokens > 0
+assert "hook_visual_tokens" in visual_hooks
 
 # %% [markdown]
 # From here the pipeline is the same as in the quickstart: `lc.extract(llava, dataset, token="dog", ...)`,

@@ -33,6 +33,7 @@ expl = lc.ground(model, dico, reps, n_words=8, n_images=3)
 colours = {"red", "green", "blue", "yellow", "purple", "orange"}
 k, colour = next(((c.index, w) for c in expl.concepts for w in c.words[:3] if w in colours), (0, None))
 print(f"concept {k}: {', '.join(expl[k].words)}")
+assert colour is not None, "no concept names a colour among its top 3 words"
 images = [s.image for s in world.test if s.attributes["color"] != colour][:8]
 
 before = model.generate(images, max_new_tokens=16).texts
@@ -49,3 +50,7 @@ shift = caption_shift(model, expl.W_dec[k], expl.hook_name, expl[k].words[:5],
                       generate=lambda: model.generate(images, max_new_tokens=16).texts, alphas=(0.0, 2.0, 4.0, 8.0))
 for a, rate, mention in zip(shift.alphas, shift.word_rate, shift.mention_rate, strict=True):
     print(f"alpha {a:>4}: {100 * rate:5.1f}% of words are concept words, {100 * mention:5.1f}% of captions use one")
+# measured from alpha 0 to 8: 6.2% -> 14.7% of words, 62.5% -> 87.5% of captions in CI's small setting; 3.1% ->
+# 9.3% and 37.5% -> 87.5% in the full one
+assert shift.word_rate[-1] > 1.5 * shift.word_rate[0], shift.word_rate
+assert shift.mention_rate[-1] > shift.mention_rate[0], shift.mention_rate

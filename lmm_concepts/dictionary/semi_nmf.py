@@ -58,6 +58,7 @@ from lmm_concepts.dictionary.lasso import (
     solve_dictionary,
     update_dictionary,
 )
+from lmm_concepts.dictionary.lasso_grad import lasso_codes
 from lmm_concepts.errors import InputError
 
 Init = Literal["auto", "svd", "kmeans++", "random"]
@@ -482,9 +483,10 @@ class SemiNMF(L1Penalty, ConceptDictionary):
 
     # ----------------------------------------------------------------- inference
     def encode(self, Z: ArrayLike) -> Float[Tensor, "n n_concepts"]:
-        """Codes V = argmin_{V>=0} ½‖Z − V·W_dec‖² + l1·ΣV for new data Z [n, d]."""
+        """Codes V = argmin_{V>=0} ½‖Z − V·W_dec‖² + l1·ΣV for new data Z [n, d]; differentiable with respect to a
+        Z that requires a gradient (implicit differentiation on each sample's support, `lasso_grad.py`)."""
         Z = self._as_tensor(Z, fitting=False)
-        return nonneg_lasso(
+        return lasso_codes(
             Z,
             self.W_dec,
             self.l1,

@@ -7,13 +7,15 @@ for each row independently,
     v(x) = argmin_{v ≥ 0} ½‖(x − b_dec) − v·W_dec‖² + l1·Σ_k v_k
 
 with `lmm_concepts.dictionary.lasso.nonneg_lasso`, the same solver `SemiNMF.encode` uses, so the SAE and the
-learner give identical codes. The decoder is linear: x̂ = v·W_dec + b_dec. Codes are an argmin, not a smooth
-function of x, so `encode` runs without autograd.
+learner give identical codes. The decoder is linear: x̂ = v·W_dec + b_dec. The codes are an argmin, yet linear in x
+on each row's support, so `encode` passes gradients to x and W_dec by implicit differentiation there
+(`lmm_concepts.dictionary.lasso_grad`): attribution patching and backward hooks on `hook_sae_acts_post` work.
 
 Training (`SemiNMFTrainingSAE` with sae-lens's `SAETrainer`) minimises the same objective per batch: codes are
-solved exactly with W_dec fixed, the optimiser steps W_dec on ½‖x − v·W_dec‖² (by the envelope theorem this is
-the gradient of the objective minimised over v), and each forward pass first projects the rows of W_dec back
-onto the unit ball — the projection sae-lens cannot do after its optimiser step.
+solved exactly with W_dec fixed (as constants: no gradient through them), the optimiser steps W_dec on
+½‖x − v·W_dec‖² (by the envelope theorem this is the gradient of the objective minimised over v), and each forward
+pass first projects the rows of W_dec back onto the unit ball — the projection sae-lens cannot do after its
+optimiser step.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ from torch import Tensor
 from typing_extensions import override
 
 from lmm_concepts.dictionary.l1_rule import L1Rule, resolve_l1
-from lmm_concepts.dictionary.lasso import init_kmeanspp, init_random, init_svd, nonneg_lasso, reseed_atoms
+from lmm_concepts.dictionary.lasso import init_kmeanspp, init_random, init_svd, reseed_atoms
+from lmm_concepts.dictionary.lasso_grad import lasso_codes
 from lmm_concepts.dictionary.saes._tied import TiedEncoder, flat_rows, project_rows_to_unit_ball
 from lmm_concepts.dictionary.semi_nmf import semi_nmf_probe
 
@@ -53,21 +56,21 @@ class LassoOptions(Protocol):
     lasso_method: str
 
 
-def encode_semi_nmf(sae_in: Tensor, W_dec: Tensor, opts: LassoOptions) -> Tensor:
+def encode_semi_nmf(
+    sae_in: Tensor, W_dec: Tensor, opts: LassoOptions, *, differentiable: bool = True
+) -> Tensor:
     """Codes [..., d_sae] ≥ 0 of `sae_in` [..., d_in] (bias already removed) by non-negative lasso.
 
-    Learners and SAEs both call this with the same options, so their codes are identical.
+    Learners and SAEs both call this with the same options, so their codes are identical. The codes are
+    differentiable with respect to `sae_in` and `W_dec` (implicit differentiation on each row's support,
+    `lasso_grad.py`) unless `differentiable=False`; with autograd off they cost the solver's call and nothing more.
     """
     rows, lead = flat_rows(sae_in)
-    with torch.no_grad():
-        codes = nonneg_lasso(
-            rows,
-            W_dec.detach(),
-            opts.l1,
-            max_iter=opts.encode_max_iter,
-            tol=opts.encode_tol,
-            method=opts.lasso_method,
-        )
+    if not differentiable:
+        rows, W_dec = rows.detach(), W_dec.detach()
+    codes = lasso_codes(
+        rows, W_dec, opts.l1, max_iter=opts.encode_max_iter, tol=opts.encode_tol, method=opts.lasso_method
+    )
     return codes.reshape(*lead, W_dec.shape[0])
 
 
@@ -216,7 +219,10 @@ class SemiNMFTrainingSAE(TiedEncoder, TrainingSAE[SemiNMFTrainingSAEConfig]):
     def encode_with_hidden_pre(self, x: Tensor) -> tuple[Tensor, Tensor]:
         project_rows_to_unit_ball(self.W_dec, self.concept_norm_bound)
         sae_in = self.process_sae_in(x)
-        acts = self.hook_sae_acts_post(encode_semi_nmf(sae_in, self.concepts(), self.cfg))
+        # codes without autograd: by the envelope theorem the fixed-code gradient is the objective's
+        acts = self.hook_sae_acts_post(
+            encode_semi_nmf(sae_in, self.concepts(), self.cfg, differentiable=False)
+        )
         return acts, torch.zeros_like(acts)  # there is no single pre-activation (as for matching pursuit)
 
     @override
