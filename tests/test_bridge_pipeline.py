@@ -91,14 +91,19 @@ def test_cli_extract_reads_a_qwen2_5_vl_folder(tmp_path):
     generated = model.generate(images, max_new_tokens=MAX_NEW).texts
     word = Counter(w for text in generated for w in set(text.split())).most_common(1)[0][0]
     data = tmp_path / "data.jsonl"
-    data.write_text("".join(f'{{"id": "i{n}", "image": "i{n}.png", "captions": ["a {word}"]}}\n' for n in range(4)))
+    data.write_text(
+        "".join(f'{{"id": "i{n}", "image": "i{n}.png", "captions": ["a {word}"]}}\n' for n in range(4))
+    )
     args = ["extract", "--model", str(folder), "--device", "cpu", "--data", str(data), "--token", word]
     main([*args, "--layers", "final", "-1", "--batch_size", "3", "--max_new_tokens", str(MAX_NEW), "--out",
           str(tmp_path / "cli")])  # fmt: skip
     cli = lc.RepresentationStore.open(tmp_path / "cli")
     ref = lc.extract(model, lc.JsonlCaptions(data), word, ["final", -1], tmp_path / "py", batch_size=3,
                      max_new_tokens=MAX_NEW, progress=False)  # fmt: skip
-    assert cli.manifest["model"] == ref.manifest["model"] and cli.manifest["model"]["config"]["family"] == "qwen2_5_vl"
+    assert (
+        cli.manifest["model"] == ref.manifest["model"]
+        and cli.manifest["model"]["config"]["family"] == "qwen2_5_vl"
+    )
     assert len(cli) >= 2 and cli.metadata == ref.metadata and cli.layers == ref.layers
     for name in ref.layers:
         torch.testing.assert_close(cli.layer(name), ref.layer(name), rtol=0, atol=0)
