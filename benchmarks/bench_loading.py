@@ -154,7 +154,7 @@ def _qwen2_5_vl(layers: int, hidden: int, vocab: int):
     head = 64
     text = _llama_text(Qwen2_5_VLTextConfig, layers, hidden, vocab,
                        rope_parameters={"rope_type": "default", "rope_theta": 1e6,
-                                        "mrope_section": [head // 8, head // 8 * 1.5, head // 8 * 1.5]})
+                                        "mrope_section": [head // 8, head * 3 // 16, head * 3 // 16]})
     vision = Qwen2_5_VLVisionConfig(depth=6, hidden_size=384, intermediate_size=1536, num_heads=6,
                                     out_hidden_size=hidden, fullatt_block_indexes=[5])
     config = Qwen2_5_VLConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), tie_word_embeddings=False,
