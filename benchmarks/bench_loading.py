@@ -169,15 +169,16 @@ FAMILIES = {"llava": _llava, "qwen2_5_vl": _qwen2_5_vl}
 """Bridge families this benchmark can build: name -> (layers, hidden, vocab) -> (HF class, config, processor)."""
 
 
-def make_family_checkpoint(folder: Path, family: str, layers: int, hidden: int, vocab: int = 32000) -> int:
-    """A random checkpoint of `family` in bfloat16 with its tokenizer and processor; returns its parameter count."""
+def make_family_checkpoint(folder: Path, family: str, layers: int, hidden: int, vocab: int = 32000,
+                           dtype: str = "bfloat16") -> int:
+    """A random checkpoint of `family` in `dtype` with its tokenizer and processor; returns its parameter count."""
     import torch
 
     model_class, config, processor = FAMILIES[family](layers, hidden, vocab)
     config.architectures = [model_class.__name__]
     with torch.device("meta"):
         model = model_class(config)
-    model = model.to_empty(device="cpu").to(torch.bfloat16)
+    model = model.to_empty(device="cpu").to(getattr(torch, dtype))
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0, 0.02)
