@@ -107,3 +107,27 @@ def test_cli_extract_reads_a_qwen2_5_vl_folder(tmp_path):
     assert len(cli) >= 2 and cli.metadata == ref.metadata and cli.layers == ref.layers
     for name in ref.layers:
         torch.testing.assert_close(cli.layer(name), ref.layer(name), rtol=0, atol=0)
+
+
+def test_grounding_refuses_a_store_extracted_with_another_model(tmp_path):
+    """Two tiny Qwen2.5-VL checkpoints of the same width (other seeds): a store of one, grounded with the other,
+    is refused with both identities named; with its own model it grounds."""
+    from _bridge_families_b import CASES as FAMILY_CASES_B
+
+    from lmm_concepts.errors import InputError
+
+    case = FAMILY_CASES_B["qwen2_5_vl"]
+    model = lc.load_lmm(case.save(tmp_path / "a", 0), device="cpu")
+    other = lc.load_lmm(case.save(tmp_path / "b", 1), device="cpu")
+    images = random_images(N_IMAGES, seed=3)
+    generated = model.generate(images, max_new_tokens=MAX_NEW).texts
+    word = Counter(w for text in generated for w in set(text.split())).most_common(1)[0][0]
+    items = [(f"i{n}", im, [f"a {word}"]) for n, im in enumerate(images)]
+    store = lc.extract(model, items, word, layers=["final"], out=tmp_path / "store", max_new_tokens=MAX_NEW,
+                       progress=False)  # fmt: skip
+    dico = lc.SemiNMF(n_concepts=2, l1=0.1).fit(store.layer("final"))
+    assert other.d_model == model.d_model and other.identity() != model.identity()
+    with pytest.raises(InputError, match=r"was extracted with BridgeLMM \(qwen2_5_vl\), d_model 32, weights \w+, but "
+                                         r"the model given is BridgeLMM \(qwen2_5_vl\), d_model 32, weights"):
+        lc.ground(other, dico, store, n_words=2, n_images=1, word_filter=WORDS)
+    assert len(lc.ground(model, dico, store, n_words=2, n_images=1, word_filter=WORDS)) == 2
