@@ -39,7 +39,9 @@ from lmm_concepts.models.interface import FINAL_HOOK, resid_hook  # noqa: E402
 
 def images(n: int, seed: int = 0) -> list[Image.Image]:
     rng = np.random.default_rng(seed)
-    return [Image.fromarray(rng.integers(0, 256, (224 + 8 * (i % 3), 224, 3), dtype=np.uint8)) for i in range(n)]
+    return [
+        Image.fromarray(rng.integers(0, 256, (224 + 8 * (i % 3), 224, 3), dtype=np.uint8)) for i in range(n)
+    ]
 
 
 def median_time(fn, repeats: int) -> float:
@@ -68,7 +70,9 @@ def main() -> None:
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory(prefix="bench_bridge_generate_") as tmp:
         folder = Path(tmp) / f"random-{args.family}"
-        n_params = make_family_checkpoint(folder, args.family, args.layers, args.hidden, args.vocab, dtype="float32")
+        n_params = make_family_checkpoint(
+            folder, args.family, args.layers, args.hidden, args.vocab, dtype="float32"
+        )
         model = lc.load_lmm(folder, device="cpu")
         import transformers
 
@@ -89,9 +93,18 @@ def main() -> None:
 
     @torch.no_grad()
     def theirs():
-        return hf.generate(input_ids=inputs.input_ids, attention_mask=inputs.attention_mask, **image_kwargs,
-                           max_new_tokens=n, min_new_tokens=n, do_sample=False, num_beams=1, pad_token_id=0,
-                           eos_token_id=[], use_cache=True)
+        return hf.generate(
+            input_ids=inputs.input_ids,
+            attention_mask=inputs.attention_mask,
+            **image_kwargs,
+            max_new_tokens=n,
+            min_new_tokens=n,
+            do_sample=False,
+            num_beams=1,
+            pad_token_id=0,
+            eos_token_id=[],
+            use_cache=True,
+        )
 
     kept: list[torch.Tensor] = []
 
@@ -114,13 +127,23 @@ def main() -> None:
         t["hooked"].append(median_time(hooked, 1))
     med = {k: statistics.median(v) for k, v in t.items()}
     tokens = args.batch * n
-    print(f"{args.family}: {n_params / 1e6:.0f} M parameters (language model {args.layers} x {args.hidden}), fp32, "
-          f"batch {args.batch} x {n} new tokens, prompt {inputs.input_ids.shape[1]} tokens, "
-          f"torch threads {torch.get_num_threads()}, captions identical to HF: {same}")
-    for name, label in (("hf", "HF generate"), ("bridge", "BridgeLMM.generate"), ("hooked", "BridgeLMM + 2 hooks")):
-        print(f"{label:20s}: {med[name]:7.3f} s  ({tokens / med[name]:7.1f} tokens/s)   runs {[round(x, 3) for x in t[name]]}")
+    print(
+        f"{args.family}: {n_params / 1e6:.0f} M parameters (language model {args.layers} x {args.hidden}), fp32, "
+        f"batch {args.batch} x {n} new tokens, prompt {inputs.input_ids.shape[1]} tokens, "
+        f"torch threads {torch.get_num_threads()}, captions identical to HF: {same}"
+    )
+    for name, label in (
+        ("hf", "HF generate"),
+        ("bridge", "BridgeLMM.generate"),
+        ("hooked", "BridgeLMM + 2 hooks"),
+    ):
+        print(
+            f"{label:20s}: {med[name]:7.3f} s  ({tokens / med[name]:7.1f} tokens/s)   runs {[round(x, 3) for x in t[name]]}"
+        )
     print(f"BridgeLMM / HF throughput      = {med['hf'] / med['bridge']:.2f}  (goal >= 0.8)")
-    print(f"hooked / unhooked throughput   = {med['bridge'] / med['hooked']:.2f}  ({len(kept)} activations kept per run)")
+    print(
+        f"hooked / unhooked throughput   = {med['bridge'] / med['hooked']:.2f}  ({len(kept)} activations kept per run)"
+    )
 
 
 if __name__ == "__main__":

@@ -17,14 +17,18 @@ REGENERATE = "regenerate it with `python -m lmm_concepts.models.bridge.table --w
 def test_the_readme_table_is_what_describe_gives():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     found = readme_table(readme)
-    assert found is not None, f"README.md lacks the families table's markers ({BEGIN} ... {END}); add them and {REGENERATE}"
+    assert found is not None, (
+        f"README.md lacks the families table's markers ({BEGIN} ... {END}); add them and {REGENERATE}"
+    )
     expected = families_table()
     if found != expected:
         old, new = set(found.splitlines()), set(expected.splitlines())
         changed = [f"- {line}" for line in found.splitlines() if line not in new]
         changed += [f"+ {line}" for line in expected.splitlines() if line not in old]
-        raise AssertionError(f"README.md's families table differs from FamilySpec.describe(); {REGENERATE}.\n"
-                             + "\n".join(changed))
+        raise AssertionError(
+            f"README.md's families table differs from FamilySpec.describe(); {REGENERATE}.\n"
+            + "\n".join(changed)
+        )
 
 
 def test_every_served_architecture_has_a_row_of_every_column():

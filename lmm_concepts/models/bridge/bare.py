@@ -34,8 +34,12 @@ def hooks_could_fire(bridge: nn.Module, model: nn.Module) -> bool:
     bridged = [m for m in model.modules() if isinstance(m, (GeneralizedComponent, HookPoint))]
     wiring = {handle.id for m in bridged for handle in getattr(m, "_capture_hook_handles", ())}
     for module in bridged:
-        for hooks in (module._forward_hooks, module._forward_pre_hooks, module._backward_hooks,
-                      module._backward_pre_hooks):
+        for hooks in (
+            module._forward_hooks,
+            module._forward_pre_hooks,
+            module._backward_hooks,
+            module._backward_pre_hooks,
+        ):
             if any(key not in wiring and not is_repair_hook(fn) for key, fn in hooks.items()):
                 return True
     return False

@@ -68,14 +68,16 @@ def readme_table(readme: str) -> str | None:
     start, end = readme.find(BEGIN), readme.find(END)
     if start < 0 or end < start:
         return None
-    return readme[start: end + len(END)]
+    return readme[start : end + len(END)]
 
 
 def write_readme(path: Path) -> None:
     readme = path.read_text(encoding="utf-8")
     old = readme_table(readme)
     if old is None:
-        raise SystemExit(f"{path} has no families table: put the two lines\n{BEGIN}\n{END}\nwhere it goes, then rerun")
+        raise SystemExit(
+            f"{path} has no families table: put the two lines\n{BEGIN}\n{END}\nwhere it goes, then rerun"
+        )
     path.write_text(readme.replace(old, families_table()), encoding="utf-8")
 
 
