@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from _bridge_families_b import CASES as FAMILY_CASES_B
 from _bridge_fixtures import save_llava_checkpoint
 from _bridge_idefics3 import save_idefics3_checkpoint, save_smolvlm_checkpoint
 from _bridge_llava_anyres import save_llava_next_checkpoint, save_llava_onevision_checkpoint
@@ -65,3 +66,11 @@ CASES = {
 
 TILED = ("llava_next", "llava_onevision", "idefics3", "smolvlm")
 """Families whose images are cut into tiles (a different number per image)."""
+
+
+EVERY_FAMILY: dict[str, Callable[[Path], Path]] = {
+    **{name: case.save for name, case in CASES.items()},
+    **{name: case.save for name, case in FAMILY_CASES_B.items()},
+}
+"""Every bridge family's tiny checkpoint builder (folder -> folder), by case name: the five of `CASES` and the
+four of `tests/_bridge_families_b.py` (Gemma 3, Qwen2.5-VL, Mistral 3, Qwen3-VL)."""

@@ -137,3 +137,6 @@ def check_sae_with_error_term(model, inputs, hook: str = "blocks.0.hook_resid_po
         model.reset_saes()
     assert (logits - clean).abs().max() <= 1e-5
     torch.testing.assert_close(acts[codes_hook][inputs.attention_mask.bool()], dico.encode(Z), rtol=1e-4, atol=1e-4)
+    with torch.no_grad():  # the SAE removed, the hook point it sat on is reached by its name again
+        after = model.capture(inputs, [hook])[hook][inputs.attention_mask.bool()]
+    torch.testing.assert_close(after, Z, rtol=0, atol=0)

@@ -59,7 +59,8 @@ def reference(case, model, hf):
 def test_implements_the_protocol_and_describes_itself(case, model, inputs):
     assert isinstance(model, LMM) and model.identity()["config"]["family"] == case.name
     row = model.family.describe()
-    assert set(row) == {"family", "architectures", "image tokens", "vision features", "visual tokens", "final"}
+    assert set(row) == {"family", "architectures", "parity", "image tokens", "vision features", "visual tokens",
+                        "vision rows", "final"}
     assert case.hf_class in row["architectures"] and all(row.values())
     assert {row["vision features"], row["visual tokens"], FINAL_HOOK} <= set(model.hook_dict)
     captured = model.capture(inputs, [row["visual tokens"]])[row["visual tokens"]]

@@ -13,6 +13,7 @@ from _bridge_fixtures import (
 )
 from transformers import LlavaForConditionalGeneration
 
+import lmm_concepts as lc
 from lmm_concepts.models.bridge import BridgeLMM
 from lmm_concepts.models.interface import FINAL_HOOK, LMM, resid_hook
 
@@ -113,3 +114,45 @@ def test_capture_stops_early_and_the_lens_is_exact(model, inputs):
 
 def test_add_sae_with_error_term_leaves_logits_unchanged(model, inputs):
     check_sae_with_error_term(model, inputs, resid_hook(0))
+
+
+def test_unhooked_generation_runs_on_the_bare_hf_modules(model, hf, inputs, monkeypatch):
+    """No hook and no SAE: `generate` runs the HF modules without the bridge's components (HF generate's tokens,
+    no component called) and puts the components back after, even when generation fails. A hook, or an SAE,
+    keeps the bridge in the call path."""
+    from torch.nn.modules.module import register_module_forward_pre_hook
+    from transformer_lens.model_bridge.generalized_components.block import BlockBridge
+
+    with torch.no_grad():
+        Z = model.capture(inputs, [resid_hook(0)])[resid_hook(0)][inputs.attention_mask.bool()]
+    sae = lc.SemiNMF(n_concepts=4, l1=0.1).fit(Z).to_sae(resid_hook(0))
+    calls = []  # block components called, seen by a global hook (which sits on no module of the model)
+    handle = register_module_forward_pre_hook(lambda module, args: calls.append(1) if isinstance(
+        module, BlockBridge) else None)
+    layers = model.hf_model.model.language_model.layers
+    try:
+        out = model.generate_from_inputs(inputs, max_new_tokens=6)
+        assert calls == []
+        assert torch.equal(out.sequences[:, : inputs.input_ids.shape[1] + 6], hf_generate(hf, inputs, 6))
+        assert all(layer is bridged for layer, bridged in zip(layers, model.bridge.blocks, strict=True))
+
+        with model.hooks([(resid_hook(1), lambda act, hook: None)]):  # a hook that only reads
+            hooked = model.generate_from_inputs(inputs, max_new_tokens=6)
+        assert len(calls) == 6 * model.n_layers and torch.equal(hooked.sequences, out.sequences)
+        model.add_sae(sae, use_error_term=True)
+        calls.clear()
+        try:
+            with_sae = model.generate_from_inputs(inputs, max_new_tokens=6)
+        finally:
+            model.reset_saes()
+        assert len(calls) == 6 * model.n_layers and torch.equal(with_sae.sequences, out.sequences)
+    finally:
+        handle.remove()
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(type(model.hf_model), "generate", fail)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        model.generate_from_inputs(inputs, max_new_tokens=6)
+    assert all(layer is bridged for layer, bridged in zip(layers, model.bridge.blocks, strict=True))

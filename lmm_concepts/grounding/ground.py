@@ -24,6 +24,7 @@ from lmm_concepts.grounding.explanations import (  # noqa: F401  (explain and it
 )
 from lmm_concepts.grounding.store_access import (
     as_store,
+    check_store_model,
     encode_all,
     manifest_get,
     meta_get,
@@ -107,6 +108,7 @@ def ground(
         allow_layer_mismatch: ground a dictionary at a layer other than the one it records; said in `notes`.
     """
     store = as_store(store)
+    check_store_model(model, store)
     fitted = fitted_hook(dictionary)
     if layer is None and fitted is not None and fitted in [str(x) for x in store.layers]:
         layer = fitted

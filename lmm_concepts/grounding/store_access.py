@@ -81,6 +81,24 @@ def manifest_get(store, key: str, default: Any = None) -> Any:
     return getattr(manifest, key, default)
 
 
+def check_store_model(model, store) -> None:
+    """Refuse a store whose manifest records another model than `model` (another weights digest or width): its
+    vectors live in that model's residual stream, so this model's lens would read them wrongly."""
+    recorded = manifest_get(store, "model")
+    identity = getattr(model, "identity", None)
+    if not isinstance(recorded, dict) or not recorded.get("weights_digest") or not callable(identity):
+        return
+    ours = identity()
+    if (ours.get("weights_digest"), ours.get("d_model")) != (recorded["weights_digest"], recorded.get("d_model")):
+        def name(m: dict) -> str:
+            family = (m.get("config") or {}).get("family") if isinstance(m.get("config"), dict) else None
+            return (f"{m.get('class', 'model')}{f' ({family})' if family else ''}, d_model {m.get('d_model')}, "
+                    f"weights {m.get('weights_digest')}")
+
+        raise InputError(f"the store {getattr(store, 'path', '')} was extracted with {name(recorded)}, but the model "
+                         f"given is {name(ours)}: ground with the model that extracted it (--model ...)")
+
+
 def meta_get(store, row: int, key: str, default: Any = None) -> Any:
     meta = store.metadata[row]
     if isinstance(meta, dict):

@@ -8,7 +8,8 @@ held, not subclassed, as `.bridge`; what differs between families lives in a `Fa
   mask - 1), so left-padded rows give the logits HF gives them.
 - Captions come from HF's own `generate` on the bridged model: the bridge's hook points sit inside the HF
   modules, so hooks added with `hooks()` act at every decoding step, and greedy / beam tokens are HF's by
-  construction (measured identical on left-padded batches, see tests/test_bridge_llava.py).
+  construction (measured identical on left-padded batches, see tests/test_bridge_llava.py). With no hook and no
+  SAE anywhere, `generate` runs on the bare HF modules instead (`bare.py`): the same tokens, HF's speed.
 - A placeholder the model generates mid-caption is an ordinary token, as in HF generate; run back as part of a
   whole sequence it keeps that meaning (`models/placeholders.py`): its id goes to the HF forward as padding and
   its embedding is written back on the embedding's output.
@@ -22,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from torch import Tensor, nn
 from transformer_lens.hook_points import HookPoint
 from transformer_lens.model_bridge import TransformerBridge
 
+from lmm_concepts.models.bridge.bare import bare_hf, hooks_could_fire
 from lmm_concepts.models.bridge.family import FamilySpec, placeholder_counts
 from lmm_concepts.models.bridge.loading import boot_bridge, load_processor, read_folder
 from lmm_concepts.models.generation import finish_output
@@ -172,7 +174,13 @@ class BridgeLMM:
         self.bridge.add_sae(sae, use_error_term=use_error_term)
 
     def reset_saes(self, act_names: str | list[str] | None = None) -> None:
+        """sae-lens's `reset_saes`, then every hook point named by its place again: sae-lens puts a new hook
+        point where the SAE was, and the bridge's component renames it to its attribute name ("hook_out"), which
+        hooks by the canonical name ("blocks.0.hook_out") then never reach."""
         self.bridge.reset_saes(act_names)
+        for name, point in self.bridge.hook_dict.items():
+            if isinstance(point, HookPoint) and point.name != name:
+                point.name = name
 
     # ------------------------------------------------------------------ inputs
     def build_inputs(self, images: Any, prompt: str | list[str] | None = None, max_new_tokens: int = 0) -> ModelInputs:
@@ -341,12 +349,15 @@ class BridgeLMM:
                              "built by build_inputs()")
         pad = self._pad_token_id()
         image_kwargs = {k: v for k, v in kwargs.items() if k not in ("input", "attention_mask", "position_ids")}
-        sequences = self.hf_model.generate(
-            input_ids=inputs.input_ids, attention_mask=inputs.attention_mask, **image_kwargs,
-            max_new_tokens=max_new_tokens, do_sample=False, num_beams=num_beams, length_penalty=length_penalty,
-            repetition_penalty=1.0, no_repeat_ngram_size=0, pad_token_id=pad,
-            eos_token_id=eos_token_id if eos_token_id is not None else [], use_cache=True,
-        )
+        # no hook can fire: the bare HF modules (the same results, without the bridge's per-call overhead)
+        hf = nullcontext(self.hf_model) if hooks_could_fire(self.bridge, self.hf_model) else bare_hf(self.hf_model)
+        with hf as model:
+            sequences = model.generate(
+                input_ids=inputs.input_ids, attention_mask=inputs.attention_mask, **image_kwargs,
+                max_new_tokens=max_new_tokens, do_sample=False, num_beams=num_beams, length_penalty=length_penalty,
+                repetition_penalty=1.0, no_repeat_ngram_size=0, pad_token_id=pad,
+                eos_token_id=eos_token_id if eos_token_id is not None else [], use_cache=True,
+            )
         generated = sequences[:, inputs.input_ids.shape[1]:]
         return finish_output(self, inputs.input_ids, inputs.attention_mask, inputs.images, generated, eos_token_id,
                              pad, max_new_tokens)

@@ -30,6 +30,17 @@ CAPTION_INSTRUCTION = "Describe the image in one sentence."
 """The user turn of the default captioning prompt (the reference code's LLaVA prompt)."""
 
 
+def measured_parity(logits: float, predicts: float, note: str = "") -> str:
+    """The README's parity cell from the gaps measured on the family's tiny checkpoint (fp32, CPU, a left-padded
+    batch of 2 images with prompts of different lengths): logits against HF's own forward, and the vectors stored
+    at the positions predicting each generated token against each image recomputed alone, unpadded (max abs)."""
+    def gap(x: float) -> str:
+        return "0" if x == 0 else f"{x:.1e}".replace("e-0", "e-")
+
+    return (f"logits {gap(logits)} from HF's forward; greedy and 3-beam captions = HF generate; predicts vectors "
+            f"{gap(predicts)} from each image alone{note}")
+
+
 class FamilySpec:
     """The defaults fit a LLaVA-like family: one `<image>` marker expanded by the processor into one placeholder
     per visual token, `pixel_values` as the only image tensor, positions from the attention mask."""
@@ -51,6 +62,13 @@ class FamilySpec:
     final_hook_is: ClassVar[str] = ("the output of the language model's final norm, HF's last hidden state; "
                                     "logits = final @ W_U (+ b_U)")
     """What `FINAL_HOOK` (store layer "final") holds for this family (documentation)."""
+    vision_rows: ClassVar[str] = ("one row per sample: [batch, visual tokens, d_vision] (the patches the "
+                                  "feature-select strategy keeps, raster order) -> [batch, visual tokens, d_model]")
+    """How the rows of the two vision hooks are laid out: per sample, per tile or every image of the batch in
+    one tensor, and in which order (documentation)."""
+    parity: ClassVar[str]
+    """Parity with the family's own HF model as measured on its tiny test checkpoint (documentation;
+    `scripts/bridge_parity_table.py` and `scripts/bridge_parity.py` measure it, the family's tests assert it)."""
 
     # ------------------------------------------------------------------ prompts
     def image_marker(self, processor: Any) -> str:
@@ -119,10 +137,10 @@ class FamilySpec:
         return float(value) if value else None
 
     def describe(self) -> dict[str, str]:
-        """The README's row for this family."""
-        return {"family": self.name, "architectures": ", ".join(self.architectures),
+        """The README's row for this family (`python -m lmm_concepts.models.bridge.table` prints the table)."""
+        return {"family": self.name, "architectures": ", ".join(self.architectures), "parity": self.parity,
                 "image tokens": self.image_tokens_sit, "vision features": self.vision_features_hook,
-                "visual tokens": self.visual_tokens_hook, "final": self.final_hook_is}
+                "visual tokens": self.visual_tokens_hook, "vision rows": self.vision_rows, "final": self.final_hook_is}
 
 
 _FAMILIES: dict[str, FamilySpec] = {}
@@ -135,6 +153,11 @@ def register_family(spec: FamilySpec) -> FamilySpec:
             raise ValueError(f"architecture {arch!r} is already served by the {_FAMILIES[arch].name} family")
         _FAMILIES[arch] = spec
     return spec
+
+
+def registered_families() -> list[FamilySpec]:
+    """Every registered family spec once, in registration order."""
+    return list({id(spec): spec for spec in _FAMILIES.values()}.values())
 
 
 def supported_architectures() -> list[str]:

@@ -25,13 +25,16 @@ from typing import Any
 from jaxtyping import Bool
 from torch import Tensor
 
-from lmm_concepts.models.bridge.family import FamilySpec, register_family
+from lmm_concepts.models.bridge.family import FamilySpec, measured_parity, register_family
 from lmm_concepts.models.interface import ModelInputs
 
 
 class Gemma3Family(FamilySpec):
     name = "gemma3"
     architectures = ("Gemma3ForConditionalGeneration",)
+    parity = measured_parity(0.0, 8.3e-7)
+    vision_rows = ("one row per sample: [batch, patches, d_vision] (SigLIP) -> [batch, mm_tokens_per_image, d_model] "
+                   "(average-pooled, normed, projected)")
     fallback_template = "<start_of_turn>user\n{image}{text}<end_of_turn>\n<start_of_turn>model\n"
     image_tokens_sit = ("inside the prompt, at <start_of_image>: <start_of_image>, mm_tokens_per_image placeholders "
                         "(256 for released checkpoints), <end_of_image>, between blank lines; attention among one "

@@ -18,7 +18,7 @@ from typing import Any
 from jaxtyping import Int
 from torch import Tensor
 
-from lmm_concepts.models.bridge.family import FamilySpec, register_family
+from lmm_concepts.models.bridge.family import FamilySpec, measured_parity, register_family
 from lmm_concepts.models.interface import ModelInputs
 
 
@@ -26,6 +26,10 @@ class Idefics3Family(FamilySpec):
     name = "idefics3"
     architectures = ("Idefics3ForConditionalGeneration",)
     image_keys = ("pixel_values", "pixel_attention_mask")
+    parity = measured_parity(0.0, 0.0, " (Idefics3 and SmolVLM)")
+    vision_rows = ("per tile: [real tiles of the batch, patches, d_vision] -> [real tiles, image_seq_len, d_model] "
+                   "(after the pixel shuffle); each image's tiles one after the other (grid row by row, the global "
+                   "view last), all-zero padding tiles dropped")
     fallback_template = "<|im_start|>User:{image}{text}<end_of_utterance>\nAssistant:"  # SmolVLM's layout
     vision_features_hook = "vision_projector.hook_in"  # the encoder's patches [real tiles, patches, d_vision]
     visual_tokens_hook = "vision_projector.hook_out"  # [real tiles, image_seq_len, d_model], in sequence order

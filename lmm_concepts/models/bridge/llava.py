@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lmm_concepts.models.bridge.family import FamilySpec, register_family
+from lmm_concepts.models.bridge.family import FamilySpec, measured_parity, register_family
 from lmm_concepts.models.interface import ModelInputs
 
 
@@ -13,6 +13,7 @@ class LlavaFamily(FamilySpec):
     name = "llava"
     architectures = ("LlavaForConditionalGeneration",)
     fallback_template = "USER: {image}\n{text} ASSISTANT:"  # the llava-1.5-hf chat template's layout
+    parity = measured_parity(0.0, 0.0, "; HookedLMM (backend='hooked'): logits 1.8e-6")
     image_tokens_sit = ("inside the prompt, at <image>: one placeholder per patch (576 for LLaVA-1.5 at 336 px; "
                         "+1 with vision_feature_select_strategy='full', which keeps CLIP's class token)")
 

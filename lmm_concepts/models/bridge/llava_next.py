@@ -16,7 +16,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from lmm_concepts.models.bridge.family import register_family
+from lmm_concepts.models.bridge.family import measured_parity, register_family
 from lmm_concepts.models.bridge.llava import LlavaFamily
 from lmm_concepts.models.interface import ModelInputs
 
@@ -25,6 +25,10 @@ class LlavaNextFamily(LlavaFamily):
     name = "llava_next"
     architectures = ("LlavaNextForConditionalGeneration",)
     image_keys = ("pixel_values", "image_sizes")
+    parity = measured_parity(0.0, 6.6e-7)
+    vision_rows = ("per tile: [real tiles of the batch, patches, d_vision] -> [real tiles, patches, d_model]; each "
+                   "image's tiles one after the other (base tile, then the grid row by row), padding tiles dropped, "
+                   "before un-padding and newlines")
     image_tokens_sit = ("inside the prompt, at <image>: the base tile's patches, then the tile grid's patches "
                         "un-padded to the image's aspect ratio, row by row, each row ending with the newline vector "
                         "(2928 tokens for a 672x672 image on LLaVA-1.6 at 336 px). vision_projector.hook_out holds "

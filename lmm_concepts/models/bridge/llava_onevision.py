@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from lmm_concepts.models.bridge.family import register_family
+from lmm_concepts.models.bridge.family import measured_parity, register_family
 from lmm_concepts.models.bridge.llava_next import LlavaNextFamily
 
 
@@ -16,6 +16,7 @@ class LlavaOnevisionFamily(LlavaNextFamily):
     name = "llava_onevision"
     architectures = ("LlavaOnevisionForConditionalGeneration",)
     image_keys = ("pixel_values", "image_sizes", "batch_num_images")
+    parity = measured_parity(0.0, 0.0)
     image_tokens_sit = ("inside the prompt, at <image>: the base tile's patches, then the tile grid's patches "
                         "un-padded to the image's aspect ratio (shrunk bilinearly past vision_aspect_ratio's "
                         "budget), row by row, each row ending with the newline vector. vision_projector.hook_out "

@@ -18,7 +18,7 @@ from typing import Any
 from jaxtyping import Int
 from torch import Tensor
 
-from lmm_concepts.models.bridge.family import FamilySpec, register_family
+from lmm_concepts.models.bridge.family import FamilySpec, measured_parity, register_family
 from lmm_concepts.models.interface import ModelInputs
 
 
@@ -26,6 +26,10 @@ class Mistral3Family(FamilySpec):
     name = "mistral3"
     architectures = ("Mistral3ForConditionalGeneration",)
     image_keys = ("pixel_values", "image_sizes")
+    parity = measured_parity(0.0, 0.0)
+    vision_rows = ("every image of the batch in one tensor: [all patches, d_vision] -> [all visual tokens, d_model] "
+                   "(2 x 2 patches merged into one), images one after the other, each row-major (the [IMG_BREAK] "
+                   "tokens are the sequence's, not these hooks')")
     fallback_template = "[INST]{image}{text}[/INST]"
     image_tokens_sit = ("inside the prompt, at [IMG]: one [IMG] per visual token, row by row over the image's "
                         "merged patch grid, each row closed by [IMG_BREAK], the last by [IMG_END] (the count "

@@ -28,7 +28,7 @@ import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
-from lmm_concepts.models.bridge.family import FamilySpec, register_family
+from lmm_concepts.models.bridge.family import FamilySpec, measured_parity, register_family
 from lmm_concepts.models.interface import ModelInputs
 
 
@@ -36,6 +36,10 @@ class Qwen2_5_VLFamily(FamilySpec):
     name = "qwen2_5_vl"
     architectures = ("Qwen2_5_VLForConditionalGeneration",)
     image_keys = ("pixel_values", "image_grid_thw")
+    parity = measured_parity(0.0, 0.0)
+    vision_rows = ("every image of the batch in one tensor: [all patches, d_vision] -> [all visual tokens, d_model] "
+                   "(2 x 2 patches merged into one), images one after the other, inside an image in the ViT's window "
+                   "order (HF restores raster order after the merger)")
     fallback_template = "<|im_start|>user\n<|vision_start|>{image}<|vision_end|>{text}<|im_end|>\n<|im_start|>assistant\n"
     image_tokens_sit = ("inside the prompt, between <|vision_start|> and <|vision_end|>: one <|image_pad|> per "
                         "visual token, prod(image_grid_thw) / merge_size² (the count follows the image's size); "

@@ -11,13 +11,18 @@ input has it). Text and caption positions, where extraction reads, are not touch
 
 from __future__ import annotations
 
-from lmm_concepts.models.bridge.family import register_family
+from lmm_concepts.models.bridge.family import measured_parity, register_family
 from lmm_concepts.models.bridge.qwen2_5_vl import Qwen2_5_VLFamily
 
 
 class Qwen3VLFamily(Qwen2_5_VLFamily):
     name = "qwen3_vl"
     architectures = ("Qwen3VLForConditionalGeneration",)
+    parity = measured_parity(0.0, 0.0)
+    vision_rows = ("every image of the batch in one tensor: [all patches, d_vision] -> [all visual tokens, d_model] "
+                   "(2 x 2 patches merged into one), images one after the other, each in raster order of the merged "
+                   "grid (hook_in: the 4 patches of a merged token next to each); the DeepStack features are in "
+                   "neither")
     image_tokens_sit = ("inside the prompt, between <|vision_start|> and <|vision_end|>: one <|image_pad|> per "
                         "visual token, prod(image_grid_thw) / merge_size² (the count follows the image's size); "
                         "3-D rotary positions there; DeepStack features are added there after each of the first "

@@ -49,6 +49,11 @@ def _cache_as_past_key_values(module: nn.Module, args: tuple, kwargs: dict[str, 
     return args, kwargs
 
 
+def is_repair_hook(fn: Any) -> bool:
+    """Whether a module hook is one of these corrections (not a user's: generation may skip the bridge)."""
+    return fn is _cache_as_past_key_values
+
+
 def pass_kv_cache_to_attention(bridge: nn.Module) -> None:
     for module in bridge.modules():
         reimplemented = isinstance(module, AttentionBridge) and type(module).forward is not AttentionBridge.forward
