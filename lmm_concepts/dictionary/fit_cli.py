@@ -20,16 +20,17 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
-import torch
-from safetensors import safe_open
 from simple_parsing import field
-from torch import Tensor
 
 from lmm_concepts._io import read_json, write_json
-from lmm_concepts.dictionary.base import ConceptDictionary
+
+if TYPE_CHECKING:  # torch, numpy and the learners are imported when a fit runs: `fit --help` stays fast
+    import torch
+    from torch import Tensor
+
+    from lmm_concepts.dictionary.base import ConceptDictionary
 
 Method = Literal["semi_nmf", "semi_nmf_online", "pca", "kmeans", "simple", "nmf", "sae", "random"]
 CONFIG_FILE = "fit_config.json"
@@ -118,6 +119,8 @@ def _learners() -> dict[str, Callable[[FitConfig, torch.dtype], ConceptDictionar
 
 
 def _read_safetensors(path: Path, key: str | None) -> Tensor:
+    from safetensors import safe_open
+
     with safe_open(str(path), framework="pt") as f:
         keys = list(f.keys())
         if key is None:
@@ -130,6 +133,9 @@ def _read_safetensors(path: Path, key: str | None) -> Tensor:
 
 
 def _read_npy(path: Path, key: str | None) -> Tensor:
+    import numpy as np
+    import torch
+
     return torch.from_numpy(np.load(path, allow_pickle=False))
 
 
@@ -179,6 +185,8 @@ def streamed_representations(store: str | Path, layer: str | None):
         rows = StoreRows(_open_store(path), key)
         return rows, rows.hook
     if path.suffix == ".npy":
+        import numpy as np
+
         return np.load(path, mmap_mode="r", allow_pickle=False), None
     if path.suffix == ".safetensors":
         return SafetensorsRows([path], key=layer), None
@@ -216,6 +224,8 @@ def fit(cfg: FitConfig) -> ConceptDictionary:
         Z, hook = streamed_representations(cfg.store, cfg.layer)
     else:
         Z, hook = load_representations(cfg.store, cfg.layer)
+    import torch
+
     dtype = getattr(torch, cfg.dtype)
     learner = learners[cfg.method](cfg, dtype).fit(Z)
     if comm.rank == 0:  # every rank holds the same dictionary: one writes it

@@ -1,4 +1,5 @@
-"""Our sae-lens architectures, registered with sae-lens when `lmm_concepts` is imported.
+"""Our sae-lens architectures, registered with sae-lens when this module is imported (`lmm_concepts` imports it
+as soon as sae-lens is imported: `lmm_concepts._sae_lens_hook`).
 
     "semi_nmf"  SemiNMFSAE / SemiNMFTrainingSAE   codes by non-negative lasso (SemiNMF, NMF, RandomDictionary)
     "pca"       PCASAE                            signed linear codes around the mean (PCA)
@@ -59,6 +60,8 @@ def register_architectures() -> None:
                 SAE_TRAINING_CLASS_REGISTRY, name, (train_cls, train_cfg_cls), register_sae_training_class
             )
 
+
+register_architectures()  # sae-lens's SAE.load_from_disk can load our dictionaries from here on
 
 __all__ = [
     "ARCHITECTURES",
