@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import ast
 import importlib
+import sys
+import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,29 +40,46 @@ def _type_checking_imports(init_file: str, package: str) -> dict[str, tuple[str,
     return table
 
 
+class _LazyPackage(types.ModuleType):
+    """A package whose export shares its name with a submodule (`extraction.extract`, the function in the module
+    of that name) keeps the export: the import system binds a submodule on its package once it is imported, which
+    would hide the export; the binding is turned into the export, as an eager `from .extract import extract` did."""
+
+    _lazy_table: dict[str, tuple[str, str]]
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        table = self.__dict__.get("_lazy_table", {})
+        if (
+            isinstance(value, types.ModuleType)
+            and table.get(name) == (value.__name__, name)
+            and hasattr(value, name)
+        ):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
 def lazy_exports(
     package: str, init_file: str, namespace: dict[str, Any]
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """The module `__getattr__` and `__dir__` serving the names imported under `if TYPE_CHECKING:` in `init_file`."""
     table = _type_checking_imports(init_file, package)
-    here = Path(init_file).parent
-    shadowed = [n for n in table if (here / f"{n}.py").exists() or (here / n / "__init__.py").exists()]
-    if shadowed:  # importing that submodule would set the package attribute to the module, hiding the export
-        raise TypeError(f"{package}: lazy exports {shadowed} share their names with submodules; rename them")
+    module = sys.modules[package]
+    module.__class__ = _LazyPackage
+    module.__dict__["_lazy_table"] = table
 
     def __getattr__(name: str) -> Any:
         if name not in table:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         module_name, attribute = table[name]
-        module = importlib.import_module(module_name)
+        source = importlib.import_module(module_name)
         try:
-            value = getattr(module, attribute)
+            value = getattr(source, attribute)
         except AttributeError:  # `from package import submodule`
             value = importlib.import_module(f"{module_name}.{attribute}")
         namespace[name] = value  # later accesses skip this function
         return value
 
     def __dir__() -> list[str]:
-        return sorted(set(namespace) | set(table))
+        return sorted((set(namespace) | set(table)) - {"_lazy_table"})
 
     return __getattr__, __dir__

@@ -60,7 +60,7 @@ COMMANDS: dict[str, Command] = {
         "write concepts in a feature dashboard's layout (Neuronpedia, SAEDashboard)",
     ),
     "train-toy": Command(
-        "lmm_concepts.zoo.recipe:TrainToyConfig",
+        "lmm_concepts.zoo.config:TrainToyConfig",
         "lmm_concepts.zoo.recipe:train_toy",
         "train the toy DePALM (CLIP, LM, connector) on the synthetic world; about 10 min on 2 CPU cores",
     ),
