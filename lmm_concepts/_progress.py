@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 ENV = "LMM_CONCEPTS_PROGRESS"
@@ -88,3 +90,39 @@ class FitProgress:
         if self.bar is not None:  # an exception: the bar goes, the error tells the rest
             self.bar.close()
             self.bar = None
+
+
+class _TqdmHandler(logging.Handler):
+    """Log records on stderr through `tqdm.write`, so they do not break a bar being drawn."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        import sys
+
+        from tqdm.auto import tqdm
+
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # logging's rule: a handler never raises
+            self.handleError(record)
+
+
+@contextmanager
+def command_reporting(logger_name: str = "lmm_concepts") -> Iterator[None]:
+    """While a CLI command runs: bars on by default (unless LMM_CONCEPTS_PROGRESS=0) and the package's INFO
+    records on stderr; both restored afterwards (tests call the CLI in-process)."""
+    global _default
+    saved = _default
+    set_default_progress(True)
+    logger = logging.getLogger(logger_name)
+    handler = _TqdmHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        _default = saved

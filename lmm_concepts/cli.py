@@ -20,6 +20,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+from lmm_concepts._progress import command_reporting
 from lmm_concepts.config_file import OPTION as CONFIG_OPTION
 from lmm_concepts.config_file import config_defaults, read_config_file, split_config_option
 from lmm_concepts.errors import InputError
@@ -196,7 +197,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     assert dataclasses.is_dataclass(cfg)
     fn = command_function(args.command)
     try:
-        fn(cfg)
+        with command_reporting():  # progress bars on, the library's INFO records on stderr
+            fn(cfg)
     except (SystemExit, KeyboardInterrupt) as err:
         if isinstance(err, SystemExit) and not isinstance(err.code, str):
             raise  # an exit status already (argparse, --help)

@@ -17,15 +17,18 @@ from lmm_concepts.cli import COMMANDS
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "sae_lens", "transformer_lens", "transformers", "numpy")
 
-CLI_THEN_MODULES = """
+CLI_THEN_MODULES = (
+    f"HEAVY = {HEAVY!r}"
+    + """
 import json, runpy, sys
 sys.argv = ["lmm-concepts", *sys.argv[1:]]
 try:
     runpy.run_module("lmm_concepts", run_name="__main__")
 except SystemExit as exit_:
     code = exit_.code
-print(json.dumps({"code": code, "heavy": [m for m in %r if m in sys.modules]}))
-""" % (HEAVY,)
+print(json.dumps({"code": code, "heavy": [m for m in HEAVY if m in sys.modules]}))
+"""
+)
 
 
 def python(code: str, *args: str) -> subprocess.CompletedProcess:
@@ -48,10 +51,10 @@ def test_help_imports_no_heavy_package(args):
 
 def test_a_bare_import_is_light_and_the_public_api_resolves_on_use():
     code = (
-        "import json, sys; import lmm_concepts as lc; light = [m for m in %r if m in sys.modules]; "
+        f"import json, sys; import lmm_concepts as lc; light = [m for m in {HEAVY!r} if m in sys.modules]; "
         "names = [n for n in lc.__all__ if getattr(lc, n, None) is None]; "
         "print(json.dumps({'light': light, 'missing': names, 'dir': sorted(set(lc.__all__) - set(dir(lc))), "
-        "'semi_nmf': lc.SemiNMF.__module__}))" % (HEAVY,)
+        "'semi_nmf': lc.SemiNMF.__module__}))"
     )
     result = last_json(python(code))
     assert result == {"light": [], "missing": [], "dir": [], "semi_nmf": "lmm_concepts.dictionary.semi_nmf"}
@@ -63,7 +66,11 @@ def saved(tmp_path_factory):
     from tests._dictionary_fixtures import planted
 
     folders = {}
-    for name, learner in {"semi_nmf": lc.SemiNMF(3, l1=0.2), "pca": lc.PCA(3), "kmeans": lc.KMeans(3)}.items():
+    for name, learner in {
+        "semi_nmf": lc.SemiNMF(3, l1=0.2),
+        "pca": lc.PCA(3),
+        "kmeans": lc.KMeans(3),
+    }.items():
         folders[name] = tmp_path_factory.mktemp(name)
         learner.fit(planted()).save(folders[name])
     return folders

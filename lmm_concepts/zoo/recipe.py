@@ -17,6 +17,7 @@ Layout of a captioning sequence: ``[BOS] <image> x n_visual_tokens <prompt token
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 from pathlib import Path
@@ -37,6 +38,8 @@ from lmm_concepts.data.synthetic import (
 from lmm_concepts.zoo.architecture import build_clip, build_lm, encode_texts
 from lmm_concepts.zoo.config import TrainToyConfig
 from lmm_concepts.zoo.tokenizer import world_tokenizer
+
+logger = logging.getLogger(__name__)  # training progress (`lmm-concepts train-toy` shows INFO on stderr)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -75,7 +78,7 @@ def _log(log: list[dict], stage: str, step: int, loss: float, t0: float, every: 
     if step % every == 0 or step == total - 1:
         log.append({"stage": stage, "step": step, "loss": round(loss, 5), "seconds": round(time.time() - t0, 1)})
     if step % (5 * every) == 0 or step == total - 1:
-        print(f"[{stage}] step {step + 1}/{total} loss {loss:.4f} ({time.time() - t0:.0f}s)", flush=True)
+        logger.info("[%s] step %d/%d loss %.4f (%.0fs)", stage, step + 1, total, loss, time.time() - t0)
 
 
 def _cosine_lr(opt: torch.optim.Optimizer, lr: float, step: int, total: int, warmup: int = 30) -> None:
@@ -276,7 +279,7 @@ def train_toy(cfg: TrainToyConfig) -> dict:
     world = SyntheticWorld(cfg.seed, cfg.n_train, cfg.n_test, cfg.image_size)
     data = world_tensors(world, "train")
     log: list[dict] = []
-    print(f"world: {cfg.n_train} train / {cfg.n_test} test images ({time.time() - t0:.0f}s)", flush=True)
+    logger.info("world: %d train / %d test images (%.0fs)", cfg.n_train, cfg.n_test, time.time() - t0)
 
     clip_meta = {"clip": dataclasses.asdict(cfg.clip), "image_size": cfg.image_size}
     if (out / "clip.safetensors").is_file():
@@ -310,7 +313,7 @@ def train_toy(cfg: TrainToyConfig) -> dict:
     if cfg.eval_samples:
         acc = caption_accuracy(lmm, world.test, n=cfg.eval_samples)
         summary["caption_accuracy"] = acc.to_dict()
-        print(f"caption accuracy, one object: {acc.one_object}\n  multi-object: {acc.multi_object}", flush=True)
+        logger.info("caption accuracy, one object: %s\n  multi-object: %s", acc.one_object, acc.multi_object)
     write_json(out / "train_summary.json", summary)
-    print(f"toy model written to {out} ({time.time() - t0:.0f}s)", flush=True)
+    logger.info("toy model written to %s (%.0fs)", out, time.time() - t0)
     return summary
