@@ -2,7 +2,12 @@
 
 Each command is a config dataclass (its fields, with their docstrings, become the options and `--help`;
 the same dataclass is saved as JSON beside the results) and a function that takes it. Commands are listed
-in `COMMANDS` as import paths and imported only when run, so `lmm-concepts --help` stays fast.
+in `COMMANDS` as import paths: `<command> --help` imports the config's (light) module only and the function's
+module is imported to run, so no `--help` imports torch or sae-lens (about 1 s instead of 5-20 s).
+
+`--config FILE` (.yaml or .json) gives any command its options from a file; flags on the command line override it
+(`lmm_concepts.config_file`). While a command runs, fits draw progress bars (LMM_CONCEPTS_PROGRESS=0: none) and the
+package's INFO log records go to stderr (`lmm_concepts._progress`).
 
 A failure prints one line, `lmm-concepts <command>: error: <what and the fix>`, and exits with status 2 for bad
 input (`lmm_concepts.errors.InputError`, a bad option) or 1 for any other failure; `--debug` (anywhere on the line)
