@@ -17,12 +17,15 @@ raise `RankFailure` naming the ranks that never reached the step (or that report
 from __future__ import annotations
 
 import datetime
+import logging
 import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
+
+logger = logging.getLogger(__name__)
 
 _DTYPE_CODES = {torch.float16: 0, torch.bfloat16: 1, torch.float32: 2, torch.float64: 3}
 _KEY = "lmm_concepts/fit"
@@ -44,6 +47,7 @@ def init_distributed(backend: str | None = None, timeout_s: float = 600.0) -> Co
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+        logger.info("rank %d of %d joined the process group (%s)", dist.get_rank(), dist.get_world_size(), backend)
     return Comm.current()
 
 
