@@ -103,3 +103,28 @@ def test_sae_lens_loads_our_dictionaries_whichever_package_is_imported_first(sae
     args = [str(x) for name, folder in saved.items() for x in (folder, classes[name])]
     out = python(code, *args)
     assert out.returncode == 0 and out.stdout.strip() == "loaded", out.stderr
+
+
+def test_a_lazy_export_named_like_its_submodule_stays_the_export(tmp_path):
+    # `extraction.extract` (the function in the module of that name): importing the module first must not hide it
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(
+        "from typing import TYPE_CHECKING\nfrom lmm_concepts._lazy import lazy_exports\n"
+        "if TYPE_CHECKING:\n    from pkg.extract import extract\n"
+        "__getattr__, __dir__ = lazy_exports(__name__, __file__, globals())\n"
+    )
+    (pkg / "extract.py").write_text("def extract():\n    return 'the function'\n")
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import pkg.extract; from pkg import extract; import pkg; "
+        "print(extract(), pkg.extract(), 'extract' in dir(pkg), hasattr(pkg, 'nothing'))"
+    )
+    out = python(code, str(tmp_path))
+    assert out.returncode == 0 and out.stdout.split() == [
+        "the",
+        "function",
+        "the",
+        "function",
+        "True",
+        "False",
+    ], out.stderr
