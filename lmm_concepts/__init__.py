@@ -2,7 +2,9 @@
 
 Importing the package is cheap (no torch, no sae-lens): every public name below is imported from its module on
 first use (`lmm_concepts._lazy`). Its one side effect is that sae-lens can load our architectures ("semi_nmf",
-"pca", "kmeans"): registered now when sae-lens is already imported, else as soon as it is (`_sae_lens_hook`).
+"pca", "kmeans"): registered now when sae-lens is already imported, else as soon as it is (`_sae_lens_hook`). The
+learners (`lmm_concepts.dictionary.registry`) are registered, by name, when `lmm_concepts.dictionary` or any module
+of it is first imported; a learner's module is imported when first used.
 """
 
 from typing import TYPE_CHECKING
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
         load_dictionary,
         nonneg_lasso,
         planted_dictionary,
+        register_architectures,
         resolve_l1,
     )
     from lmm_concepts.dictionary.distributed import RankFailure, init_distributed
@@ -128,6 +131,7 @@ __all__ = [
     "PoolingResampler",
     "RandomDictionary",
     "RankFailure",
+    "register_architectures",
     "make_report",
     "RepresentationStore",
     "SAEDictionary",

@@ -101,3 +101,24 @@ def test_evaluate_bad_input(world):
     with pytest.raises(ValueError, match="faithfulness needs"):
         lc.evaluate(expl, test, metrics=["faithfulness"])
     assert not math.isnan(lc.evaluate(expl, test, metrics=["overlap"]).overlap)
+
+
+def test_evaluate_computes_shared_clip_inputs_once(world, monkeypatch):
+    model, U, expl, test, labels, clip, bert = world
+    kw = dict(metrics=["clipscore", "mas_words"], baselines=("random_words",), r=2)
+    plain = lc.evaluate(expl, test, clip=clip, **kw)
+    calls = {"texts": 0, "images": 0}
+    encode_texts, encode_images = clip.encode_texts, clip.encode_images
+
+    def count(kind, fn):
+        def counted(x):
+            calls[kind] += 1
+            return fn(x)
+        return counted
+
+    monkeypatch.setattr(clip, "encode_texts", count("texts", encode_texts))
+    monkeypatch.setattr(clip, "encode_images", count("images", encode_images))
+    res = lc.evaluate(expl, test, clip=clip, **kw)
+    # one text batch per row (concepts, random words), shared by clipscore and mas_words; one pass over the images
+    assert calls == {"texts": 2, "images": 1}
+    assert res.scores == plain.scores and res.mas_words == plain.mas_words

@@ -16,11 +16,6 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lmm_concepts"
 
-KNOWN_CIRCLES = [
-    # being rewritten on another branch (the dictionary solver work); the lead removes this entry after that merge
-    {"lmm_concepts.dictionary.base", "lmm_concepts.dictionary.serialization"},
-]
-
 
 def module_name(path: Path, root: Path = PACKAGE) -> str:
     parts = list(path.relative_to(root.parent).with_suffix("").parts)
@@ -104,8 +99,8 @@ def describe(component: set[str], graph: dict[str, dict[str, int]]) -> str:
 
 def test_the_package_has_no_import_circles():
     graph = import_graph()
-    unexpected = [c for c in circles(graph) if c not in KNOWN_CIRCLES]
-    assert not unexpected, "\n".join(describe(c, graph) for c in unexpected)
+    found = circles(graph)
+    assert not found, "\n".join(describe(c, graph) for c in found)
 
 
 def test_the_checker_finds_a_circle_through_a_function_level_import(tmp_path):
@@ -126,6 +121,6 @@ if __name__ == "__main__":
     g = import_graph()
     found = circles(g)
     for c in found:
-        print(describe(c, g) + (" (known)" if c in KNOWN_CIRCLES else ""))
+        print(describe(c, g))
     print(f"{len(g)} modules, {sum(map(len, g.values()))} imports, {len(found)} circles")
-    sys.exit(1 if [c for c in found if c not in KNOWN_CIRCLES] else 0)
+    sys.exit(1 if found else 0)

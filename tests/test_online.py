@@ -127,9 +127,7 @@ def test_fits_a_representation_store_and_refuses_one_being_written(planted, tmp_
             self.calls = 0
 
     model = OnlineSemiNMF(8, l1=L1, max_epochs=3, **FAST)
-    from lmm_concepts.dictionary.streaming import StoreRows
-
-    rows = StoreRows(store, "final")
+    rows = store.rows("final")  # the store's public row source
     real_read = rows.read
 
     def read(start, stop):

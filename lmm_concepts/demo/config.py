@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-METHODS: tuple[str, ...] = ("semi_nmf", "pca", "kmeans", "simple", "sae", "random")
+from lmm_concepts.dictionary.registry import learners
+
+
+def default_methods() -> list[str]:
+    """The learners registered as compared by the demo (`register_learner(..., demo=True)`), in their order."""
+    return [name for name, entry in learners().items() if entry.demo]
+
+
+#: the demo's default methods, as registered when the package was imported
+METHODS: tuple[str, ...] = tuple(default_methods())
 
 
 @dataclass
@@ -33,8 +42,8 @@ class DemoConfig:
     """layer the methods are compared at: "final" (after the final norm, as the reference code) or a block index"""
     sweep: bool = True
     """also run Semi-NMF at every layer (the paper's layer ablation)"""
-    methods: list[str] = field(default_factory=lambda: list(METHODS))
-    """methods to compare"""
+    methods: list[str] = field(default_factory=default_methods)
+    """methods to compare: any registered learner (`lmm-concepts fit --help` lists them)"""
     sae_training_samples: int = 30_000
     """samples the SAE baseline sees in training (sae-lens SAETrainer; epochs x kept samples)"""
     n_words: int = 15

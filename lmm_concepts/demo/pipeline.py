@@ -21,8 +21,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from lmm_concepts.demo.config import METHODS, DemoConfig  # noqa: F401  (DemoConfig: the CLI table names it here)
+from lmm_concepts.demo.config import DemoConfig  # noqa: F401  (DemoConfig: the CLI table names it here)
 from lmm_concepts.demo.findings import paper_findings
+from lmm_concepts.dictionary.registry import get_learner, learner_names
 from lmm_concepts.errors import InputError
 from lmm_concepts.metrics.recovery import RecoveryResult, concept_recovery
 from lmm_concepts.models.layers import layer_label
@@ -67,9 +68,9 @@ def check_inputs(state: DemoState) -> None:
             f"{', '.join(sorted(set(nouns.values())))} (plurals are matched automatically)"
         )
     state.word = nouns[word]
-    unknown = [m for m in cfg.methods if m not in METHODS]
+    unknown = [m for m in cfg.methods if m not in learner_names()]
     if unknown or not cfg.methods:
-        raise DemoInputError(f"unknown method(s) {unknown}; choose among {', '.join(METHODS)}")
+        raise DemoInputError(f"unknown method(s) {unknown}; choose among {', '.join(learner_names())}")
     least = {"n_train": 1, "n_test": 1, "n_concepts": TOP_R, "batch_size": 1, "n_words": 1, "n_images": 0,
              "n_show": 0, "sae_training_samples": 1}
     for name, low in least.items():
@@ -169,20 +170,9 @@ def sweep_layers(model) -> list[str | int]:
 
 
 def make_dictionary(method: str, cfg: DemoConfig):
-    """A fresh, unfitted learner for `method` (the table of the demo's methods)."""
-    import lmm_concepts as lc
-
-    k, seed = cfg.n_concepts, cfg.seed
-    factories: dict[str, Callable[[], Any]] = {
-        "semi_nmf": lambda: lc.SemiNMF(k, l1=cfg.l1, seed=seed, device=cfg.device),
-        "pca": lambda: lc.PCA(k, seed=seed, device=cfg.device),
-        "kmeans": lambda: lc.KMeans(k, seed=seed, device=cfg.device),
-        "simple": lambda: lc.Simple(k, device=cfg.device),
-        "sae": lambda: lc.SAEDictionary(k, seed=seed, training_samples=cfg.sae_training_samples, device=cfg.device),
-        # random unit directions coded by the same non-negative lasso (same l1) as Semi-NMF
-        "random": lambda: lc.RandomDictionary(k, l1=cfg.l1, seed=seed, device=cfg.device),
-    }
-    return factories[method]()
+    """A fresh, unfitted learner for `method`, built by the learner registry with the demo's settings it takes."""
+    shared = {"l1": cfg.l1, "seed": cfg.seed, "training_samples": cfg.sae_training_samples, "device": cfg.device}
+    return get_learner(method).build(cfg.n_concepts, shared=shared)
 
 
 def fit_methods(state: DemoState) -> None:
@@ -246,7 +236,7 @@ def recover(state: DemoState) -> None:
         words = state.explanations[method].words() if method in state.explanations else None
         rec = concept_recovery(
             state.codes[method]["train"], attrs["train"], state.codes[method]["test"], attrs["test"],
-            signed=bool(getattr(state.dictionaries[method], "signed_codes", False)),
+            signed=get_learner(method).signed,
             concept_words=words, value_word=value_word,
         )
         state.recovery[method] = rec

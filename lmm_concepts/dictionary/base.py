@@ -32,6 +32,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from lmm_concepts.dictionary.lasso import SAFE_SCALE, data_scale
+from lmm_concepts.dictionary.sae_folder import save_sae
 from lmm_concepts.errors import InputError
 
 if TYPE_CHECKING:
@@ -332,6 +333,4 @@ class ConceptDictionary(nn.Module, ABC):
         rename, so a reader never sees a half-written dictionary. Load it back with `load_dictionary(path)`
         (our learner) or `sae_lens.SAE.load_from_disk(path)` (the SAE).
         """
-        from lmm_concepts.dictionary.serialization import save_sae
-
         return save_sae(self.to_sae(hook_name), path)

@@ -25,9 +25,12 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-logger = logging.getLogger(__name__)
+from lmm_concepts._dtypes import FLOAT_DTYPES
 
-_DTYPE_CODES = {torch.float16: 0, torch.bfloat16: 1, torch.float32: 2, torch.float64: 3}
+#: a dtype sent to other ranks as its index in the package's one dtype table
+_DTYPE_CODES = {dtype: i for i, (dtype, _) in enumerate(FLOAT_DTYPES.values())}
+
+logger = logging.getLogger(__name__)
 _KEY = "lmm_concepts/fit"
 
 

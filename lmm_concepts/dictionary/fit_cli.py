@@ -20,19 +20,19 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from simple_parsing import field
 
+from lmm_concepts._dtypes import torch_dtype
 from lmm_concepts._io import read_json, write_json
+from lmm_concepts.dictionary.registry import NameChoices, get_learner, learners
 
 if TYPE_CHECKING:  # torch, numpy and the learners are imported when a fit runs: `fit --help` stays fast
-    import torch
     from torch import Tensor
 
     from lmm_concepts.dictionary.base import ConceptDictionary
 
-Method = Literal["semi_nmf", "semi_nmf_online", "pca", "kmeans", "simple", "nmf", "sae", "random"]
 CONFIG_FILE = "fit_config.json"
 
 
@@ -46,18 +46,19 @@ class FitConfig:
     """output folder for the dictionary (sae-lens cfg.json + sae_weights.safetensors)"""
     n_concepts: int = 20
     """number of concepts K"""
-    method: Method = "semi_nmf"
-    """learner: semi_nmf (the paper's method), semi_nmf_online (the same, streamed from disk; data-parallel under
-    torchrun), pca, kmeans, simple, nmf, sae (sae-lens SAETrainer), random"""
+    method: str = field(default="semi_nmf", choices=NameChoices())
+    """learner (lmm_concepts.dictionary.registry): semi_nmf (the paper's method), semi_nmf_online (the same, streamed
+    from disk; data-parallel under torchrun), the baselines pca, kmeans, simple, nmf, sae (sae-lens SAETrainer),
+    random, and any learner registered since"""
     layer: str | None = None
     """layer to read from a store ("final", an index, or a hook name); in a .safetensors file, the tensor's key"""
     l1: str = "1.0"
     """L1 penalty on the codes for semi_nmf, semi_nmf_online, random and nmf: a number (absolute: scikit-learn's
     alpha, the paper's λ/2), "rms:F" (F times the training rows' RMS norm: the same F means the same at any scale)
     or "active:K" (solved so a fit has K active concepts per sample on average; costs a few small fits). The
-    resolved value is saved in cfg.json as l1, the rule as l1_rule"""
+    resolved value is saved in cfg.json as l1, the rule as l1_rule. Set for another learner, it is refused"""
     seed: int = 0
-    """seed of every random choice (starts, batch order)"""
+    """seed of every random choice (starts, batch order); set for a deterministic learner (simple), it is refused"""
     device: str = "cpu"
     """torch device to fit on ("cpu", "cuda", "cuda:1")"""
     dtype: Literal["float32", "float64"] = "float32"
@@ -82,40 +83,32 @@ class FitConfig:
     """semi_nmf_online: statistics checkpoint for resuming (default: <out>.checkpoint.safetensors)"""
 
 
-#: method -> learner factory from the config (one table instead of an if-chain)
-def _learners() -> dict[str, Callable[[FitConfig, torch.dtype], ConceptDictionary]]:
-    import lmm_concepts as lc
+#: FitConfig field -> the learner parameter it sets, for every learner whose constructor takes that parameter.
+#: Set away from its default, a field the chosen learner does not take is refused (`registry.Learner.build`).
+LEARNER_OPTIONS = {"l1": "l1", "seed": "seed"}
+#: fields named for the learners they serve: passed where taken, unused by the others (as their help says)
+SCOPED_OPTIONS = {
+    "kmeans_activation": "activation",
+    "sae_kind": "kind",
+    "sae_k": "k",
+    "sae_training_samples": "training_samples",
+}
+#: fields for the streaming learners only (semi_nmf_online): passed to learners registered as `streaming`
+STREAMING_OPTIONS = {"batch_size": "batch_size", "epochs": "max_epochs", "checkpoint": "checkpoint"}
 
-    def common(cfg: FitConfig, dtype: torch.dtype) -> dict:
-        return {"device": cfg.device, "dtype": dtype}
 
-    return {
-        "semi_nmf": lambda c, t: lc.SemiNMF(c.n_concepts, l1=c.l1, seed=c.seed, **common(c, t)),
-        "semi_nmf_online": lambda c, t: lc.OnlineSemiNMF(
-            c.n_concepts,
-            l1=c.l1,
-            seed=c.seed,
-            batch_size=c.batch_size,
-            max_epochs=c.epochs,
-            checkpoint=c.checkpoint or f"{Path(c.out)}.checkpoint.safetensors",
-            **common(c, t),
-        ),
-        "pca": lambda c, t: lc.PCA(c.n_concepts, seed=c.seed, **common(c, t)),
-        "kmeans": lambda c, t: lc.KMeans(
-            c.n_concepts, activation=c.kmeans_activation, seed=c.seed, **common(c, t)
-        ),
-        "simple": lambda c, t: lc.Simple(c.n_concepts, activation=c.kmeans_activation, **common(c, t)),
-        "nmf": lambda c, t: lc.NMF(c.n_concepts, l1=c.l1, seed=c.seed, **common(c, t)),
-        "random": lambda c, t: lc.RandomDictionary(c.n_concepts, l1=c.l1, seed=c.seed, **common(c, t)),
-        "sae": lambda c, t: lc.SAEDictionary(
-            c.n_concepts,
-            kind=c.sae_kind,
-            k=c.sae_k,
-            training_samples=c.sae_training_samples,
-            seed=c.seed,
-            **common(c, t),
-        ),
-    }
+def make_learner(cfg: FitConfig) -> ConceptDictionary:
+    """A fresh learner for `cfg.method` with the options of `cfg` it takes (see the tables above)."""
+    entry = get_learner(cfg.method)
+    defaults = {f.name: f.default for f in dataclasses.fields(FitConfig)}
+    given = {param: getattr(cfg, name) for name, param in LEARNER_OPTIONS.items() if getattr(cfg, name) != defaults[name]}
+    shared: dict[str, Any] = {param: getattr(cfg, name) for name, param in {**LEARNER_OPTIONS, **SCOPED_OPTIONS}.items()}
+    if entry.streaming:
+        shared.update({param: getattr(cfg, name) for name, param in STREAMING_OPTIONS.items()})
+        shared["checkpoint"] = cfg.checkpoint or f"{Path(cfg.out)}.checkpoint.safetensors"
+    shared.update(device=cfg.device, dtype=torch_dtype(cfg.dtype))
+    flags = {param: f"--{name}" for name, param in LEARNER_OPTIONS.items()}
+    return entry.build(cfg.n_concepts, given=given, shared=shared, flags=flags)
 
 
 def _read_safetensors(path: Path, key: str | None) -> Tensor:
@@ -175,22 +168,16 @@ def load_representations(store: str | Path, layer: str | None) -> tuple[Tensor, 
 
 
 def streamed_representations(store: str | Path, layer: str | None):
-    """What `OnlineSemiNMF.fit` reads without loading it whole (store folder, mmapped .npy, safetensors slices),
-    and the hook name it came from."""
-    from lmm_concepts.dictionary.streaming import SafetensorsRows, StoreRows
+    """What `OnlineSemiNMF.fit` reads without loading it whole (store folder, mmapped .npy, safetensors slices:
+    `streaming.as_row_source`), and the hook name it came from."""
+    from lmm_concepts.dictionary.streaming import as_row_source
 
     path = Path(store)
-    if path.is_dir():
-        key: int | str | None = int(layer) if layer and re.fullmatch(r"-?\d+", layer) else layer
-        rows = StoreRows(_open_store(path), key)
-        return rows, rows.hook
-    if path.suffix == ".npy":
-        import numpy as np
-
-        return np.load(path, mmap_mode="r", allow_pickle=False), None
-    if path.suffix == ".safetensors":
-        return SafetensorsRows([path], key=layer), None
-    return load_representations(store, layer)
+    if not (path.is_dir() or (path.is_file() and path.suffix in (".npy", ".safetensors"))):
+        return load_representations(store, layer)  # its errors say what is expected
+    key: int | str | None = int(layer) if layer and re.fullmatch(r"-?\d+", layer) and path.is_dir() else layer
+    rows = as_row_source(_open_store(path) if path.is_dir() else path, key)
+    return rows, getattr(rows, "hook", None)
 
 
 def _already_done(cfg: FitConfig, out: Path) -> bool:
@@ -210,24 +197,22 @@ def fit(cfg: FitConfig) -> ConceptDictionary:
     if _already_done(cfg, out):
         print(f"{out} already holds this dictionary (same options); pass --overwrite to fit again")
         return load_dictionary(out, device=cfg.device)
-    learners = _learners()
-    if cfg.method not in learners:
-        raise ValueError(f"--method must be one of {sorted(learners)}, got {cfg.method!r}")
+    entry = get_learner(cfg.method)
+    learner = make_learner(cfg)  # bad options are refused before anything is read
     from lmm_concepts.dictionary.distributed import init_distributed
 
     comm = init_distributed()  # joins torchrun's process group when launched by torchrun; else single-process
-    if comm.active and cfg.method != "semi_nmf_online":
+    if comm.active and not entry.streaming:
+        streaming = [name for name, e in learners().items() if e.streaming]
         raise ValueError(
-            f"--method {cfg.method} is not data-parallel: run it without torchrun, or use --method semi_nmf_online"
+            f"--method {cfg.method} is not data-parallel: run it without torchrun, or use --method "
+            f"{' / '.join(streaming)}"
         )
-    if cfg.method == "semi_nmf_online":
+    if entry.streaming:
         Z, hook = streamed_representations(cfg.store, cfg.layer)
     else:
         Z, hook = load_representations(cfg.store, cfg.layer)
-    import torch
-
-    dtype = getattr(torch, cfg.dtype)
-    learner = learners[cfg.method](cfg, dtype).fit(Z)
+    learner = learner.fit(Z)
     if comm.rank == 0:  # every rank holds the same dictionary: one writes it
         learner.save(out, hook_name=cfg.hook_name or hook)
         write_json(out / CONFIG_FILE, dataclasses.asdict(cfg))  # written last: its presence marks a finished fit

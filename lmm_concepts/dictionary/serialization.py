@@ -1,7 +1,7 @@
 """Dictionaries on disk, in sae-lens's own format (`cfg.json` + `sae_weights.safetensors`).
 
-`save_sae` lets sae-lens's `save_model` write into a temporary folder and swaps it in with a rename, so a
-folder at `path` is always a complete dictionary. `load_dictionary` reads any such folder back into the
+`ConceptDictionary.save` writes such a folder atomically (`sae_folder.save_sae`), so a folder at a dictionary's
+path is always a complete dictionary. `load_dictionary` reads any such folder back into the
 learner that wrote it (recorded in `cfg.metadata.lmm_concepts`), or wraps a plain sae-lens SAE.
 """
 
@@ -9,66 +9,21 @@ from __future__ import annotations
 
 import importlib
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
 from lmm_concepts.dictionary.base import METADATA_KEY, ConceptDictionary
+from lmm_concepts.dictionary.registry import learner_for_architecture
 from lmm_concepts.errors import InputError
 
 if TYPE_CHECKING:
     from sae_lens import SAE
 
-#: the learner that loads an SAE saved without our metadata, by architecture; anything else is an SAEDictionary
-DEFAULT_LEARNERS = {
-    "semi_nmf": "lmm_concepts.dictionary.semi_nmf:SemiNMF",
-    "pca": "lmm_concepts.dictionary.pca:PCA",
-    "kmeans": "lmm_concepts.dictionary.kmeans:KMeans",
-}
+#: an SAE saved without our metadata loads into the learner that introduced its architecture (`registry`);
+#: one of any other architecture (sae-lens's own) into an SAEDictionary
 FALLBACK_LEARNER = "lmm_concepts.dictionary.sae:SAEDictionary"
-
-
-def _fsync_tree(folder: Path) -> None:
-    for f in folder.iterdir():
-        if f.is_file():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-
-
-def save_sae(sae: SAE, path: str | os.PathLike) -> Path:
-    """`sae.save_model` into a sibling temporary folder, then swap it in for `path` atomically.
-
-    Files already in `path` that the SAE does not write (a run's config, notes) are kept.
-    """
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise FileExistsError(f"{path} is a file; a dictionary is saved as a folder (cfg.json + safetensors)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    old = None
-    try:
-        sae.save_model(tmp)
-        tmp.chmod(0o755)  # mkdtemp makes it private; a saved dictionary is an ordinary folder
-        if path.exists():
-            for entry in path.iterdir():
-                if not (tmp / entry.name).exists():
-                    os.replace(entry, tmp / entry.name)
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-            os.replace(path, old / path.name)
-        _fsync_tree(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if old is not None and not path.exists():
-            os.replace(old / path.name, path)  # put the previous dictionary back
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    return path
 
 
 def _import(qualified: str) -> type:
@@ -95,8 +50,9 @@ def _all_subclasses(cls: type) -> list[type]:
 def learner_class_for(sae: SAE) -> type[ConceptDictionary]:
     """The learner class an SAE loads back into: the one recorded in its metadata, else by architecture."""
     record = sae.cfg.metadata.get(METADATA_KEY) or {}
-    qualified = record.get("learner") or DEFAULT_LEARNERS.get(sae.cfg.architecture(), FALLBACK_LEARNER)
-    return _import(qualified)
+    if record.get("learner"):
+        return _import(record["learner"])
+    return learner_for_architecture(sae.cfg.architecture()) or _import(FALLBACK_LEARNER)
 
 
 def load_dictionary(

@@ -3,7 +3,7 @@
 A *row source* is anything with `n_rows`, `d`, `dtype` and `read(start, stop) -> Tensor [stop - start, d]`.
 `as_row_source` wraps a tensor, a numpy array (a `np.memmap` stays on disk), a list of safetensors shards
 (read slice by slice through safetensors' memory map, so only the rows asked for become process memory),
-or any object that already is a row source (a `RepresentationStore` layer).
+or any object that already is a row source (a `RepresentationStore`'s `rows(layer)`).
 
 The schedule cuts the rows into blocks of `block_rows` consecutive rows, shuffles the blocks once per epoch
 with a generator seeded by (seed, epoch), and deals them into global mini-batches of `batch_size` rows. A
@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from jaxtyping import Float
 from torch import Tensor
+
+from lmm_concepts._dtypes import from_safetensors_code
 
 Ranges = list[tuple[int, int]]
 
@@ -79,7 +81,7 @@ class SafetensorsRows:
                 raise ValueError(f"{path}: cannot tell which tensor holds the rows (has {keys}); pass key=")
             sl = f.get_slice(name)
             shape = sl.get_shape()
-            dtype = getattr(torch, {"F16": "float16", "BF16": "bfloat16", "F32": "float32", "F64": "float64"}[sl.get_dtype()])
+            dtype = from_safetensors_code(sl.get_dtype())
             if len(shape) != 2:
                 raise ValueError(f"{path}: tensor {name!r} has shape {shape}, expected [rows, d]")
             if self.d is None:
@@ -107,68 +109,23 @@ class SafetensorsRows:
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
-class StoreRows:
-    """One layer of a complete `RepresentationStore`, read through its memory map.
-
-    A store that is still being written (manifest not `complete`) is refused, and so is one that changes
-    while it is read: every read checks that the manifest and the layer file are the ones opened.
-    """
-
-    def __init__(self, store, layer: int | str | None = None):
-        from lmm_concepts.extraction.store import LAYERS_DIR, MANIFEST, RepresentationStore
-
-        if not isinstance(store, RepresentationStore):
-            store = RepresentationStore.open(store)  # raises on an incomplete store
-        if not store.complete:
-            raise RuntimeError(
-                f"the store at {store.path} is still being written (its manifest is not complete); wait for the "
-                "extraction to finish (or rerun it to completion), then fit"
-            )
-        if layer is None:
-            if len(store.layers) != 1:
-                raise ValueError(f"the store holds layers {store.layers}: say which one to fit with layer=")
-            layer = store.layers[0]
-        self.store, self.hook = store, store.hook_name(layer)
-        self._files = [store.path / MANIFEST, store.path / LAYERS_DIR / f"{self.hook}.safetensors"]
-        self._stamp = self._stat()
-        self._Z = store.layer(self.hook)
-        self.n_rows, self.d, self.dtype = int(self._Z.shape[0]), int(self._Z.shape[1]), self._Z.dtype
-
-    def _stat(self) -> list[tuple[int, int, int]]:
-        out = []
-        for f in self._files:
-            st = os.stat(f)
-            out.append((st.st_ino, st.st_size, st.st_mtime_ns))
-        return out
-
-    def read(self, start: int, stop: int) -> Tensor:
-        try:
-            same = self._stat() == self._stamp
-        except FileNotFoundError:
-            same = False
-        if not same:
-            raise RuntimeError(
-                f"the store at {self.store.path} changed while it was being read (an extraction is rewriting it); "
-                "let it finish, then fit again (a checkpointed fit resumes)"
-            )
-        return self._Z[start:stop]
-
-
 def as_row_source(data, layer: int | str | None = None) -> RowSource:
-    """Wrap `data` (tensor, ndarray/memmap, list of .safetensors paths, a RepresentationStore or its folder
-    with `layer`, or a row source) as a row source."""
-    from lmm_concepts.extraction.store import MANIFEST, RepresentationStore
+    """Wrap `data` (tensor, ndarray/memmap, a .npy file (memory-mapped), .safetensors paths (`layer`: the tensor's
+    key), a RepresentationStore or its folder with `layer`, or a row source) as a row source."""
+    from lmm_concepts.extraction.store import RepresentationStore
 
-    if isinstance(data, RepresentationStore) or (
-        isinstance(data, (str, os.PathLike)) and (Path(data) / MANIFEST).is_file()
-    ):
-        return StoreRows(data, layer)
+    if isinstance(data, (str, os.PathLike)) and Path(data).is_dir():
+        data = RepresentationStore.open(data)  # a folder is a store (its error says so otherwise)
+    if isinstance(data, RepresentationStore):
+        return data.rows(layer)  # the store's own row source: it knows its files
     if isinstance(data, RowSource) and not isinstance(data, (Tensor, np.ndarray)):
         return data
     if isinstance(data, (Tensor, np.ndarray)):
         return TensorRows(data)
+    if isinstance(data, (str, os.PathLike)) and Path(data).suffix == ".npy":
+        return TensorRows(np.load(data, mmap_mode="r", allow_pickle=False))
     if isinstance(data, (str, os.PathLike)) and Path(data).suffix == ".safetensors":
-        return SafetensorsRows([data])
+        return SafetensorsRows([data], key=None if layer is None else str(layer))
     if isinstance(data, (list, tuple)) and data and all(isinstance(p, (str, os.PathLike)) for p in data):
         return SafetensorsRows(data)
     raise TypeError(

@@ -17,19 +17,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lmm_concepts._dtypes import FLOAT_DTYPES, from_safetensors_code, safetensors_code, torch_dtype
 from lmm_concepts._io import _atomic
 from lmm_concepts.errors import InputError
 
-DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-_ST_NAMES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}
-_FROM_ST = {v: k for k, v in _ST_NAMES.items()}
+#: the dtypes a store may hold (names of `_dtypes.FLOAT_DTYPES`)
+STORE_DTYPES = ("float32", "float16", "bfloat16")
 TENSOR_KEY = "activations"
 
 
 def store_dtype(name: str) -> torch.dtype:
-    if name not in DTYPES:
-        raise InputError(f"dtype must be one of {tuple(DTYPES)}, got {name!r} (--dtype)")
-    return DTYPES[name]
+    return torch_dtype(name, STORE_DTYPES)
 
 
 def write_streamed(
@@ -42,7 +40,7 @@ def write_streamed(
 ) -> Path:
     """Write the row-wise concatenation of `chunks` ([m_i, d] each, Σ m_i = n_rows) as one tensor, atomically."""
     itemsize = torch.empty((), dtype=dtype).element_size()
-    header: dict = {TENSOR_KEY: {"dtype": _ST_NAMES[dtype], "shape": [n_rows, d], "data_offsets": [0, n_rows * d * itemsize]}}
+    header: dict = {TENSOR_KEY: {"dtype": safetensors_code(dtype), "shape": [n_rows, d], "data_offsets": [0, n_rows * d * itemsize]}}
     if metadata:
         header["__metadata__"] = dict(metadata)
     raw = json.dumps(header, separators=(",", ":")).encode()
@@ -76,7 +74,9 @@ def read_mmap(path: str | os.PathLike) -> Tensor:
                 raise ValueError(f"a header of {n} bytes in a file of {size}")
             header = json.loads(f.read(n))
         info = header[TENSOR_KEY]
-        dtype = _FROM_ST[info["dtype"]]
+        if info["dtype"] not in [FLOAT_DTYPES[n][1] for n in STORE_DTYPES]:
+            raise ValueError(f"dtype {info['dtype']} is not a store dtype")
+        dtype = from_safetensors_code(info["dtype"])
         shape = tuple(info["shape"])
         start, end = info["data_offsets"]
         itemsize = torch.empty((), dtype=dtype).element_size()

@@ -11,6 +11,8 @@ Layout of a store folder:
     .lock                      while running: the writer's lock (pid, host), see `lock.py`
 
 Readers refuse an incomplete store unless `allow_incomplete=True`; an incomplete store is read from its parts.
+Other stages read a store through its public methods only: `layer(name)` (the matrix, memory-mapped), `rows(name)`
+(a row source for streamed fits, see `dictionary.streaming`), `metadata`, `images(ids)`.
 """
 
 from __future__ import annotations
@@ -145,6 +147,11 @@ class RepresentationStore:
         dtype = store_dtype(self.manifest["dtype"])
         return torch.cat(chunks) if chunks else torch.empty(0, d, dtype=dtype)
 
+    def rows(self, layer: int | str | None = None) -> LayerRows:
+        """One layer of this complete store as a row source (`n_rows`, `d`, `dtype`, `read(start, stop)`), for
+        learners that stream their data (`OnlineSemiNMF`); `layer` may be left out when the store holds one."""
+        return LayerRows(self, layer)
+
     def _check_rows(self, rows, source: Path):
         """`rows` (a layer matrix or the metadata table), if a complete store's manifest counts as many (a damaged
         store is named rather than read out of step)."""
@@ -221,3 +228,46 @@ class RepresentationStore:
             with Image.open(self.image_path(i)) as im:
                 out.append(im.convert("RGB"))
         return out
+
+
+class LayerRows:
+    """One layer of a complete `RepresentationStore` as a row source, read through its memory map.
+
+    A store that is still being written (manifest not `complete`) is refused, and so is one that changes while it
+    is read: every read checks that the manifest and the layer file are the ones opened.
+    """
+
+    def __init__(self, store: RepresentationStore, layer: int | str | None = None):
+        if not store.complete:
+            raise RuntimeError(
+                f"the store at {store.path} is still being written (its manifest is not complete); wait for the "
+                "extraction to finish (or rerun it to completion), then fit"
+            )
+        if layer is None:
+            if len(store.layers) != 1:
+                raise ValueError(f"the store holds layers {store.layers}: say which one to fit with layer=")
+            layer = store.layers[0]
+        self.store, self.hook = store, store.hook_name(layer)
+        self._files = [store.path / MANIFEST, store.path / LAYERS_DIR / f"{self.hook}.safetensors"]
+        self._stamp = self._stat()
+        self._Z = store.layer(self.hook)
+        self.n_rows, self.d, self.dtype = int(self._Z.shape[0]), int(self._Z.shape[1]), self._Z.dtype
+
+    def _stat(self) -> list[tuple[int, int, int]]:
+        out = []
+        for f in self._files:
+            st = os.stat(f)
+            out.append((st.st_ino, st.st_size, st.st_mtime_ns))
+        return out
+
+    def read(self, start: int, stop: int) -> Float[Tensor, "rows d_model"]:
+        try:
+            same = self._stat() == self._stamp
+        except FileNotFoundError:
+            same = False
+        if not same:
+            raise RuntimeError(
+                f"the store at {self.store.path} changed while it was being read (an extraction is rewriting it); "
+                "let it finish, then fit again (a checkpointed fit resumes)"
+            )
+        return self._Z[start:stop]

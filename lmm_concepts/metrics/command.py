@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from lmm_concepts._io import check_output_folder
+from lmm_concepts.dictionary.registry import NameChoices, get_learner
 from lmm_concepts.errors import InputError
 from lmm_concepts.models.load import ModelSpec
 
@@ -123,10 +124,15 @@ class SweepConfig:
     """Number of concepts (--over layer)."""
     layers: list[str] = field(default_factory=lambda: ["final"])
     """Layers (--over layer): indices, 'final' or hook names; --over k uses the first."""
-    learner: str = "semi_nmf"
-    """semi_nmf, pca, kmeans, simple or nmf."""
-    l1: float = 1.0
-    """Semi-NMF's sparsity weight (the reference code's alpha)."""
+    learner: str = field(default="semi_nmf", metadata={"custom_args": {"choices": NameChoices()}})
+    """Any registered learner (see `lmm-concepts fit --help`): semi_nmf, pca, kmeans, simple, nmf, sae, random, ..."""
+    l1: float | None = None
+    """Sparsity weight of the learners that take one (semi_nmf, nmf, random: the reference code's alpha); default:
+    the learner's own (1.0 for semi_nmf and random, 0 for nmf). Refused for a learner without one."""
+    seed: int | None = None
+    """Seed of the fits (default: the learner's own, 0); refused for a deterministic learner (simple)."""
+    n_seeds: int = 1
+    """--over k: also fit each K with seeds seed+1 … seed+n_seeds−1 and report seed_stability."""
     metrics: list[str] = field(default_factory=lambda: ["overlap", "quality"])
     """Metrics per point (see `evaluate`)."""
     n_words: int = 15
@@ -136,23 +142,17 @@ class SweepConfig:
     model: ModelSpec = field(default_factory=ModelSpec)
 
 
-LEARNERS = {
-    "semi_nmf": ("SemiNMF", True),
-    "pca": ("PCA", False),
-    "kmeans": ("KMeans", False),
-    "simple": ("Simple", False),
-    "nmf": ("NMF", False),
-}
+_FLAGS = {"l1": "--l1", "seed": "--seed"}
 
 
-def make_learner(name: str, n_concepts: int, l1: float):
-    import lmm_concepts.dictionary as dictionary
+def _given(l1: float | None, seed: int | None) -> dict:
+    return {k: v for k, v in {"l1": l1, "seed": seed}.items() if v is not None}
 
-    if name not in LEARNERS:
-        raise InputError(f"unknown --learner {name!r}: choose one of {', '.join(LEARNERS)}")
-    cls_name, takes_l1 = LEARNERS[name]
-    cls = getattr(dictionary, cls_name)
-    return cls(n_concepts, l1=l1) if takes_l1 else cls(n_concepts)
+
+def make_learner(name: str, n_concepts: int, l1: float | None = None, seed: int | None = None):
+    """A fresh registered learner `name` with the options given (None: the learner's default); an option the learner
+    does not take is refused with an InputError rather than ignored."""
+    return get_learner(name, flag="learner").build(n_concepts, given=_given(l1, seed), flags=_FLAGS)
 
 
 def run_sweep(cfg: SweepConfig) -> None:
@@ -164,6 +164,14 @@ def run_sweep(cfg: SweepConfig) -> None:
             raise InputError(f"--{flag} is required")
     if cfg.over not in ("k", "layer"):
         raise InputError(f"--over must be 'k' or 'layer', got {cfg.over!r}")
+    if cfg.n_seeds < 1 or (cfg.n_seeds > 1 and cfg.over != "k"):
+        raise InputError(f"--n_seeds must be ≥ 1, and above 1 only with --over k; got {cfg.n_seeds} (--over {cfg.over})")
+    entry = get_learner(cfg.learner, flag="learner")
+    entry.check_options(_given(cfg.l1, cfg.seed), _FLAGS)  # before any work: an option the learner does not take
+    if cfg.n_seeds > 1 and not entry.takes("seed"):
+        raise InputError(f"--n_seeds {cfg.n_seeds} refits with other seeds, but the {cfg.learner} learner is "
+                         "deterministic (it takes no seed): leave --n_seeds at 1")
+    first_seed = cfg.seed or 0
     check_output_folder(cfg.out)
     check_scorers(cfg.metrics, cfg.scorers)
     train, test = RepresentationStore.open(cfg.train_store), RepresentationStore.open(cfg.test_store)
@@ -172,9 +180,11 @@ def run_sweep(cfg: SweepConfig) -> None:
     common = dict(clip=clip, bert=bert, metrics=cfg.metrics, r=cfg.r, n_words=cfg.n_words, n_images=cfg.n_images,
                   out=cfg.out)
     if cfg.over == "k":
-        res = k_sweep(model, train, test, cfg.ks, lambda K: make_learner(cfg.learner, K, cfg.l1), layer=cfg.layers[0],
-                      **common)
+        def make(K: int, seed: int | None = None):  # k_sweep asks for seeds 1 … n_seeds−1 after the first fit
+            return make_learner(cfg.learner, K, cfg.l1, cfg.seed if seed is None else first_seed + seed)
+
+        res = k_sweep(model, train, test, cfg.ks, make, layer=cfg.layers[0], n_seeds=cfg.n_seeds, **common)
     else:
-        res = layer_sweep(model, train, test, cfg.layers, lambda: make_learner(cfg.learner, cfg.n_concepts, cfg.l1),
-                          **common)
+        res = layer_sweep(model, train, test, cfg.layers,
+                          lambda: make_learner(cfg.learner, cfg.n_concepts, cfg.l1, cfg.seed), **common)
     print(res.to_markdown())

@@ -24,24 +24,20 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import torch
-from PIL import Image
 from safetensors.torch import load_file
 from torch import Tensor
 
 from lmm_concepts._io import read_json, write_json, write_safetensors, write_text
 from lmm_concepts.errors import InputError, MissingInputError
-from lmm_concepts.grounding.explanations import concept_text
-from lmm_concepts.grounding.ground import check_dictionary_layer, top_concepts
-from lmm_concepts.grounding.store_access import as_store, encode_all, meta_get, pick_layer, store_matrix
+from lmm_concepts.grounding.ground import check_dictionary_layer
+from lmm_concepts.grounding.store_access import as_store, pick_layer
 from lmm_concepts.metrics.bertscore import as_bert
-from lmm_concepts.metrics.clipscore import as_clip, clipscore_matrix, topr_mean
-from lmm_concepts.metrics.faithfulness import faithfulness_line
-from lmm_concepts.metrics.overlap import overlap
+from lmm_concepts.metrics.clipscore import as_clip
+from lmm_concepts.metrics.registry import METRIC_REGISTRY, EvalInputs
 from lmm_concepts.metrics.sequences import StoreSequences
 
 SCHEMA = "lmm_concepts.evaluation/1"
-METRICS = ("clipscore", "bertscore", "overlap", "mas_words", "quality", "faithfulness")
+METRICS = tuple(METRIC_REGISTRY)
 BASELINES = ("random_words", "noise_images", "gt_captions")
 
 
@@ -62,29 +58,16 @@ class EvaluationResults:
     """per-sample / per-concept values, e.g. "concepts/clipscore_top1" [n_test], "mas_words/concepts" [K]"""
 
     def to_markdown(self) -> str:
-        cols = sorted({c for row in self.scores.values() for c in row})
+        present = {c for row in self.scores.values() for c in row}
+        declared = [c for m in METRIC_REGISTRY.values() for c in m.columns(self.r)]  # each metric's, in order
+        cols = [c for c in dict.fromkeys(declared) if c in present] + sorted(present - set(declared))
         lines = [f"# Evaluation ({self.n_test} test samples, layer {self.layer}, top-{self.r})", ""]
         if cols:
             lines += ["| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
             for method, row in self.scores.items():
                 lines.append(f"| {method} | " + " | ".join(_fmt(row.get(c)) for c in cols) + " |")
             lines.append("")
-        if self.overlap is not None:
-            lines.append(f"- overlap between concepts' words: {self.overlap:.4f} (lower is better)")
-        if self.mas_words:
-            lines.append(
-                "- MAS vs words (CLIPScore): " + ", ".join(f"{k} {_fmt(v)}" for k, v in self.mas_words.items())
-            )
-        if self.quality:
-            q = self.quality
-            lines.append(
-                f"- dictionary on the test set: relative error {q['relative_error']:.4f}, L0 {q['l0']:.2f}, "
-                f"mean activation {q['mean_activation']:.4f}, dead concepts {q['n_dead']}/{q['n_concepts']}"
-            )
-        if self.faithfulness:
-            lines.append(faithfulness_line(self.faithfulness))
-        if self.bert_rescaled is False:
-            lines.append("- BERTScore is not baseline-rescaled (no baseline file given for the local encoder)")
+        lines += [line for m in METRIC_REGISTRY.values() if (line := m.summary(self)) is not None]
         lines += [f"- note: {n}" for n in self.notes]
         return "\n".join(lines) + "\n"
 
@@ -123,22 +106,10 @@ def _finite(x):
     return x
 
 
-def noise_images(n: int, size: int = 224, seed: int = 0) -> list[Image.Image]:
-    """Uniform RGB noise images (the noise-images baseline)."""
-    g = torch.Generator().manual_seed(seed)
-    arr = torch.randint(0, 256, (n, size, size, 3), generator=g, dtype=torch.uint8).numpy()
-    return [Image.fromarray(a) for a in arr]
-
-
-def encode_store_images(clip, store, ids: list, chunk: int = 256) -> Tensor:
-    """CLIP image embeddings of a store's samples, loading `chunk` images at a time (bounded memory)."""
-    return torch.cat([clip.encode_images(store.images(ids[i : i + chunk])) for i in range(0, len(ids), chunk)])
-
-
 def _check_metrics(metrics: Sequence[str], baselines: Sequence[str]) -> None:
-    bad = [m for m in metrics if m not in METRICS]
+    bad = [m for m in metrics if m not in METRIC_REGISTRY]
     if bad:
-        raise InputError(f"unknown metrics {bad}; choose from {METRICS}")
+        raise InputError(f"unknown metrics {bad}; choose from {tuple(METRIC_REGISTRY)}")
     bad = [b for b in baselines if b not in BASELINES]
     if bad:
         raise InputError(f"unknown baselines {bad}; choose from {BASELINES}")
@@ -172,21 +143,25 @@ def evaluate(
         n_mas: most activating test images per concept for "mas_words" (default: explanations.n_images).
         allow_layer_mismatch: use a dictionary recorded as fitted on another hook than the test layer (said in
             `notes`); refused otherwise.
+
+    The metrics are objects of `metrics.registry` (run in its order); inputs they share are computed once.
     """
     _check_metrics(metrics, baselines)
+    chosen = [m for m in METRIC_REGISTRY.values() if m.name in metrics]
+    needs = {need for m in chosen for need in m.needs}
     test_store = as_store(test_store, "test_store")
     dictionary = explanations.paired(dictionary)  # None when absent; another fit's dictionary is refused
-    needs_codes = {"clipscore", "bertscore", "quality", "mas_words"} & set(metrics)
-    if needs_codes and dictionary is None:
+    if "codes" in needs and dictionary is None:
+        needing = sorted(m.name for m in chosen if "codes" in m.needs)
         raise InputError(
-            f"{sorted(needs_codes)} need the fitted dictionary to encode the test samples: pass dictionary=..., or "
+            f"{needing} need the fitted dictionary to encode the test samples: pass dictionary=..., or "
             "load the explanations with Explanations.load(path, dictionary=...)"
         )
-    if "clipscore" in metrics or "mas_words" in metrics:
+    if "clip" in needs:
         clip = as_clip(clip)
-    if "bertscore" in metrics:
+    if "bert" in needs:
         bert = as_bert(bert)
-    if "faithfulness" in metrics and (model is None or faithfulness_inputs is None):
+    if "model" in needs and (model is None or faithfulness_inputs is None):
         raise InputError(
             "faithfulness needs model=... and faithfulness_inputs=store_sequences(model, test_store) (the test "
             "store's sequences, from lmm_concepts.metrics.sequences)"
@@ -199,95 +174,13 @@ def evaluate(
     if dictionary is not None and (mismatch := check_dictionary_layer(dictionary, layer, allow_layer_mismatch)):
         notes.append(mismatch)
     res = EvaluationResults(scores={}, n_test=0, r=r, layer=layer, notes=notes)
-    if "overlap" in metrics:
-        res.overlap = overlap(explanations.words())
-    if not needs_codes and "faithfulness" not in metrics:
-        return res
-
-    Z = store_matrix(test_store, layer) if needs_codes else None
-    if needs_codes:
-        V = encode_all(dictionary, Z.to(dictionary.W_dec.device))
-        res.n_test = V.shape[0]
-        _, top = top_concepts(V, r)
-    ids = list(test_store.sample_ids)
-    words = explanations.words()
-    rand_words = explanations.random_words or []
-    if "random_words" in baselines and needs_codes and len(rand_words) != K:
-        notes.append("these explanations hold no random-words baseline (ground them again to get one); row skipped")
-    use_random = "random_words" in baselines and len(rand_words) == K
-    rows = {"concepts": words, **({"random_words": rand_words} if use_random else {})}
-
-    def put(method: str, col: str, per_sample: Tensor) -> None:
-        res.scores.setdefault(method, {})[col] = per_sample.mean().item() if len(per_sample) else float("nan")
-        res.arrays[f"{method}/{col}"] = per_sample
-
-    if "clipscore" in metrics or "mas_words" in metrics:
-        img_f = encode_store_images(clip, test_store, ids)
-    if "clipscore" in metrics:
-        for method, ws in rows.items():
-            S = clipscore_matrix(img_f, clip.encode_texts([concept_text(w) for w in ws]))
-            put(method, "clipscore_top1", topr_mean(S, top, 1))
-            put(method, f"clipscore_top{r}", topr_mean(S, top, r))
-        if "noise_images" in baselines:
-            noise_f = clip.encode_images(noise_images(len(ids), seed=seed))
-            S = clipscore_matrix(noise_f, clip.encode_texts([concept_text(w) for w in words]))
-            put("noise_images", "clipscore_top1", topr_mean(S, top, 1))
-            put("noise_images", f"clipscore_top{r}", topr_mean(S, top, r))
-        if "gt_captions" in baselines:
-            caps = [list(meta_get(test_store, i, "captions") or []) for i in range(len(ids))]
-            flat = [(i, c) for i, cs in enumerate(caps) for c in cs]
-            if flat:
-                S = clipscore_matrix(img_f, clip.encode_texts([c for _, c in flat]))
-                owner = torch.tensor([i for i, _ in flat])
-                per = torch.stack([S[i, owner == i].mean() if (owner == i).any() else torch.tensor(float("nan"))
-                                   for i in range(len(ids))])
-                put("gt_captions", "clipscore_top1", per)
-                put("gt_captions", f"clipscore_top{r}", per)
-
-    if "bertscore" in metrics:
-        res.bert_rescaled = bert.rescaled
-        caps = [list(meta_get(test_store, i, "captions") or []) for i in range(len(ids))]
-        have = [i for i, c in enumerate(caps) if c]
-        if len(have) < len(ids):
-            notes.append(f"BERTScore: {len(ids) - len(have)} test samples have no caption and are left out")
-        for method, ws in rows.items():
-            cands = [" ".join(ws[int(top[i, j])]) for i in have for j in range(r)]
-            refs = [caps[i] for i in have for _ in range(r)]
-            F = bert.f1(cands, refs).reshape(len(have), r)
-            put(method, "bertscore_top1", F[:, 0])
-            put(method, f"bertscore_top{r}", F.mean(1))
-        if "gt_captions" in baselines:
-            multi = [i for i in have if len(caps[i]) >= 2]
-            if multi:
-                cands = [c for i in multi for c in caps[i]]
-                refs = [caps[i][:j] + caps[i][j + 1 :] for i in multi for j in range(len(caps[i]))]
-                F = bert.f1(cands, refs)
-                owner = torch.tensor([i for i in multi for _ in caps[i]])
-                per = torch.stack([F[owner == i].mean() for i in multi])
-                put("gt_captions", "bertscore_top1", per)
-                put("gt_captions", f"bertscore_top{r}", per)
-            else:
-                notes.append("BERTScore upper bound skipped: no test sample has two or more captions")
-
-    if "mas_words" in metrics:
-        n_mas = n_mas or explanations.n_images or 5
-        _, mas = V.topk(min(n_mas, V.shape[0]), dim=0)  # [n_mas, K]
-        out = {}
-        for method, ws in rows.items():
-            S = clipscore_matrix(img_f, clip.encode_texts([concept_text(w) for w in ws]))  # [n, K]
-            per_concept = S.gather(0, mas).mean(0)
-            res.arrays[f"mas_words/{method}"] = per_concept
-            out[method] = per_concept.mean().item()
-        res.mas_words = out
-
-    if "quality" in metrics:
-        from lmm_concepts.metrics.quality import dictionary_quality
-
-        res.quality = dictionary_quality(dictionary, Z.to(dictionary.W_dec.device)).to_dict()
-
-    if "faithfulness" in metrics:
-        from lmm_concepts.metrics.faithfulness import faithfulness
-
-        res.faithfulness = faithfulness(model, explanations, faithfulness_inputs, dictionary=dictionary,
-                                        seed=seed).to_dict()
+    inputs = EvalInputs(explanations, test_store, layer, r, baselines, res, dictionary=dictionary, clip=clip,
+                        bert=bert, model=model, faithfulness_inputs=faithfulness_inputs, n_mas=n_mas, seed=seed)
+    if "codes" in needs:
+        res.n_test = inputs.V.shape[0]
+        if "random_words" in baselines and len(explanations.random_words or []) != K:
+            notes.append("these explanations hold no random-words baseline (ground them again to get one); row "
+                         "skipped")
+    for metric in chosen:
+        metric.compute(inputs)
     return res

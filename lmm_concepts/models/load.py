@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lmm_concepts._dtypes import torch_dtype
 from lmm_concepts.errors import InputError, MissingInputError
 
 if TYPE_CHECKING:  # torch is imported when a model loads: ModelSpec is an option group of light CLI modules
@@ -186,9 +187,7 @@ class ModelSpec:
     def load(self) -> LMM:
         import torch
 
-        dtype = getattr(torch, self.model_dtype, None)
-        if not isinstance(dtype, torch.dtype):
-            raise InputError(f"--model_dtype {self.model_dtype!r}: choose float32, float16 or bfloat16")
+        dtype = torch_dtype(self.model_dtype, option="--model_dtype")
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
         if ":" in self.model and not Path(self.model).exists():
             module, _, fn = self.model.partition(":")

@@ -20,17 +20,9 @@ from markupsafe import Markup
 import lmm_concepts.report.svg as svg
 from lmm_concepts._io import read_json, write_json, write_text
 from lmm_concepts._version import __version__
+from lmm_concepts.dictionary.registry import method_label
 from lmm_concepts.errors import InputError, MissingInputError
 from lmm_concepts.report.panels import CaptionPanel, MethodPanels, Panels
-
-METHOD_LABELS = {
-    "semi_nmf": "Semi-NMF",
-    "pca": "PCA",
-    "kmeans": "KMeans",
-    "simple": "Simple",
-    "sae": "SAE",
-    "random": "Random dictionary",
-}
 
 #: (key in results["methods"][name], column label, tooltip, higher is better)
 METRIC_COLUMNS = [
@@ -86,7 +78,7 @@ class _MethodView:
 
     def __init__(self, key: str, metrics: dict[str, Any], panels: MethodPanels | None):
         self.key = key
-        self.label = METHOD_LABELS.get(key, key)
+        self.label = method_label(key)  # the learner's registered label
         self.metrics = metrics
         self.concepts = []
         self._words: dict[int, str] = {}

@@ -6,10 +6,12 @@ as soon as sae-lens is imported: `lmm_concepts._sae_lens_hook`).
     "kmeans"    KMeansSAE                         1/(1 + distance) to prototypes (KMeans, Simple)
 
 Baselines trained as ordinary SAEs (SAEDictionary) use sae-lens's own "standard" and "topk".
+Which classes make up each architecture is said where its learner is registered (`dictionary.registry`).
 """
 
 from __future__ import annotations
 
+from lmm_concepts.dictionary.registry import SAEClasses, architectures
 from lmm_concepts.dictionary.saes.kmeans_sae import KMeansSAE, KMeansSAEConfig
 from lmm_concepts.dictionary.saes.pca_sae import PCASAE, PCASAEConfig
 from lmm_concepts.dictionary.saes.semi_nmf_sae import (
@@ -19,12 +21,10 @@ from lmm_concepts.dictionary.saes.semi_nmf_sae import (
     SemiNMFTrainingSAEConfig,
 )
 
-#: architecture -> (inference class, its config, training class or None, its config or None)
-ARCHITECTURES = {
-    "semi_nmf": (SemiNMFSAE, SemiNMFSAEConfig, SemiNMFTrainingSAE, SemiNMFTrainingSAEConfig),
-    "pca": (PCASAE, PCASAEConfig, None, None),
-    "kmeans": (KMeansSAE, KMeansSAEConfig, None, None),
-}
+#: the classes of each architecture, named by the learners that introduce them (`lmm_concepts.dictionary.__init__`)
+SEMI_NMF_CLASSES = SAEClasses(SemiNMFSAE, SemiNMFSAEConfig, SemiNMFTrainingSAE, SemiNMFTrainingSAEConfig)
+PCA_CLASSES = SAEClasses(PCASAE, PCASAEConfig)
+KMEANS_CLASSES = SAEClasses(KMeansSAE, KMeansSAEConfig)
 
 
 def _same_class(a: type, b: type) -> bool:
@@ -45,7 +45,7 @@ def _register(registry: dict, name: str, entry: tuple, register) -> None:
 
 
 def register_architectures() -> None:
-    """Register our architectures with sae-lens; safe to call twice (an existing registration of ours is kept)."""
+    """Register our learners' architectures with sae-lens; safe to call twice (a registration of ours is kept)."""
     from sae_lens.registry import (
         SAE_CLASS_REGISTRY,
         SAE_TRAINING_CLASS_REGISTRY,
@@ -53,7 +53,7 @@ def register_architectures() -> None:
         register_sae_training_class,
     )
 
-    for name, (sae_cls, cfg_cls, train_cls, train_cfg_cls) in ARCHITECTURES.items():
+    for name, (sae_cls, cfg_cls, train_cls, train_cfg_cls) in architectures().items():
         _register(SAE_CLASS_REGISTRY, name, (sae_cls, cfg_cls), register_sae_class)
         if train_cls is not None:
             _register(
@@ -64,7 +64,9 @@ def register_architectures() -> None:
 register_architectures()  # sae-lens's SAE.load_from_disk can load our dictionaries from here on
 
 __all__ = [
-    "ARCHITECTURES",
+    "KMEANS_CLASSES",
+    "PCA_CLASSES",
+    "SEMI_NMF_CLASSES",
     "KMeansSAE",
     "KMeansSAEConfig",
     "PCASAE",
