@@ -111,6 +111,14 @@ def _type_ok(value: Any, hint: Any) -> bool:
     return True  # a type we do not check here: the command checks its value
 
 
+def _choices(cls: type, path: tuple[str, ...]) -> Any:
+    """The `choices` an option declares (simple_parsing's `field(choices=...)`, e.g. the registered learners), or None."""
+    for part in path[:-1]:
+        cls = _fields(cls)[part][1]
+    field, _ = _fields(cls)[path[-1]]
+    return field.metadata.get("custom_args", {}).get("choices")
+
+
 def _hint_name(hint: Any) -> str:
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
@@ -124,6 +132,11 @@ def config_defaults(cls: type, data: dict[str, Any], source: str = OPTION) -> di
         if not _type_ok(value, hint):
             raise InputError(
                 f"{source}: {key} = {value!r} is not a valid value (expected {_hint_name(hint)})"
+            )
+        choices = _choices(cls, path)
+        if choices is not None and any(v not in choices for v in (value if isinstance(value, list) else [value])):
+            raise InputError(
+                f"{source}: {key} = {value!r} is not a valid value (choose one of {', '.join(map(str, choices))})"
             )
         node = out
         for part in path[:-1]:
