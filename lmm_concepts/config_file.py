@@ -134,7 +134,9 @@ def config_defaults(cls: type, data: dict[str, Any], source: str = OPTION) -> di
                 f"{source}: {key} = {value!r} is not a valid value (expected {_hint_name(hint)})"
             )
         choices = _choices(cls, path)
-        if choices is not None and any(v not in choices for v in (value if isinstance(value, list) else [value])):
+        if choices is not None and any(
+            v not in choices for v in (value if isinstance(value, list) else [value])
+        ):
             raise InputError(
                 f"{source}: {key} = {value!r} is not a valid value (choose one of {', '.join(map(str, choices))})"
             )
