@@ -128,3 +128,21 @@ def test_a_lazy_export_named_like_its_submodule_stays_the_export(tmp_path):
         "True",
         "False",
     ], out.stderr
+
+
+def test_the_registry_and_the_dtype_table_list_their_entries_without_importing_them():
+    # fit --help, sweep --learner, the demo's methods and the report's labels read these without torch
+    code = (
+        "import json, sys; from lmm_concepts.dictionary.registry import learners; "
+        "from lmm_concepts._dtypes import SAFETENSORS_CODES; from lmm_concepts.demo.config import default_methods; "
+        "e = learners(); "
+        f"print(json.dumps({{'heavy': [m for m in {HEAVY!r} if m in sys.modules], "
+        "'learner_modules': sorted(m for m in sys.modules if m.startswith('lmm_concepts.dictionary.') "
+        "and m != 'lmm_concepts.dictionary.registry'), "
+        "'labels': [x.label for x in e.values()], 'demo': default_methods(), 'dtypes': list(SAFETENSORS_CODES)}))"
+    )
+    result = last_json(python(code))
+    assert result["heavy"] == [] and result["learner_modules"] == []
+    assert result["labels"][:3] == ["Semi-NMF", "Semi-NMF (online)", "PCA"]
+    assert result["demo"] == ["semi_nmf", "pca", "kmeans", "simple", "sae", "random"]
+    assert result["dtypes"] == ["float32", "float16", "bfloat16", "float64"]

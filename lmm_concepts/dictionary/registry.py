@@ -63,10 +63,15 @@ def qualified_name(obj: Any) -> str:
     return f"{obj.__module__}:{obj.__qualname__}"
 
 
-def _import_object(target: str, what: str) -> Any:
+def _check_target(target: str, what: str) -> None:
     module, sep, name = target.partition(":")
     if not (sep and module and name):
-        raise InputError(f'{what} {target!r}: give a class as "package.module:Name"')
+        raise InputError(f'{what} {target!r}: name it as "package.module:Name"')
+
+
+def _import_object(target: str, what: str) -> Any:
+    _check_target(target, what)
+    module, _, name = target.partition(":")
     try:
         obj: Any = importlib.import_module(module)
         for part in name.split("."):
@@ -223,8 +228,12 @@ def register_learner(
     checked now."""
     if not name.isidentifier():
         raise InputError(f"a learner's name must be an identifier (letters, digits, _), got {name!r}")
-    if not isinstance(cls, str):
+    if isinstance(cls, str):
+        _check_target(cls, f"learner {name!r}: class")
+    else:
         _checked_class(cls)
+    if isinstance(sae, str):
+        _check_target(sae, f"learner {name!r}: sae")
     entry = Learner(name, cls, label or name, streaming=streaming, demo=demo, sae=sae)
     old = _LEARNERS.get(name)
     if old is not None and old.target != entry.target:
