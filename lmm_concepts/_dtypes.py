@@ -2,55 +2,72 @@
 
 Options (`--dtype`, `--model_dtype`, a store's manifest) name a dtype by its torch name; safetensors headers by
 their code ("F32"). Every conversion between the three goes through `FLOAT_DTYPES`.
+
+Importing this module costs no torch (option groups of `--help` import it): `FLOAT_DTYPES`, the table with torch's
+dtype objects, is built from `SAFETENSORS_CODES` on first use.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from lmm_concepts.errors import InputError
 
-#: name -> (torch dtype, safetensors code)
-FLOAT_DTYPES: dict[str, tuple[torch.dtype, str]] = {
-    "float32": (torch.float32, "F32"),
-    "float16": (torch.float16, "F16"),
-    "bfloat16": (torch.bfloat16, "BF16"),
-    "float64": (torch.float64, "F64"),
-}
+if TYPE_CHECKING:
+    import torch
+
+#: name -> safetensors code, in the order choices are listed; the name is also torch's (`torch.float32`)
+SAFETENSORS_CODES: dict[str, str] = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "float64": "F64"}
+
+#: name -> (torch dtype, safetensors code); built on first access (module `__getattr__`)
+FLOAT_DTYPES: dict[str, tuple[torch.dtype, str]]
+
+
+def _float_dtypes() -> dict[str, tuple[torch.dtype, str]]:
+    import torch
+
+    table = {name: (getattr(torch, name), code) for name, code in SAFETENSORS_CODES.items()}
+    globals()["FLOAT_DTYPES"] = table  # later reads find it without this function
+    return table
+
+
+def __getattr__(name: str) -> Any:
+    if name == "FLOAT_DTYPES":
+        return _float_dtypes()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def torch_dtype(name: str, choices: Sequence[str] | None = None, option: str = "--dtype") -> torch.dtype:
     """The torch dtype named `name`, one of `choices` (default: any of the table), or an InputError naming
     `option` and the choices."""
-    choices = tuple(FLOAT_DTYPES) if choices is None else tuple(choices)
+    choices = tuple(SAFETENSORS_CODES) if choices is None else tuple(choices)
     if name not in choices:
         raise InputError(f"{option} {name!r}: choose one of {', '.join(choices)}")
-    return FLOAT_DTYPES[name][0]
+    return _float_dtypes()[name][0]
 
 
 def dtype_name(dtype: torch.dtype) -> str:
     """The table's name of a torch dtype ("float32")."""
-    for name, (t, _) in FLOAT_DTYPES.items():
+    for name, (t, _) in _float_dtypes().items():
         if t == dtype:
             return name
     raise InputError(
-        f"dtype {dtype} is not a floating dtype this package handles ({', '.join(FLOAT_DTYPES)})"
+        f"dtype {dtype} is not a floating dtype this package handles ({', '.join(SAFETENSORS_CODES)})"
     )
 
 
 def safetensors_code(dtype: torch.dtype) -> str:
     """The safetensors header code of a torch dtype ("F32")."""
-    return FLOAT_DTYPES[dtype_name(dtype)][1]
+    return SAFETENSORS_CODES[dtype_name(dtype)]
 
 
 def from_safetensors_code(code: str) -> torch.dtype:
     """The torch dtype of a safetensors header code; an InputError for codes outside the table (integers, F8)."""
-    for t, c in FLOAT_DTYPES.values():
+    for t, c in _float_dtypes().values():
         if c == code:
             return t
     raise InputError(
         f"safetensors dtype {code!r} is not a floating dtype this package reads "
-        f"({', '.join(c for _, c in FLOAT_DTYPES.values())})"
+        f"({', '.join(SAFETENSORS_CODES.values())})"
     )

@@ -7,10 +7,10 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from safetensors.torch import save_file
+if TYPE_CHECKING:  # torch is imported when tensors are written: the CLI's light modules use this one too
+    import torch
 
 
 def _umask() -> int:
@@ -57,6 +57,8 @@ def write_safetensors(
 ) -> Path:
     """Write a dict of tensors as safetensors atomically (contiguous CPU copies, never pickle)."""
     flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    from safetensors.torch import save_file
+
     return _atomic(path, lambda tmp: save_file(flat, tmp, metadata=dict(metadata) if metadata else None))
 
 

@@ -13,9 +13,12 @@ from lmm_concepts.demo.config import METHODS, DemoConfig, default_methods
 from lmm_concepts.demo.pipeline import DemoState, check_inputs, make_dictionary
 from lmm_concepts.dictionary.kmeans import PrototypeDictionary
 from lmm_concepts.dictionary.registry import (
+    SAEClasses,
+    architectures,
     get_learner,
     learner_for_architecture,
     learners,
+    register_learner,
     registered_learner,
 )
 from lmm_concepts.errors import InputError
@@ -211,3 +214,61 @@ def test_sweep_command_refuses_an_option_before_any_work(extra, message, tmp_pat
         )
     assert exit_.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+class _OtherConfig:
+    """Stands for a sae-lens config class: only its architecture name is read."""
+
+    @classmethod
+    def architecture(cls) -> str:
+        return "first_rows_arch"
+
+
+#: SAE classes whose config names another architecture than FirstRows exports to ("kmeans")
+MISMATCHED_SAE = SAEClasses(object, _OtherConfig)
+
+
+def test_a_learner_named_by_strings_is_imported_and_checked_on_first_use():
+    target = f"{FirstRows.__module__}:FirstRows"
+    with registered_learner("first_rows_lazy", target, label="Lazy rows") as entry:
+        assert entry.target == target and entry.label == "Lazy rows" and not entry.has_sae
+        assert entry.cls is FirstRows and entry.options == ("offset", "activation")
+    with registered_learner("nowhere", "tests.no_such_module:Learner") as entry:
+        with pytest.raises(
+            InputError, match=r"learner 'nowhere': class 'tests.no_such_module:Learner' cannot be"
+        ):
+            entry.cls  # noqa: B018 -- resolving is what is checked
+    with registered_learner("not_a_learner", "collections:OrderedDict") as entry:
+        with pytest.raises(InputError, match="OrderedDict has no `architecture`"):
+            entry.cls  # noqa: B018
+    with pytest.raises(
+        InputError, match="learner 'x': class 'FirstRows': name it as \"package.module:Name\""
+    ):
+        register_learner("x", "FirstRows")
+    assert "x" not in learners()
+    # the same class under its string and as an object is the same learner: no name clash
+    with registered_learner(
+        "semi_nmf", lc.SemiNMF, label="Semi-NMF", demo=True, sae=get_learner("semi_nmf").sae
+    ):
+        assert get_learner("semi_nmf").target == "lmm_concepts.dictionary.semi_nmf:SemiNMF"
+
+
+def test_sae_classes_must_agree_with_the_learner_and_belong_to_one_learner():
+    with pytest.raises(
+        InputError, match="architecture is 'kmeans' but its sae classes define 'first_rows_arch'"
+    ):
+        register_learner("first_rows_sae", FirstRows, sae=MISMATCHED_SAE)
+    assert "first_rows_sae" not in learners()
+    lazy = f"{FirstRows.__module__}:MISMATCHED_SAE"
+    with registered_learner("first_rows_sae", f"{FirstRows.__module__}:FirstRows", sae=lazy):
+        assert "first_rows_arch" in architectures()  # read from the SAE config, the learner not needed
+        with pytest.raises(InputError, match="architecture is 'kmeans' but its sae classes define"):
+            learner_for_architecture("first_rows_arch")
+    with registered_learner(
+        "pca_again", f"{FirstRows.__module__}:FirstRows", sae="lmm_concepts.dictionary.saes:PCA_CLASSES"
+    ):
+        with pytest.raises(
+            InputError, match="architecture 'pca' is introduced by both learner 'pca' and 'pca_again'"
+        ):
+            architectures()
+    assert set(architectures()) == {"semi_nmf", "pca", "kmeans"}

@@ -17,6 +17,7 @@ raise `RankFailure` naming the ranks that never reached the step (or that report
 from __future__ import annotations
 
 import datetime
+import logging
 import os
 from dataclasses import dataclass
 
@@ -28,6 +29,8 @@ from lmm_concepts._dtypes import FLOAT_DTYPES
 
 #: a dtype sent to other ranks as its index in the package's one dtype table
 _DTYPE_CODES = {dtype: i for i, (dtype, _) in enumerate(FLOAT_DTYPES.values())}
+
+logger = logging.getLogger(__name__)
 _KEY = "lmm_concepts/fit"
 
 
@@ -47,6 +50,7 @@ def init_distributed(backend: str | None = None, timeout_s: float = 600.0) -> Co
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+        logger.info("rank %d of %d joined the process group (%s)", dist.get_rank(), dist.get_world_size(), backend)
     return Comm.current()
 
 

@@ -20,18 +20,18 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-import torch
-from safetensors import safe_open
 from simple_parsing import field
-from torch import Tensor
 
 from lmm_concepts._dtypes import torch_dtype
 from lmm_concepts._io import read_json, write_json
-from lmm_concepts.dictionary.base import ConceptDictionary
 from lmm_concepts.dictionary.registry import NameChoices, get_learner, learners
+
+if TYPE_CHECKING:  # torch, numpy and the learners are imported when a fit runs: `fit --help` stays fast
+    from torch import Tensor
+
+    from lmm_concepts.dictionary.base import ConceptDictionary
 
 CONFIG_FILE = "fit_config.json"
 
@@ -112,6 +112,8 @@ def make_learner(cfg: FitConfig) -> ConceptDictionary:
 
 
 def _read_safetensors(path: Path, key: str | None) -> Tensor:
+    from safetensors import safe_open
+
     with safe_open(str(path), framework="pt") as f:
         keys = list(f.keys())
         if key is None:
@@ -124,6 +126,9 @@ def _read_safetensors(path: Path, key: str | None) -> Tensor:
 
 
 def _read_npy(path: Path, key: str | None) -> Tensor:
+    import numpy as np
+    import torch
+
     return torch.from_numpy(np.load(path, allow_pickle=False))
 
 

@@ -29,6 +29,7 @@ the convergence checks inside `lasso.py`, one per epoch here, and checkpoints.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -39,6 +40,7 @@ from safetensors import safe_open
 from torch import Tensor
 
 from lmm_concepts._io import write_safetensors
+from lmm_concepts._progress import FitProgress
 from lmm_concepts.dictionary.base import ArrayLike, ConceptDictionary, all_finite
 from lmm_concepts.dictionary.distributed import Comm, RankFailure
 from lmm_concepts.dictionary.l1_rule import L1Penalty, L1Rule
@@ -63,6 +65,8 @@ from lmm_concepts.dictionary.streaming import (
     slice_ranges,
 )
 from lmm_concepts.errors import InputError
+
+logger = logging.getLogger(__name__)
 
 _INITS = {"svd": init_svd, "kmeans++": init_kmeanspp, "random": init_random}
 
@@ -158,12 +162,16 @@ class OnlineSemiNMF(L1Penalty, ConceptDictionary):
         device: str | torch.device | None = None,
         dtype: torch.dtype = torch.float32,
         process_group=None,
+        progress: bool | None = None,
     ):
         """Options as in `OnlineConfig`; `checkpoint` is a .safetensors path written every `checkpoint_every`
         steps and at each epoch's end (rerun with the same path to resume); `process_group` defaults to
-        torch.distributed's default group when one is initialised."""
+        torch.distributed's default group when one is initialised. `progress`: a tqdm bar of the mini-batches
+        with each epoch's objective, on rank 0 (None: the process default, off in the library, on under the
+        `lmm-concepts` command); each epoch is logged at INFO too (logger `lmm_concepts.dictionary.online`)."""
         super().__init__(n_concepts, device=device, dtype=dtype)
         self._init_l1(l1)
+        self._progress = progress  # not a saved parameter (get_params skips it): it changes nothing fitted
         spec = self.l1 if self.l1_rule is None else self.l1_rule
         self.config = OnlineConfig(n_concepts, spec, batch_size, block_rows, max_epochs, tol, memory_epochs, init,
                                    init_rows, lasso_max_iter, lasso_tol, seed, shuffle)
@@ -271,6 +279,25 @@ class OnlineSemiNMF(L1Penalty, ConceptDictionary):
         K, d = st.W_dec.shape
         packed = torch.empty(K * K + d * K + 3, device=device, dtype=self._stat_dtype)
         self._set_W(st.W_dec)
+        progress = FitProgress(  # rank 0 speaks for all: every rank runs the same steps
+            logger, f"OnlineSemiNMF K={K} on {source.n_rows}x{d}", progress=self._progress if comm.rank == 0 else False,
+            total=schedule.steps_per_epoch * cfg.max_epochs, initial=st.t, unit="batch", log=comm.rank == 0,
+        )  # fmt: skip
+        with progress:
+            self._epochs(source, schedule, pool, st, comm, device, packed, progress)
+        self._set_W(st.W_dec)
+        self.history_, self.n_steps_, self.n_epochs_ = st.history, st.t, st.epoch
+        converged = len(st.history) >= 2 and st.history[-2] - st.history[-1] <= cfg.tol * abs(st.history[-1])
+        progress.close(
+            f"{'converged' if converged else f'max_epochs={cfg.max_epochs} reached'} after {st.epoch} epochs "
+            f"({st.t} mini-batches); running objective {st.history[-1] * self._scale**2:.6g}" if st.history else
+            "no epoch run"
+        )  # fmt: skip
+
+    def _epochs(self, source: RowSource, schedule: Schedule, pool: Tensor, st: _State, comm: Comm,
+                device: torch.device, packed: Tensor, progress: FitProgress) -> None:
+        cfg = self.config
+        K, d = st.W_dec.shape
         while not st.done and st.epoch < cfg.max_epochs:
             if st.step == 0:
                 st.running.zero_()
@@ -305,6 +332,7 @@ class OnlineSemiNMF(L1Penalty, ConceptDictionary):
                 st.B.mul_(beta).add_(B_b / rows)
                 st.W_dec, _ = update_dictionary(st.W_dec, st.A, st.B)
                 st.step, st.t = step + 1, st.t + 1
+                progress.step()
                 if self.checkpoint is not None and st.t % self.checkpoint_every == 0:
                     self._save(st, comm)
             # end of epoch: re-seed atoms nobody uses, check convergence (the one host sync per epoch)
@@ -313,13 +341,13 @@ class OnlineSemiNMF(L1Penalty, ConceptDictionary):
                                  "drop or repair those rows first (the last checkpoint predates them)")
             st.W_dec = self._reseed(st.W_dec, st.A, pool)
             st.history.append(float(st.running))
+            # in the data's units (the fit runs on Z/s)
+            progress.report(f"epoch {st.epoch + 1}/{cfg.max_epochs}", st.history[-1] * self._scale**2, info=True)
             st.epoch, st.step = st.epoch + 1, 0
             st.done = st.epoch >= cfg.max_epochs or (
                 len(st.history) >= 2 and st.history[-2] - st.history[-1] <= cfg.tol * abs(st.history[-1]))
             if self.checkpoint is not None:
                 self._save(st, comm)
-        self._set_W(st.W_dec)
-        self.history_, self.n_steps_, self.n_epochs_ = st.history, st.t, st.epoch
 
     def _codes(self, Z: Tensor, W: Tensor) -> Tensor:
         """Codes of a batch: C = Z·W_decᵀ in `dtype` (the big GEMM), the K×K solve in float32/64."""

@@ -33,6 +33,7 @@ moves help. On a good solution no move is predicted and the check costs a fracti
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from lmm_concepts._progress import FitProgress
 from lmm_concepts.dictionary.base import ArrayLike, ConceptDictionary, all_finite
 from lmm_concepts.dictionary.escape import Proposal, propose_moves
 from lmm_concepts.dictionary.l1_rule import L1Penalty, L1Rule, Probe
@@ -60,6 +62,8 @@ from lmm_concepts.dictionary.lasso import (
 )
 from lmm_concepts.dictionary.lasso_grad import lasso_codes
 from lmm_concepts.errors import InputError
+
+logger = logging.getLogger(__name__)
 
 Init = Literal["auto", "svd", "kmeans++", "random"]
 _INITS = {"svd": init_svd, "kmeans++": init_kmeanspp, "random": init_random}
@@ -88,10 +92,14 @@ class _Path:
     slack: float
     history: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
+    progress: FitProgress | None = None
 
     def append(self, objective: float) -> None:
         self.history.append(objective)
         self.seconds.append(time.perf_counter() - self.t0)
+        if self.progress is not None:
+            self.progress.step()
+            self.progress.report(f"iteration {len(self.history)}", objective)
 
 
 @dataclass
@@ -147,6 +155,9 @@ class SemiNMF(L1Penalty, ConceptDictionary):
             Default max(1024, 16·K); 0 turns it off. (Planted K = 20, n = 5,000, d = 768, mean of 5 data sets:
             0.123 s -> 0.067 s, same objectives.)
         encode_max_iter, encode_tol: the code solver's budget in `encode`.
+        progress: a tqdm bar of the iterations and their objective (None: the process default, off in the library
+            and on under the `lmm-concepts` command; `lmm_concepts._progress`). Every iteration is logged too
+            (logger `lmm_concepts.dictionary.semi_nmf`: INFO at start, end and every 30 s, DEBUG otherwise).
 
     After `fit`: `W_dec` [K, d], `history_` (objective after every kept iteration: a move's trial enters it once
     below the objective before the move, a rejected trial never), `history_seconds_` (wall time since the start
@@ -179,9 +190,11 @@ class SemiNMF(L1Penalty, ConceptDictionary):
         coarse_rows: int | None = None,
         encode_max_iter: int = 1000,
         encode_tol: float = 1e-5,
+        progress: bool | None = None,
     ):
         super().__init__(n_concepts, device=device, dtype=dtype)
         self._init_l1(l1)
+        self._progress = progress  # not a saved parameter (get_params skips it): it changes nothing fitted
         if isinstance(init, str) and init not in (*_INITS, "auto"):
             raise InputError(f"init must be 'auto', one of {sorted(_INITS)} or a tensor [K, d], got {init!r}")
         # K-space work (code sweeps) is cheap next to the n·d·K products at small K, so small dictionaries do more
@@ -242,11 +255,23 @@ class SemiNMF(L1Penalty, ConceptDictionary):
             Z, self.W_dec, self.l1, V0=V, max_iter=self.encode_max_iter, tol=self.encode_tol, method=self.lasso_method
         )
 
-    def _fit(self, Z: Float[Tensor, "n d"], init_W_dec: Tensor | None) -> Float[Tensor, "n K"]:
+    def _fit(
+        self, Z: Float[Tensor, "n d"], init_W_dec: Tensor | None, stage: str = ""
+    ) -> Float[Tensor, "n K"]:
         """The fit proper; sets W_dec and the history, returns the codes of the last code step."""
+        what = f"SemiNMF K={self.n_concepts} on {Z.shape[0]}x{Z.shape[1]}{stage}"
+        with FitProgress(logger, what, progress=self._progress) as progress:
+            V = self._fit_path(Z, init_W_dec, progress)
+            progress.close(f"{self.stop_reason_}; objective {self.history_[-1]:.6g} after {self.n_iter_} iterations")
+        return V
+
+    def _fit_path(
+        self, Z: Float[Tensor, "n d"], init_W_dec: Tensor | None, progress: FitProgress
+    ) -> Float[Tensor, "n K"]:
         generator = torch.Generator().manual_seed(self.seed)
         path = _Path(time.perf_counter(), float((Z * Z).sum(dtype=torch.float64)), 64 * torch.finfo(Z.dtype).eps)
         W, V, coarse_start = self._begin(Z, init_W_dec if init_W_dec is not None else self.init, generator)
+        path.progress = progress  # after the start: the coarse stage reports as a fit of its own
         trials = self.n_reseed > 0
         # one iteration, then a first proposal (moves are cheapest before the objective creeps into a split
         # optimum); from the coarse stage's start, which made its own moves, to the first plateau; to
@@ -394,8 +419,8 @@ class SemiNMF(L1Penalty, ConceptDictionary):
             # re-seed trials (each an extra iteration) are cheap here: the coarse stage makes them, the full data
             # only converges
             params = {**self.get_params(), "tol": coarse_tol, "reseed_tol": max(self.reseed_tol, 10 * coarse_tol)}
-            coarse = SemiNMF(**params, device=Z.device, dtype=Z.dtype)
-            coarse._fit(Z[idx], None)
+            coarse = SemiNMF(**params, device=Z.device, dtype=Z.dtype, progress=self._progress)
+            coarse._fit(Z[idx], None, stage=" (coarse stage)")
             return coarse.W_dec, None, True
         # a given start is a solution to refine: the noisy online steps could only move it to another basin
         warm = isinstance(init, str) and self.warmup_epochs > 0 and n >= 4 * self.warmup_batch
@@ -520,7 +545,7 @@ def semi_nmf_probe(n_concepts: int, seed: int = 0) -> Probe:
 
     def codes(Z: Float[Tensor, "m d"], l1: float) -> Float[Tensor, "m K"]:
         model = SemiNMF(n_concepts, l1=l1, tol=1e-4, init=last.get("W_dec", "auto"), seed=seed, device=Z.device,
-                        dtype=Z.dtype)
+                        dtype=Z.dtype, progress=False)  # no bar per probe: the fit that asked reports
         V = model.fit_transform(Z)
         last["W_dec"] = model.W_dec
         return V

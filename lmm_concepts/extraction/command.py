@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lmm_concepts.data import CocoKarpathy, CsvCaptions, HFDiskCaptions, JsonlCaptions
 from lmm_concepts.errors import InputError, MissingInputError
-from lmm_concepts.extraction.extract import extract
 from lmm_concepts.models.load import ModelSpec
+
+# The readers and `extract` (torch) are imported when the command runs: `extract --help` imports this module only.
 
 
 @dataclass
@@ -25,6 +25,8 @@ class DataSpec:
     """COCO: Karpathy split (default test); HF: split of a DatasetDict."""
 
     def load(self):
+        from lmm_concepts.data import CocoKarpathy, CsvCaptions, HFDiskCaptions, JsonlCaptions
+
         path = Path(self.data)
         if not self.data or not path.exists():
             raise MissingInputError(f"--data {self.data!r}: no such file or folder")
@@ -75,6 +77,8 @@ class ExtractConfig:
 
 
 def run(cfg: ExtractConfig) -> None:
+    from lmm_concepts.extraction.extract import extract
+
     if not cfg.token:
         raise InputError("--token is required (the word of interest, e.g. --token dog)")
     dataset = cfg.data.load()  # before the (slow) model: a wrong path fails at once

@@ -26,13 +26,15 @@ import importlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from lmm_concepts._dtypes import torch_dtype
 from lmm_concepts.errors import InputError, MissingInputError
-from lmm_concepts.models.interface import LMM
+
+if TYPE_CHECKING:  # torch is imported when a model loads: ModelSpec is an option group of light CLI modules
+    import torch
+
+    from lmm_concepts.models.interface import LMM
 
 BACKENDS = ("bridge", "hooked")
 HOOKED_ARCHITECTURES = ("LlavaForConditionalGeneration",)
@@ -40,15 +42,19 @@ HOOKED_ARCHITECTURES = ("LlavaForConditionalGeneration",)
 TOY = "toy"
 
 
-def load_lmm(path: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device | None = None, *,
+def load_lmm(path: str | Path, dtype: torch.dtype | None = None, device: str | torch.device | None = None, *,
              backend: str | None = None) -> LMM:
-    """The model in `path` (a local folder, or "toy") as an `LMM`, on `device` (default: cuda when available).
+    """The model in `path` (a local folder, or "toy") as an `LMM`, in `dtype` (default float32), on `device`
+    (default: cuda when available).
 
     `backend`: None picks the one that serves the folder's architecture (see the module docstring); "bridge" or
     "hooked" asks for one, refused when it does not serve that architecture."""
     if backend is not None and backend not in BACKENDS:
         raise InputError(f"backend must be one of {BACKENDS} or None (the default for the architecture), got "
                          f"{backend!r}")
+    import torch
+
+    dtype = torch.float32 if dtype is None else dtype
     device = device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
     if str(path) == TOY:
         return _toy(dtype, device, backend)
@@ -140,6 +146,8 @@ def _toy(dtype: torch.dtype, device, backend: str | None) -> LMM:
     from lmm_concepts.zoo.toy import load_toy
 
     model = load_toy(device=device)
+    import torch
+
     return model.to(dtype) if dtype != torch.float32 else model
 
 
@@ -177,6 +185,8 @@ class ModelSpec:
     """Weights dtype: float32, float16 or bfloat16."""
 
     def load(self) -> LMM:
+        import torch
+
         dtype = torch_dtype(self.model_dtype, option="--model_dtype")
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
         if ":" in self.model and not Path(self.model).exists():

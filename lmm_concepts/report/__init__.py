@@ -7,19 +7,26 @@ The function is not called `report`: the package's own name, bound on `lmm_conce
 hidden by it (`from lmm_concepts.report import Panels` and `import lmm_concepts.report.build as b` then fail).
 """
 
-from lmm_concepts.report.along_caption import CaptionActivations, caption_activations
-from lmm_concepts.report.page import make_report
-from lmm_concepts.report.panels import (
-    CaptionPanel,
-    ConceptPanel,
-    ImagePanel,
-    MethodPanels,
-    Panels,
-    Word,
-    histogram,
-    thumbnail_b64,
-)
-from lmm_concepts.report.render import render_html, rerender, write_report
+from typing import TYPE_CHECKING
+
+from lmm_concepts._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from lmm_concepts.report.along_caption import CaptionActivations, caption_activations
+    from lmm_concepts.report.page import make_report
+    from lmm_concepts.report.panels import (
+        CaptionPanel,
+        ConceptPanel,
+        ImagePanel,
+        MethodPanels,
+        Panels,
+        Word,
+        histogram,
+        thumbnail_b64,
+    )
+    from lmm_concepts.report.render import render_html, rerender, write_report
+
+__getattr__, __dir__ = lazy_exports(__name__, __file__, globals())
 
 __all__ = [
     "CaptionActivations",

@@ -3,37 +3,11 @@ TransformerLens language model, and the captions' token layout."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 from jaxtyping import Int
 from torch import Tensor, nn
 
-
-@dataclasses.dataclass
-class ClipConfig:
-    """The tiny CLIP and how it is trained."""
-
-    embed_dim: int = 64
-    """Joint embedding size (also the width of the image tokens the connector reads)."""
-    width: int = 16
-    """Base width of the image tower (open_clip ModifiedResNet; the last stage has 32 x width channels)."""
-    blocks: int = 1
-    """Residual blocks per ResNet stage (4 stages)."""
-    text_width: int = 64
-    """Text tower width."""
-    text_layers: int = 1
-    """Text tower depth."""
-    context_length: int = 24
-    """Text tower context (tokens)."""
-    warmup_steps: int = 1000
-    """Supervised warm-up steps of the image tower (attribute heads)."""
-    contrastive_steps: int = 400
-    """Contrastive steps of both towers."""
-    batch_size: int = 64
-    """Images per step."""
-    lr: float = 2e-3
-    """Peak learning rate (AdamW, cosine decay)."""
+from lmm_concepts.zoo.config import ClipConfig
 
 
 def build_clip(cfg: ClipConfig, image_size: int, vocab_size: int, pad_id: int, eos_id: int) -> nn.Module:

@@ -17,6 +17,7 @@ Layout of a captioning sequence: ``[BOS] <image> x n_visual_tokens <prompt token
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 from pathlib import Path
@@ -34,79 +35,11 @@ from lmm_concepts.data.synthetic import (
     attribute_words,
     word_list_caption,
 )
-from lmm_concepts.zoo.architecture import ClipConfig, build_clip, build_lm, encode_texts
+from lmm_concepts.zoo.architecture import build_clip, build_lm, encode_texts
+from lmm_concepts.zoo.config import TrainToyConfig
 from lmm_concepts.zoo.tokenizer import world_tokenizer
 
-
-@dataclasses.dataclass
-class LMConfig:
-    """The tiny HookedTransformer language model and how it is trained."""
-
-    d_model: int = 64
-    """Residual stream width."""
-    n_layers: int = 2
-    """Transformer blocks."""
-    n_heads: int = 4
-    """Attention heads per block."""
-    d_mlp: int = 256
-    """MLP hidden width."""
-    n_ctx: int = 32
-    """Context length (visual tokens + [BOS] + prompt + caption)."""
-    steps: int = 500
-    """Training steps."""
-    batch_size: int = 64
-    """Documents per step."""
-    lr: float = 2e-3
-    """Peak learning rate (AdamW, cosine decay)."""
-
-
-@dataclasses.dataclass
-class ConnectorConfig:
-    """The DePALM connector and how it is trained (CLIP and the LM frozen)."""
-
-    kind: str = "attention"
-    """"pool" (pooling resampler + MLP) or "attention" (learned-query attention)."""
-    d_hidden: int = 64
-    """Connector hidden width."""
-    n_layers: int = 1
-    """Cross-attention layers (attention connector)."""
-    steps: int = 600
-    """Training steps."""
-    batch_size: int = 64
-    """Captions per step."""
-    lr: float = 2e-3
-    """Peak learning rate (AdamW, cosine decay)."""
-
-
-@dataclasses.dataclass
-class TrainToyConfig:
-    """Reproduce the shipped toy DePALM: world -> CLIP -> LM -> connector."""
-
-    out: str = "runs/toy"
-    """Folder for the weights, configs, tokenizer and training log."""
-    seed: int = 0
-    """Seed of the world and of every initialisation."""
-    n_train: int = 6000
-    """Training images of the world."""
-    n_test: int = 500
-    """Test images (caption accuracy is measured on them)."""
-    image_size: int = 64
-    """Image side in pixels."""
-    n_visual_tokens: int = 10
-    """N_v, visual tokens fed to the LM (the paper's DePALM setting is 10)."""
-    prompt: str = ""
-    """Text between the visual tokens and the caption."""
-    clip: ClipConfig = dataclasses.field(default_factory=ClipConfig)
-    lm: LMConfig = dataclasses.field(default_factory=LMConfig)
-    connector: ConnectorConfig = dataclasses.field(default_factory=ConnectorConfig)
-    threads: int = 2
-    """torch CPU threads."""
-    device: str = "cpu"
-    """Training device ("cpu", "cuda", ...)."""
-    eval_samples: int = 500
-    """Test images captioned for the accuracy figures (0 skips the evaluation)."""
-    overwrite: bool = False
-    """Replace the weights already in `out`."""
+logger = logging.getLogger(__name__)  # training progress (`lmm-concepts train-toy` shows INFO on stderr)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -145,7 +78,7 @@ def _log(log: list[dict], stage: str, step: int, loss: float, t0: float, every: 
     if step % every == 0 or step == total - 1:
         log.append({"stage": stage, "step": step, "loss": round(loss, 5), "seconds": round(time.time() - t0, 1)})
     if step % (5 * every) == 0 or step == total - 1:
-        print(f"[{stage}] step {step + 1}/{total} loss {loss:.4f} ({time.time() - t0:.0f}s)", flush=True)
+        logger.info("[%s] step %d/%d loss %.4f (%.0fs)", stage, step + 1, total, loss, time.time() - t0)
 
 
 def _cosine_lr(opt: torch.optim.Optimizer, lr: float, step: int, total: int, warmup: int = 30) -> None:
@@ -346,7 +279,7 @@ def train_toy(cfg: TrainToyConfig) -> dict:
     world = SyntheticWorld(cfg.seed, cfg.n_train, cfg.n_test, cfg.image_size)
     data = world_tensors(world, "train")
     log: list[dict] = []
-    print(f"world: {cfg.n_train} train / {cfg.n_test} test images ({time.time() - t0:.0f}s)", flush=True)
+    logger.info("world: %d train / %d test images (%.0fs)", cfg.n_train, cfg.n_test, time.time() - t0)
 
     clip_meta = {"clip": dataclasses.asdict(cfg.clip), "image_size": cfg.image_size}
     if (out / "clip.safetensors").is_file():
@@ -380,7 +313,7 @@ def train_toy(cfg: TrainToyConfig) -> dict:
     if cfg.eval_samples:
         acc = caption_accuracy(lmm, world.test, n=cfg.eval_samples)
         summary["caption_accuracy"] = acc.to_dict()
-        print(f"caption accuracy, one object: {acc.one_object}\n  multi-object: {acc.multi_object}", flush=True)
+        logger.info("caption accuracy, one object: %s\n  multi-object: %s", acc.one_object, acc.multi_object)
     write_json(out / "train_summary.json", summary)
-    print(f"toy model written to {out} ({time.time() - t0:.0f}s)", flush=True)
+    logger.info("toy model written to %s (%.0fs)", out, time.time() - t0)
     return summary

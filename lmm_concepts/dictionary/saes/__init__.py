@@ -1,4 +1,5 @@
-"""Our sae-lens architectures, registered with sae-lens when `lmm_concepts` is imported.
+"""Our sae-lens architectures, registered with sae-lens when this module is imported (`lmm_concepts` imports it
+as soon as sae-lens is imported: `lmm_concepts._sae_lens_hook`).
 
     "semi_nmf"  SemiNMFSAE / SemiNMFTrainingSAE   codes by non-negative lasso (SemiNMF, NMF, RandomDictionary)
     "pca"       PCASAE                            signed linear codes around the mean (PCA)
@@ -10,7 +11,7 @@ Which classes make up each architecture is said where its learner is registered 
 
 from __future__ import annotations
 
-from lmm_concepts.dictionary.registry import architectures
+from lmm_concepts.dictionary.registry import SAEClasses, architectures
 from lmm_concepts.dictionary.saes.kmeans_sae import KMeansSAE, KMeansSAEConfig
 from lmm_concepts.dictionary.saes.pca_sae import PCASAE, PCASAEConfig
 from lmm_concepts.dictionary.saes.semi_nmf_sae import (
@@ -19,6 +20,11 @@ from lmm_concepts.dictionary.saes.semi_nmf_sae import (
     SemiNMFTrainingSAE,
     SemiNMFTrainingSAEConfig,
 )
+
+#: the classes of each architecture, named by the learners that introduce them (`lmm_concepts.dictionary.__init__`)
+SEMI_NMF_CLASSES = SAEClasses(SemiNMFSAE, SemiNMFSAEConfig, SemiNMFTrainingSAE, SemiNMFTrainingSAEConfig)
+PCA_CLASSES = SAEClasses(PCASAE, PCASAEConfig)
+KMEANS_CLASSES = SAEClasses(KMeansSAE, KMeansSAEConfig)
 
 
 def _same_class(a: type, b: type) -> bool:
@@ -55,7 +61,12 @@ def register_architectures() -> None:
             )
 
 
+register_architectures()  # sae-lens's SAE.load_from_disk can load our dictionaries from here on
+
 __all__ = [
+    "KMEANS_CLASSES",
+    "PCA_CLASSES",
+    "SEMI_NMF_CLASSES",
     "KMeansSAE",
     "KMeansSAEConfig",
     "PCASAE",
