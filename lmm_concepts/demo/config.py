@@ -35,6 +35,11 @@ class DemoConfig:
     """also run Semi-NMF at every layer (the paper's layer ablation)"""
     methods: list[str] = field(default_factory=lambda: list(METHODS))
     """methods to compare"""
+    faithfulness: bool = True
+    """also measure faithfulness (does the model use each concept?) of every method at the residual layer before the
+    last block, and of the compared layer's concepts"""
+    n_random: int = 10
+    """random directions per concept, the faithfulness control"""
     sae_training_samples: int = 30_000
     """samples the SAE baseline sees in training (sae-lens SAETrainer; epochs x kept samples)"""
     n_words: int = 15
