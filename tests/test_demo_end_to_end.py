@@ -18,6 +18,8 @@ from tests.test_report import browser, check_page_in_browser  # noqa: F401  (bro
 SMALL = ["--n_train", "300", "--n_test", "150", "--n_concepts", "8", "--sae_training_samples", "3000",
          "--n_show", "4", "--batch_size", "64"]
 
+RECOVERY_MARGIN = 0.02
+
 
 def test_demo_end_to_end(tmp_path, browser, capsys):  # noqa: F811
     out = tmp_path / "demo"
@@ -35,6 +37,12 @@ def test_demo_end_to_end(tmp_path, browser, capsys):  # noqa: F811
         assert {v["attribute"] for v in values} >= {"color", "size", "position", "background", "count"}
         scored = [v["test_auroc"] for v in values if v["test_auroc"] is not None]
         assert m["recovery_auroc"] == pytest.approx(sum(scored) / len(scored))
+    # Semi-NMF's concepts find the world's attributes better than random directions coded the same way. Measured at
+    # these settings over world seeds 0-5: Semi-NMF - random = 0.050 (seed 0, this test), 0.084, 0.164, 0.133, 0.043,
+    # 0.072; the margin keeps half the smallest
+    recovery = {name: m["recovery_auroc"] for name, m in results["methods"].items()}
+    assert recovery["semi_nmf"] > recovery["random"] + RECOVERY_MARGIN, recovery
+
     # faithfulness of every method at the residual layer before the last block, and of the compared layer's concepts
     for name, m in results["methods"].items():
         f = m["faithfulness"]

@@ -40,6 +40,9 @@ class DemoConfig:
     last block, and of the compared layer's concepts"""
     n_random: int = 10
     """random directions per concept, the faithfulness control"""
+    faith_samples: int = 64
+    """test samples whose sequences faithfulness reruns (the first ones; 0: all). Each concept's removal reruns
+    every sample it is active on once per direction, so the cost grows with samples x concepts x (1 + n_random)"""
     sae_training_samples: int = 30_000
     """samples the SAE baseline sees in training (sae-lens SAETrainer; epochs x kept samples)"""
     n_words: int = 15

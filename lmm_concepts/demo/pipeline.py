@@ -74,7 +74,7 @@ def check_inputs(state: DemoState) -> None:
     if unknown or not cfg.methods:
         raise DemoInputError(f"unknown method(s) {unknown}; choose among {', '.join(METHODS)}")
     least = {"n_train": 1, "n_test": 1, "n_concepts": TOP_R, "batch_size": 1, "n_words": 1, "n_images": 0,
-             "n_show": 0, "sae_training_samples": 1}
+             "n_show": 0, "sae_training_samples": 1, "n_random": 2, "faith_samples": 0}
     for name, low in least.items():
         if getattr(cfg, name) < low:
             why = f" (each test image is scored by its top-{TOP_R} concepts)" if name == "n_concepts" else ""
@@ -292,7 +292,8 @@ def measure_faithfulness(state: DemoState) -> None:
             "faithfulness not measured: the model has a single block, so no block reads a residual vector after it")
         return
     train, test = state.stores["train"], state.stores["test"]
-    seqs = with_visual_tokens(state.model, store_sequences(state.model, test, batch_size=cfg.batch_size))
+    ids = test.sample_ids[: cfg.faith_samples] if cfg.faith_samples > 0 else None
+    seqs = with_visual_tokens(state.model, store_sequences(state.model, test, ids, batch_size=cfg.batch_size))
     hook, compared = train.hook_name(layer), train.hook_name(cfg.layer)
     methods = state.results.setdefault("methods", {})
     for method in tqdm(cfg.methods, desc="faithfulness", leave=False):
