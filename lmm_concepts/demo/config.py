@@ -27,8 +27,10 @@ class DemoConfig:
     """test images drawn from the world"""
     n_concepts: int = 20
     """K, concepts per method (the paper's COCO setting)"""
-    l1: float = 1.0
-    """Semi-NMF sparsity l1 (= scikit-learn's alpha, the reference code's 1.0; the paper's lambda is 2*l1)"""
+    l1: str = "cv"
+    """Semi-NMF sparsity l1, shared by the random dictionary: "cv" (chosen on the train split among l1 = 0.1, 0.03, 0.01,
+    0.003 x the rows' RMS norm by two-fold recovery, see demo/l1_choice.py), a number (absolute: scikit-learn's
+    alpha, the reference code's 1.0; the paper's lambda is 2*l1) or a rule resolved on train ("rms:0.01", "active:10")"""
     layer: str = "final"
     """layer the methods are compared at: "final" (after the final norm, as the reference code) or a block index"""
     sweep: bool = True

@@ -1,6 +1,6 @@
 """`lmm-concepts demo`: the whole method on the embedded toy model, as a pipeline of named stages.
 
-    check inputs -> load toy model -> draw the world -> extract (train, test) -> fit every method
+    check inputs -> load toy model -> draw the world -> extract (train, test) -> l1 (train only) -> fit every method
     -> ground -> evaluate (overlap, CLIPScore) -> ground-truth recovery -> faithfulness -> layer sweep -> findings
     -> report
 
@@ -24,6 +24,8 @@ from tqdm.auto import tqdm
 
 from lmm_concepts.demo.config import METHODS, DemoConfig  # noqa: F401  (DemoConfig: the CLI table names it here)
 from lmm_concepts.demo.findings import paper_findings
+from lmm_concepts.demo.l1_choice import choose_l1, parse_l1
+from lmm_concepts.dictionary.l1_rule import resolve_l1
 from lmm_concepts.errors import InputError
 from lmm_concepts.metrics.probe import probe_recovery
 from lmm_concepts.metrics.recovery import RecoveryResult, concept_recovery
@@ -79,8 +81,12 @@ def check_inputs(state: DemoState) -> None:
         if getattr(cfg, name) < low:
             why = f" (each test image is scored by its top-{TOP_R} concepts)" if name == "n_concepts" else ""
             raise DemoInputError(f"--{name} must be at least {low}{why}, got {getattr(cfg, name)}")
-    if not cfg.l1 >= 0:
-        raise DemoInputError(f"--l1 must be ≥ 0, got {cfg.l1}")
+    try:
+        rule = parse_l1(str(cfg.l1))
+        if rule is not None:
+            rule.check_concepts(cfg.n_concepts)
+    except InputError as err:
+        raise DemoInputError(f"--l1: {err} (or 'cv', the demo's train-split choice)") from None
     if cfg.layer != "final" and not cfg.layer.lstrip("-").isdigit():
         raise DemoInputError(f"--layer must be 'final' or a block index, got {cfg.layer!r}")
     if state.folder.exists() and not state.folder.is_dir():
@@ -189,6 +195,25 @@ def make_dictionary(method: str, cfg: DemoConfig):
         "random": lambda: lc.RandomDictionary(k, l1=cfg.l1, seed=seed, device=cfg.device),
     }
     return factories[method]()
+
+
+def set_l1(state: DemoState) -> None:
+    """The absolute l1 Semi-NMF and the random dictionary use, from the train split only (`demo/l1_choice.py`):
+    `state.cfg.l1` becomes that number; the rule and, for "cv", every candidate's score go to results.json."""
+    from dataclasses import replace
+
+    cfg = state.cfg
+    train = state.stores["train"]
+    Z = train.layer(cfg.layer).float()
+    rule = parse_l1(str(cfg.l1))
+    if rule is None:
+        attrs = [row.get("attributes", {}) for row in train.metadata]
+        l1, record = choose_l1(Z, attrs, cfg.n_concepts, seed=cfg.seed, device=cfg.device)
+    else:
+        l1, record = resolve_l1(rule, Z, cfg.n_concepts), {"rule": str(rule)}
+    state.results["l1"] = l1
+    state.results["l1_choice"] = record
+    state.cfg = replace(cfg, l1=f"{l1:.6g}")
 
 
 def fit_methods(state: DemoState) -> None:
@@ -408,6 +433,7 @@ STAGES: list[tuple[str, Callable[[DemoState], None]]] = [
     ("load toy model", load_models),
     ("draw world", draw_world),
     ("extract", extract_splits),
+    ("l1", set_l1),
     ("fit", fit_methods),
     ("ground", ground_methods),
     ("evaluate", evaluate_methods),
