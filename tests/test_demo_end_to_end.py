@@ -16,7 +16,7 @@ from lmm_concepts.demo import METHODS
 from tests.test_report import browser, check_page_in_browser  # noqa: F401  (browser is a fixture)
 
 SMALL = ["--n_train", "300", "--n_test", "150", "--n_concepts", "8", "--sae_training_samples", "3000",
-         "--n_show", "4", "--batch_size", "64"]
+         "--n_show", "4", "--batch_size", "64", "--faith_samples", "16"]
 
 RECOVERY_MARGIN = 0.02
 
