@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--n_test", type=int, default=DemoConfig.n_test)
     ap.add_argument("--n_concepts", type=int, default=DemoConfig.n_concepts)
     ap.add_argument("--sae_training_samples", type=int, default=DemoConfig.sae_training_samples)
+    ap.add_argument("--faith_samples", type=int, default=DemoConfig.faith_samples)
     args = ap.parse_args()
     if len(args.seeds) < 1:
         ap.error("give at least one seed")
@@ -39,7 +40,7 @@ def main() -> None:
     tally: dict[str, list[bool | None]] = {}
     print(
         f"settings: n_train {args.n_train}, n_test {args.n_test}, K {args.n_concepts}, "
-        f"sae_training_samples {args.sae_training_samples}, seeds {args.seeds}\n",
+        f"sae_training_samples {args.sae_training_samples}, faith_samples {args.faith_samples}, seeds {args.seeds}\n",
         flush=True,
     )
     for seed in args.seeds:
@@ -53,6 +54,7 @@ def main() -> None:
             n_test=args.n_test,
             n_concepts=args.n_concepts,
             sae_training_samples=args.sae_training_samples,
+            faith_samples=args.faith_samples,
         )
         state = run_demo(cfg, stages=stages)
         res = state.results
@@ -67,7 +69,8 @@ def main() -> None:
         print(
             "  recovery "
             + ", ".join(f"{k} {v:.3f}" for k, v in rec.items() if v is not None)
-            + f"; probe {res['probe']['mean_test_auroc']:.3f}",
+            + f"; probe {res['probe']['mean_test_auroc']:.3f}; l1 {res['l1']:.4g} ({res['l1_choice']['rule']}"
+            + (f" -> {res['l1_choice']['chosen']})" if "chosen" in res["l1_choice"] else ")"),
             flush=True,
         )
         for f in res["findings"]:
