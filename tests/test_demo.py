@@ -87,3 +87,30 @@ def test_overwrite_replaces_only_a_previous_demos_outputs(tmp_path):
     assert (proj / "results.json").exists() and (proj / "world" / "images").is_dir()
     _check(out=str(proj), overwrite=True)
     assert not any(proj.iterdir())
+
+
+def test_l1_option_is_checked_before_anything_runs(tmp_path):
+    with pytest.raises(DemoInputError, match="--l1: l1 must be a number"):
+        _check(out=str(tmp_path / "o"), l1="lots")
+    with pytest.raises(DemoInputError, match="only K=20"):
+        _check(out=str(tmp_path / "o"), l1="active:30")
+    for ok in ("cv", "0.5", "rms:0.01", "active:10"):
+        _check(out=str(tmp_path / ok.replace(":", "_")), l1=ok)
+
+
+def test_cv_l1_keeps_the_candidate_that_recovers_on_held_out_train_rows():
+    import torch
+
+    from lmm_concepts.demo.l1_choice import choose_l1
+
+    # colour is carried by one direction each; l1 = 10 x the RMS norm zeroes every code (AUROC 0.5 on both folds)
+    gen = torch.Generator().manual_seed(0)
+    red = torch.arange(60) % 2 == 0
+    Z = 0.1 * torch.randn(60, 4, generator=gen)
+    Z[red, 0] += 3.0
+    Z[~red, 1] += 3.0
+    attrs = [{"color": "red" if r else "blue"} for r in red]
+    l1, record = choose_l1(Z, attrs, 2, grid=("rms:10", "rms:0.01"))
+    scores = {c["rule"]: c["score"] for c in record["candidates"]}
+    assert record["chosen"] == "rms:0.01" and scores["rms:10"] == 0.5 and scores["rms:0.01"] > 0.99
+    assert l1 == pytest.approx(0.01 * Z.square().sum(1).mean().sqrt().item(), rel=1e-5)

@@ -36,14 +36,24 @@ class DemoConfig:
     """test images drawn from the world"""
     n_concepts: int = 20
     """K, concepts per method (the paper's COCO setting)"""
-    l1: float = 1.0
-    """Semi-NMF sparsity l1 (= scikit-learn's alpha, the reference code's 1.0; the paper's lambda is 2*l1)"""
+    l1: str = "cv"
+    """Semi-NMF sparsity l1, shared by the random dictionary: "cv" (chosen on the train split among l1 = 0.1, 0.03, 0.01,
+    0.003 x the rows' RMS norm by two-fold recovery, see demo/l1_choice.py), a number (absolute: scikit-learn's
+    alpha, the reference code's 1.0; the paper's lambda is 2*l1) or a rule resolved on train ("rms:0.01", "active:10")"""
     layer: str = "final"
     """layer the methods are compared at: "final" (after the final norm, as the reference code) or a block index"""
     sweep: bool = True
     """also run Semi-NMF at every layer (the paper's layer ablation)"""
     methods: list[str] = field(default_factory=default_methods)
     """methods to compare: any registered learner (`lmm-concepts fit --help` lists them)"""
+    faithfulness: bool = True
+    """also measure faithfulness (does the model use each concept?) of every method at the residual layer before the
+    last block, and of the compared layer's concepts"""
+    n_random: int = 10
+    """random directions per concept, the faithfulness control"""
+    faith_samples: int = 64
+    """test samples whose sequences faithfulness reruns (the first ones; 0: all). Each concept's removal reruns
+    every sample it is active on once per direction, so the cost grows with samples x concepts x (1 + n_random)"""
     sae_training_samples: int = 30_000
     """samples the SAE baseline sees in training (sae-lens SAETrainer; epochs x kept samples)"""
     n_words: int = 15

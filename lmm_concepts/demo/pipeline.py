@@ -1,7 +1,8 @@
 """`lmm-concepts demo`: the whole method on the embedded toy model, as a pipeline of named stages.
 
-    check inputs -> load toy model -> draw the world -> extract (train, test) -> fit every method
-    -> ground -> evaluate (overlap, CLIPScore) -> ground-truth recovery -> layer sweep -> findings -> report
+    check inputs -> load toy model -> draw the world -> extract (train, test) -> l1 (train only) -> fit every method
+    -> ground -> evaluate (overlap, CLIPScore) -> ground-truth recovery -> faithfulness -> layer sweep -> findings
+    -> report
 
 Each stage is a function of the `DemoState` built so far, so stages can be run, tested and replaced one by one.
 Everything the stages compute lands in `<out>/results.json` (numbers) and `<out>/panels.json` (words, images),
@@ -23,12 +24,16 @@ from tqdm.auto import tqdm
 
 from lmm_concepts.demo.config import DemoConfig  # noqa: F401  (DemoConfig: the CLI table names it here)
 from lmm_concepts.demo.findings import paper_findings
+from lmm_concepts.demo.l1_choice import choose_l1, parse_l1
+from lmm_concepts.dictionary.l1_rule import resolve_l1
 from lmm_concepts.dictionary.registry import get_learner, learner_names
 from lmm_concepts.errors import InputError
+from lmm_concepts.metrics.probe import probe_recovery
 from lmm_concepts.metrics.recovery import RecoveryResult, concept_recovery
 from lmm_concepts.models.layers import layer_label
 
 TOP_R = 3  # each test image's strongest concepts scored (CLIPScore top-3, the paper's) and shown in the report
+FAITH_BATCH = 512  # sequences per faithfulness forward pass (each ablated row once per direction): the toy is small
 
 
 class DemoInputError(InputError):
@@ -72,13 +77,17 @@ def check_inputs(state: DemoState) -> None:
     if unknown or not cfg.methods:
         raise DemoInputError(f"unknown method(s) {unknown}; choose among {', '.join(learner_names())}")
     least = {"n_train": 1, "n_test": 1, "n_concepts": TOP_R, "batch_size": 1, "n_words": 1, "n_images": 0,
-             "n_show": 0, "sae_training_samples": 1}
+             "n_show": 0, "sae_training_samples": 1, "n_random": 2, "faith_samples": 0}
     for name, low in least.items():
         if getattr(cfg, name) < low:
             why = f" (each test image is scored by its top-{TOP_R} concepts)" if name == "n_concepts" else ""
             raise DemoInputError(f"--{name} must be at least {low}{why}, got {getattr(cfg, name)}")
-    if not cfg.l1 >= 0:
-        raise DemoInputError(f"--l1 must be ≥ 0, got {cfg.l1}")
+    try:
+        rule = parse_l1(str(cfg.l1))
+        if rule is not None:
+            rule.check_concepts(cfg.n_concepts)
+    except InputError as err:
+        raise DemoInputError(f"--l1: {err} (or 'cv', the demo's train-split choice)") from None
     if cfg.layer != "final" and not cfg.layer.lstrip("-").isdigit():
         raise DemoInputError(f"--layer must be 'final' or a block index, got {cfg.layer!r}")
     if state.folder.exists() and not state.folder.is_dir():
@@ -93,8 +102,8 @@ def check_inputs(state: DemoState) -> None:
     state.folder.mkdir(parents=True, exist_ok=True)
 
 
-#: what the demo writes into its folder (stages: world/, reps/, explanations/, evaluation/; report: the rest)
-DEMO_OUTPUTS = ("results.json", "panels.json", "report.html", "world", "reps", "explanations", "evaluation")
+#: what the demo writes into its folder (stages: world/, reps/, dictionaries/, explanations/, evaluation/; report: the rest)
+DEMO_OUTPUTS = ("results.json", "panels.json", "report.html", "world", "reps", "dictionaries", "explanations", "evaluation")
 
 
 def remove_previous_outputs(folder: Path, replace: list[str]) -> None:
@@ -157,6 +166,9 @@ def extract_splits(state: DemoState) -> None:
     from lmm_concepts.data import JsonlCaptions
 
     layers = [*sweep_layers(state.model), state.cfg.layer] if state.cfg.sweep else [state.cfg.layer]  # deduplicated
+    faith = faithfulness_layer(state.model)
+    if state.cfg.faithfulness and faith is not None:
+        layers.append(faith)
     for split, path in state.world_files.items():
         state.stores[split] = extract(
             state.model, JsonlCaptions(path), token=state.word, layers=layers, out=state.folder / "reps" / split,
@@ -173,6 +185,25 @@ def make_dictionary(method: str, cfg: DemoConfig):
     """A fresh, unfitted learner for `method`, built by the learner registry with the demo's settings it takes."""
     shared = {"l1": cfg.l1, "seed": cfg.seed, "training_samples": cfg.sae_training_samples, "device": cfg.device}
     return get_learner(method).build(cfg.n_concepts, shared=shared)
+
+
+def set_l1(state: DemoState) -> None:
+    """The absolute l1 Semi-NMF and the random dictionary use, from the train split only (`demo/l1_choice.py`):
+    `state.cfg.l1` becomes that number; the rule and, for "cv", every candidate's score go to results.json."""
+    from dataclasses import replace
+
+    cfg = state.cfg
+    train = state.stores["train"]
+    Z = train.layer(cfg.layer).float()
+    rule = parse_l1(str(cfg.l1))
+    if rule is None:
+        attrs = [row.get("attributes", {}) for row in train.metadata]
+        l1, record = choose_l1(Z, attrs, cfg.n_concepts, seed=cfg.seed, device=cfg.device)
+    else:
+        l1, record = resolve_l1(rule, Z, cfg.n_concepts), {"rule": str(rule)}
+    state.results["l1"] = l1
+    state.results["l1_choice"] = record
+    state.cfg = replace(cfg, l1=f"{l1:.6g}")
 
 
 def fit_methods(state: DemoState) -> None:
@@ -229,7 +260,8 @@ def value_word(attribute: str, value: str) -> str | None:
 
 
 def recover(state: DemoState) -> None:
-    """Ground-truth recovery: the concept chosen on train for each attribute value, its AUROC on test."""
+    """Ground-truth recovery: the concept chosen on train for each attribute value, its AUROC on test; and its
+    ceiling, a linear probe per value trained on train and scored on test (`metrics.probe`)."""
     attrs = {split: [row.get("attributes", {}) for row in store.metadata] for split, store in state.stores.items()}
     methods = state.results.setdefault("methods", {})
     for method in state.cfg.methods:
@@ -244,6 +276,89 @@ def recover(state: DemoState) -> None:
             recovery_auroc=rec.mean_test_auroc, word_hit_rate=rec.word_hit_rate,
             recovery_by_attribute=rec.by_attribute(), recovery=rec.to_dict(),
         )
+    probe = probe_recovery(state.stores["train"].layer(state.cfg.layer), attrs["train"],
+                           state.stores["test"].layer(state.cfg.layer), attrs["test"])
+    state.results["probe"] = {"hook_name": state.stores["train"].hook_name(state.cfg.layer),
+                              **probe.to_dict(), "by_attribute": probe.by_attribute()}
+
+
+def faithfulness_layer(model) -> int | None:
+    """The residual layer faithfulness is measured at: the output of the block before the last (block 0 of the
+    two-block toy). The last block reads it at the token (the indirect effect) and attention reads it at the caption's
+    later tokens (the continuation); at the last block's output and after the final norm only the unembedding reads
+    a vector, so every effect there is the logit lens's own arithmetic (`definitional`). None for a one-block model."""
+    return model.n_layers - 2 if model.n_layers >= 2 else None
+
+
+def measure_faithfulness(state: DemoState) -> None:
+    """Does the model use each concept? `lc.faithfulness` on the test split's regenerated sequences, for every method
+    fitted (on train, as the compared layer's) and grounded at `faithfulness_layer`: `methods.<name>.faithfulness`.
+    The compared layer's own concepts are measured too (`faithfulness_compared`): at "final" only their next-token
+    effect exists, and it is definitional (the lens that chose the words), reported as such."""
+    from lmm_concepts import ground
+    from lmm_concepts.metrics import faithfulness, store_sequences
+
+    cfg = state.cfg
+    layer = faithfulness_layer(state.model)
+    if not cfg.faithfulness:
+        return
+    if layer is None:
+        state.results.setdefault("notes", []).append(
+            "faithfulness not measured: the model has a single block, so no block reads a residual vector after it")
+        return
+    train, test = state.stores["train"], state.stores["test"]
+    ids = test.sample_ids[: cfg.faith_samples] if cfg.faith_samples > 0 else None
+    seqs = with_visual_tokens(state.model, store_sequences(state.model, test, ids, batch_size=cfg.batch_size))
+    hook, compared = train.hook_name(layer), train.hook_name(cfg.layer)
+    methods = state.results.setdefault("methods", {})
+    for method in tqdm(cfg.methods, desc="faithfulness", leave=False):
+        run = dict(n_random=cfg.n_random, seed=cfg.seed, batch_size=FAITH_BATCH)
+        if hook == compared:
+            expl = state.explanations[method]
+        else:
+            dico = make_dictionary(method, cfg).fit(train.layer(layer))
+            expl = ground(state.model, dico, train, n_words=cfg.n_words, n_images=0, layer=layer)
+        entry = methods.setdefault(method, {})
+        entry["faithfulness"] = faithfulness_values(faithfulness(state.model, expl, seqs, **run))
+        entry["faithful_share"] = entry["faithfulness"]["frac_above_random"]
+        if hook != compared:
+            entry["faithfulness_compared"] = faithfulness_values(
+                faithfulness(state.model, state.explanations[method], seqs, **run))
+
+
+@torch.no_grad()
+def with_visual_tokens(model, seqs):
+    """The sequences with each image's visual tokens computed once, in place of its pixels: every ablation reruns
+    the language model on the same images, and the toy's vision encoder was two thirds of faithfulness's time.
+    `HookedLMM.forward` takes `visual_tokens` for `pixel_values` (the same tokens: it calls `encode_images`)."""
+    from lmm_concepts.metrics.sequences import StoreSequences
+    from lmm_concepts.models.interface import ModelInputs
+
+    images = seqs.inputs.images
+    if set(images) != {"pixel_values"} or not hasattr(model, "encode_images"):
+        return seqs
+    pixels = images["pixel_values"]
+    visual = torch.cat([model.encode_images(pixels[i : i + 64].to(model.device)).cpu()
+                        for i in range(0, len(pixels), 64)])
+    inputs = ModelInputs(seqs.inputs.input_ids, seqs.inputs.attention_mask, {"visual_tokens": visual})
+    return StoreSequences(inputs, seqs.positions, seqs.sample_ids, seqs.dropped)
+
+
+def faithfulness_values(res) -> dict[str, Any]:
+    """A `FaithfulnessResult` for results.json: the headline and every effect's summary, NaN written as null."""
+
+    def num(x: float) -> float | None:
+        return float(x) if x is not None and np.isfinite(x) else None
+
+    return {
+        "hook_name": res.hook_name, "score": res.score, "definitional": res.definitional,
+        "mean_drop": num(res.mean_drop), "mean_random_drop": num(res.mean_random_drop),
+        "frac_above_random": num(res.frac_above_random),
+        "effects": {e: {"mean_drop": num(s.mean_drop), "mean_random_drop": num(s.mean_random_drop),
+                        "frac_above_random": num(s.frac_above_random), "n_concepts": s.n_concepts}
+                    for e, s in res.effects.items()},
+        "n_samples": res.n_samples, "n_random": res.n_random, "skipped": list(res.skipped), "notes": list(res.notes),
+    }
 
 
 def layer_sweep(state: DemoState) -> None:
@@ -308,10 +423,12 @@ STAGES: list[tuple[str, Callable[[DemoState], None]]] = [
     ("load toy model", load_models),
     ("draw world", draw_world),
     ("extract", extract_splits),
+    ("l1", set_l1),
     ("fit", fit_methods),
     ("ground", ground_methods),
     ("evaluate", evaluate_methods),
     ("recovery", recover),
+    ("faithfulness", measure_faithfulness),
     ("layer sweep", layer_sweep),
     ("findings", conclude),
     ("report", write_outputs),
@@ -349,6 +466,9 @@ def summary_text(results: dict[str, Any]) -> str:
         cells = "".join(f"{m.get(c):>16.3f}" if isinstance(m.get(c), (int, float)) and np.isfinite(m.get(c))
                         else f"{'-':>16}" for c in cols)
         lines.append(f"{name:<10}{cells}")
+    probe = (results.get("probe") or {}).get("mean_test_auroc")
+    if isinstance(probe, (int, float)):
+        lines.append(f"{'probe':<10}{probe:>16.3f}   (linear probe per attribute value: the ceiling of recovery)")
     lines.append("")
     for f in results.get("findings", []):
         verdict = {True: "HOLDS", False: "DOES NOT HOLD", None: "NOT MEASURED"}[f["holds"]]

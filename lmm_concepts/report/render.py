@@ -36,8 +36,8 @@ METRIC_COLUMNS = [
     ("mas_words", "MAS vs words ↑", "CLIPScore of each concept's most activating test images with its words", True),
     ("relative_error", "rel. error ↓", "‖Z − V·W_dec‖ / ‖Z‖ on the test set", False),
     ("l0", "L0", "mean number of active concepts per test sample", None),
-    ("faithful_share", "faithful ↑", "share of concepts whose removal lowers their words' log-probs more than "
-     "random directions do", True),
+    ("faithful_share", "faithful ↑", "share of concepts whose removal lowers their words' relative logits (the "
+     "headline effect) more than random directions of the same norm do (mean + 2 std)", True),
 ]
 _TOP_R = re.compile(r"(clip|bert)score_top(\d+)")
 
@@ -157,7 +157,14 @@ def render_html(results: dict[str, Any], panels: Panels, title: str | None = Non
             )
             row["cells"][i] = {"auroc": v["test_auroc"], "concept": v["concept"], "sign": v["sign"],
                                "word": bool(v.get("word_in_grounding")), "title": v.get("note", "")}
+    probe = results.get("probe") or {}
+    for v in probe.get("values", []):
+        row = rows.get((v["attribute"], v["value"]))
+        if row is not None:
+            row["probe"] = v["test_auroc"]
     recovery_rows = [rows[k] for k in sorted(rows)]
+
+    faithfulness = [_faith_row(m) for m in methods if isinstance(m.metrics.get("faithfulness"), dict)]
 
     sweep = results.get("sweep") or {}
     sweep_svg = (svg.line_plot([str(x) for x in sweep["layers"]], sweep["series"], y_label=sweep.get("y_label", ""))
@@ -173,6 +180,8 @@ def render_html(results: dict[str, Any], panels: Panels, title: str | None = Non
         metric_columns=columns,
         best=best,
         recovery_rows=recovery_rows,
+        faithfulness=faithfulness,
+        probe=probe,
         sweep_svg=sweep_svg,
         funnels=funnels,
         baselines=baselines,
@@ -184,6 +193,15 @@ def render_html(results: dict[str, Any], panels: Panels, title: str | None = Non
         css=Markup(_asset("report.css")),
         js=Markup(_asset("report.js")),
     )
+
+
+def _faith_row(m: _MethodView) -> dict[str, Any]:
+    """One method's faithfulness: the headline and every effect at the measured layer, and the compared layer's."""
+    f = m.metrics["faithfulness"]
+    effects = [(name, e) for name, e in (f.get("effects") or {}).items()]
+    compared = m.metrics.get("faithfulness_compared") or {}
+    return {"label": m.label, "f": f, "effects": effects, "compared": compared,
+            "compared_effects": list((compared.get("effects") or {}).items())}
 
 
 def _json_attr(x: Any) -> str:
