@@ -68,3 +68,21 @@ def test_select_truncate_concat(toy, images):
     a = toy.capture(both, [FINAL_HOOK])[FINAL_HOOK][:2, : part.input_ids.shape[1]]
     b = toy.capture(part, [FINAL_HOOK])[FINAL_HOOK]
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_images_encoded_once_give_the_same_logits_and_captures(toy, images):
+    """Reruns on the same images (faithfulness's ablations) may skip the vision half: same numbers, rows still
+    selectable; the vision hooks no longer fire."""
+    inputs = toy.build_inputs(images)
+    once = toy.encode_images_once(inputs)
+    assert "pixel_values" not in once.images and once.batch_size == inputs.batch_size
+    torch.testing.assert_close(toy.logits(once), toy.logits(inputs), rtol=0, atol=1e-6)
+    names = [resid_hook(0), FINAL_HOOK]
+    for name in names:
+        torch.testing.assert_close(toy.capture(once, names)[name], toy.capture(inputs, names)[name], rtol=0, atol=1e-6)
+    # the vision half ran on 3 images there and on 2 here: float32 noise of another batch shape only
+    torch.testing.assert_close(toy.logits(once.select([2, 0])), toy.logits(inputs.select([2, 0])), rtol=0, atol=1e-5)
+    seen = []
+    toy.logits(once, fwd_hooks=[("hook_visual_tokens", lambda x, hook: seen.append(hook.name))])
+    assert seen == []
+    assert toy.encode_images_once(once) is once  # nothing left to encode

@@ -326,22 +326,12 @@ def measure_faithfulness(state: DemoState) -> None:
                 faithfulness(state.model, state.explanations[method], seqs, **run))
 
 
-@torch.no_grad()
 def with_visual_tokens(model, seqs):
-    """The sequences with each image's visual tokens computed once, in place of its pixels: every ablation reruns
-    the language model on the same images, and the toy's vision encoder was two thirds of faithfulness's time.
-    `HookedLMM.forward` takes `visual_tokens` for `pixel_values` (the same tokens: it calls `encode_images`)."""
+    """The sequences with each image encoded once (`LMM.encode_images_once`): every ablation reruns the language
+    model on the same images, and the toy's vision encoder was two thirds of faithfulness's time."""
     from lmm_concepts.metrics.sequences import StoreSequences
-    from lmm_concepts.models.interface import ModelInputs
 
-    images = seqs.inputs.images
-    if set(images) != {"pixel_values"} or not hasattr(model, "encode_images"):
-        return seqs
-    pixels = images["pixel_values"]
-    visual = torch.cat([model.encode_images(pixels[i : i + 64].to(model.device)).cpu()
-                        for i in range(0, len(pixels), 64)])
-    inputs = ModelInputs(seqs.inputs.input_ids, seqs.inputs.attention_mask, {"visual_tokens": visual})
-    return StoreSequences(inputs, seqs.positions, seqs.sample_ids, seqs.dropped)
+    return StoreSequences(model.encode_images_once(seqs.inputs), seqs.positions, seqs.sample_ids, seqs.dropped)
 
 
 def faithfulness_values(res) -> dict[str, Any]:

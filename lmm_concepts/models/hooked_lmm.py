@@ -176,6 +176,17 @@ class HookedLMM(HookedSAETransformer):
             raise ValueError(f"no activation reached the hooks {missing}: they are not on this forward's path")
         return cache
 
+    @torch.no_grad()
+    def encode_images_once(self, inputs: ModelInputs, batch_size: int = 64) -> ModelInputs:
+        """`inputs` with `pixel_values` replaced by their visual tokens (`forward` takes `visual_tokens` instead):
+        reruns skip the vision encoder and connector, whose hooks then no longer fire."""
+        if set(inputs.images) != {"pixel_values"}:
+            return inputs
+        pixels = inputs.images["pixel_values"]
+        visual = torch.cat([self.encode_images(pixels[i : i + batch_size].to(self.cfg.device)).to(pixels.device)
+                            for i in range(0, len(pixels), batch_size)])
+        return ModelInputs(inputs.input_ids, inputs.attention_mask, {"visual_tokens": visual})
+
     def logits(self, inputs: ModelInputs, fwd_hooks: Sequence[Hook] = ()) -> Float[Tensor, "batch pos d_vocab"]:
         with self.hooks(fwd_hooks=list(fwd_hooks)):
             return self(**inputs)

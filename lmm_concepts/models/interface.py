@@ -240,6 +240,12 @@ class LMM(Protocol):
         """TransformerLens's context manager: the hooks act on every forward (and `generate` step) inside it."""
         ...
 
+    def encode_images_once(self, inputs: ModelInputs) -> ModelInputs:
+        """The same batch with its images already encoded, for many reruns on the same images (ablations): logits
+        and captures from it equal those from `inputs`, but vision hooks no longer fire. A backend that cannot
+        reuse its encoding returns `inputs` as they are."""
+        ...
+
     def final_norm(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
         """The language model's final norm applied to residual vectors (for the logit lens at inner layers)."""
         ...

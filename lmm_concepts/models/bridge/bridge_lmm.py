@@ -308,6 +308,10 @@ class BridgeLMM:
             raise ValueError(f"no activation reached the hooks {missing}: they are not on this forward's path")
         return logits, cache
 
+    def encode_images_once(self, inputs: ModelInputs) -> ModelInputs:
+        """`inputs` as they are: HF's forward encodes its images itself on every call (see `LMM`)."""
+        return inputs
+
     def final_norm(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
         """The HF final norm itself (no hook fires)."""
         return _hf_module(self.bridge.ln_final)(x.to(self.W_U.dtype))
