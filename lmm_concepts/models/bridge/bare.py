@@ -67,9 +67,9 @@ def bare_hf(model: nn.Module) -> Iterator[nn.Module]:
     """`model` (the bridge's HF model) with its HF modules back in place of the bridge's components (not
     thread-safe: see the module docstring)."""
     wrapped = _wrapped_children(model)
-    for parent, name, component in wrapped:
-        parent._modules[name] = component.original_component
-    try:
+    try:  # the swap inside: an interrupt halfway through it restores too (a component not yet swapped is a no-op)
+        for parent, name, component in wrapped:
+            parent._modules[name] = component.original_component
         yield model
     finally:
         for parent, name, component in reversed(wrapped):
