@@ -34,7 +34,8 @@ def hooks_could_fire(bridge: nn.Module, model: nn.Module) -> bool:
     (which `bare_hf` takes out of the call path), other than the bridge's own wiring (a block's capture hooks,
     which feed its hook points) and the repairs'. Hooks on HF modules (a user's, or transformers' own output
     capturing) stay in the call path and fire either way."""
-    if getattr(bridge, "_acts_to_saes", None):
+    # sae-lens's public record of spliced SAEs: should it go, an AttributeError here, not a silent bare run
+    if bridge.acts_to_saes:
         return True
     bridged = [m for m in model.modules() if isinstance(m, (GeneralizedComponent, HookPoint))]
     wiring = {handle.id for m in bridged for handle in getattr(m, "_capture_hook_handles", ())}
