@@ -77,8 +77,8 @@ def test_yaml_numbers_for_text_options_and_text_for_float_options_read_as_on_the
     # YAML reads `l1: 0.5` and `layers: [final, 3]` as numbers (the options take text, as `--l1 0.5` gives it), and
     # `1e-3` without a dot as text
     path = tmp_path / "fit.yaml"
-    path.write_text("store: z.npy\nout: o\nl1: 0.5\n")
-    assert parse("fit", path).l1 == "0.5"
+    path.write_text("store: z.npy\nout: o\nl1: 0.5\nlayer: 3\n")
+    assert (parse("fit", path).l1, parse("fit", path).layer) == ("0.5", "3")
     path = tmp_path / "extract.yaml"
     path.write_text("token: dog\nlayers: [final, 3]\nmodel: toy\n")
     assert parse("extract", path).layers == ["final", "3"]
