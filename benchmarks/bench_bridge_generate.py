@@ -44,13 +44,10 @@ def images(n: int, seed: int = 0) -> list[Image.Image]:
     ]
 
 
-def median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -122,9 +119,9 @@ def main() -> None:
     hooked()
     t = {"bridge": [], "hf": [], "hooked": []}
     for _ in range(args.repeats):  # alternate, so that a busy machine slows all three alike
-        t["hf"].append(median_time(theirs, 1))
-        t["bridge"].append(median_time(ours, 1))
-        t["hooked"].append(median_time(hooked, 1))
+        t["hf"].append(seconds(theirs))
+        t["bridge"].append(seconds(ours))
+        t["hooked"].append(seconds(hooked))
     med = {k: statistics.median(v) for k, v in t.items()}
     tokens = args.batch * n
     print(

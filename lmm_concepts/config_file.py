@@ -111,6 +111,24 @@ def _type_ok(value: Any, hint: Any) -> bool:
     return True  # a type we do not check here: the command checks its value
 
 
+def _as_typed(value: Any, hint: Any) -> Any:
+    """`value` as the command line would have read its text: YAML reads `l1: 0.5` and `layers: [final, 3]` as
+    numbers where the option takes text, and `lr: 1e-3` (no dot) as text where it takes a float."""
+    args = typing.get_args(hint)
+    if isinstance(value, list) and typing.get_origin(hint) in (list, tuple, Sequence) and args:
+        return [_as_typed(v, args[0]) for v in value]
+    if _type_ok(value, hint):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and _type_ok(str(value), hint):
+        return str(value)
+    if isinstance(value, str) and _type_ok(1.0, hint):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
 def _choices(cls: type, path: tuple[str, ...]) -> Any:
     """The `choices` an option declares (simple_parsing's `field(choices=...)`, e.g. the registered learners), or None."""
     for part in path[:-1]:
@@ -129,6 +147,7 @@ def config_defaults(cls: type, data: dict[str, Any], source: str = OPTION) -> di
     out: dict[str, Any] = {}
 
     def put(path: tuple[str, ...], hint: Any, key: str, value: Any) -> None:
+        value = _as_typed(value, hint)
         if not _type_ok(value, hint):
             raise InputError(
                 f"{source}: {key} = {value!r} is not a valid value (expected {_hint_name(hint)})"

@@ -73,6 +73,23 @@ def test_extract_from_yaml_keeps_lists_and_the_flag_wins(tmp_path):
     assert (cfg.token, cfg.layers, cfg.batch_size) == ("cat", ["1"], 4)
 
 
+def test_yaml_numbers_for_text_options_and_text_for_float_options_read_as_on_the_command_line(tmp_path):
+    # YAML reads `l1: 0.5` and `layers: [final, 3]` as numbers (the options take text, as `--l1 0.5` gives it), and
+    # `1e-3` without a dot as text
+    path = tmp_path / "fit.yaml"
+    path.write_text("store: z.npy\nout: o\nl1: 0.5\nlayer: 3\n")
+    assert (parse("fit", path).l1, parse("fit", path).layer) == ("0.5", "3")
+    path = tmp_path / "extract.yaml"
+    path.write_text("token: dog\nlayers: [final, 3]\nmodel: toy\n")
+    assert parse("extract", path).layers == ["final", "3"]
+    path = tmp_path / "train.yaml"
+    path.write_text("clip: {lr: 1e-3}\n")
+    assert parse("train-toy", path).clip.lr == 1e-3
+    path = tmp_path / "sweep.yaml"
+    path.write_text("l1: 1e-2\n")
+    assert parse("sweep", path).l1 == 1e-2
+
+
 def test_unknown_keys_and_bad_values_are_refused_naming_them(tmp_path, capsys):
     path = tmp_path / "fit.yaml"
     path.write_text("store: z.npy\nout: o\nn_concept: 3\nlr: 0.1\n")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from lmm_concepts._io import write_text
+from lmm_concepts.errors import InputError
 from lmm_concepts.export import neuronpedia, saedashboard
 from lmm_concepts.export.features import FeatureSet, ImageMode, concept_features
 from lmm_concepts.report.inputs import (
@@ -75,7 +76,7 @@ def export_dashboard(
         images: "inline" (PNG thumbnails in the sidecar), "reference" (the store's image paths) or "none".
     """
     if format not in FORMATS:
-        raise ValueError(f"unknown format {format!r}: choose one of {', '.join(FORMATS)}")
+        raise InputError(f"unknown format {format!r}: choose one of {', '.join(FORMATS)}")
     expls = as_explanations(explanations, dictionary)
     if len(expls) != 1:
         raise RunInputError(f"export one dictionary at a time: found explanations {', '.join(expls)}; give one "

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lmm_concepts._dtypes import FLOAT_DTYPES, from_safetensors_code, safetensors_code, torch_dtype
+from lmm_concepts._dtypes import SAFETENSORS_CODES, from_safetensors_code, safetensors_code, torch_dtype
 from lmm_concepts._io import _atomic
 from lmm_concepts.errors import InputError
 
@@ -74,7 +74,7 @@ def read_mmap(path: str | os.PathLike) -> Tensor:
                 raise ValueError(f"a header of {n} bytes in a file of {size}")
             header = json.loads(f.read(n))
         info = header[TENSOR_KEY]
-        if info["dtype"] not in [FLOAT_DTYPES[n][1] for n in STORE_DTYPES]:
+        if info["dtype"] not in [SAFETENSORS_CODES[name] for name in STORE_DTYPES]:
             raise ValueError(f"dtype {info['dtype']} is not a store dtype")
         dtype = from_safetensors_code(info["dtype"])
         shape = tuple(info["shape"])

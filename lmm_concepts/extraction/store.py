@@ -245,7 +245,7 @@ class LayerRows:
             )
         if layer is None:
             if len(store.layers) != 1:
-                raise ValueError(f"the store holds layers {store.layers}: say which one to fit with layer=")
+                raise InputError(f"the store holds layers {store.layers}: say which one to fit with layer=")
             layer = store.layers[0]
         self.store, self.hook = store, store.hook_name(layer)
         self._files = [store.path / MANIFEST, store.path / LAYERS_DIR / f"{self.hook}.safetensors"]

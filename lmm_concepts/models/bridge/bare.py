@@ -10,6 +10,11 @@ With no hook on any hook point or component and no SAE spliced in, those wrapper
 modules compute (the parity tests: logits 0.0 from HF's forward, tokens identical to HF `generate`), so `bare_hf`
 puts the HF modules back in their parents for the duration of a `generate` and the bridge's components back after,
 whatever happens. With a hook or an SAE, generation runs through the bridge, hooks firing at every step.
+
+The check is made once, before generation: a hook added while `generate` runs (from a logits processor, a
+streamer, another thread) does not fire during it. The swap edits the shared model in place, so a `BridgeLMM` is
+not to be used from another thread while one of its unhooked `generate` calls runs: a forward there would skip its
+hooks, and two overlapping unhooked `generate` calls would restore the components while the other still decodes.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ def hooks_could_fire(bridge: nn.Module, model: nn.Module) -> bool:
     (which `bare_hf` takes out of the call path), other than the bridge's own wiring (a block's capture hooks,
     which feed its hook points) and the repairs'. Hooks on HF modules (a user's, or transformers' own output
     capturing) stay in the call path and fire either way."""
-    if getattr(bridge, "_acts_to_saes", None):
+    # sae-lens's public record of spliced SAEs: should it go, an AttributeError here, not a silent bare run
+    if bridge.acts_to_saes:
         return True
     bridged = [m for m in model.modules() if isinstance(m, (GeneralizedComponent, HookPoint))]
     wiring = {handle.id for m in bridged for handle in getattr(m, "_capture_hook_handles", ())}
@@ -59,11 +65,12 @@ def _wrapped_children(model: nn.Module) -> list[tuple[nn.Module, str, Generalize
 
 @contextmanager
 def bare_hf(model: nn.Module) -> Iterator[nn.Module]:
-    """`model` (the bridge's HF model) with its HF modules back in place of the bridge's components."""
+    """`model` (the bridge's HF model) with its HF modules back in place of the bridge's components (not
+    thread-safe: see the module docstring)."""
     wrapped = _wrapped_children(model)
-    for parent, name, component in wrapped:
-        parent._modules[name] = component.original_component
-    try:
+    try:  # the swap inside: an interrupt halfway through it restores too (a component not yet swapped is a no-op)
+        for parent, name, component in wrapped:
+            parent._modules[name] = component.original_component
         yield model
     finally:
         for parent, name, component in reversed(wrapped):
