@@ -129,8 +129,8 @@ def test_grounding_refuses_a_store_extracted_with_another_model(tmp_path):
     assert other.d_model == model.d_model and other.identity() != model.identity()
     with pytest.raises(
         InputError,
-        match=r"was extracted with BridgeLMM \(qwen2_5_vl\), d_model 32, weights \w+, but "
-        r"the model given is BridgeLMM \(qwen2_5_vl\), d_model 32, weights",
+        match=r"was extracted with BridgeLMM \(qwen2_5_vl\), 2 layers, d_model 32, weights \w+, but "
+        r"the model given is BridgeLMM \(qwen2_5_vl\), 2 layers, d_model 32, weights",
     ):
         lc.ground(other, dico, store, n_words=2, n_images=1, word_filter=WORDS)
     assert len(lc.ground(model, dico, store, n_words=2, n_images=1, word_filter=WORDS)) == 2

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import ast
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -81,22 +83,53 @@ def manifest_get(store, key: str, default: Any = None) -> Any:
     return getattr(manifest, key, default)
 
 
+def _as_dict(model: Any) -> Any:
+    if isinstance(model, str):
+        try:
+            return ast.literal_eval(model)
+        except (ValueError, SyntaxError):
+            return model
+    return model
+
+
+def same_model(a: Any, b: Any) -> bool:
+    """Whether two recorded model identities (dicts, or their str) name the same weights."""
+    a, b = _as_dict(a), _as_dict(b)
+    if isinstance(a, Mapping) and isinstance(b, Mapping) and a.get("weights_digest") and b.get("weights_digest"):
+        return a["weights_digest"] == b["weights_digest"] and a.get("d_model") == b.get("d_model")
+    return a == b
+
+
+def describe_model(model: Any) -> str:
+    """A recorded model identity in a few words: class (family), layers, width, weights digest."""
+    m = _as_dict(model)
+    if not isinstance(m, Mapping):
+        return str(m)
+    config = m.get("config") if isinstance(m.get("config"), Mapping) else {}
+    family = f" ({config['family']})" if config.get("family") else ""
+    return (f"{m.get('class', 'model')}{family}, {m.get('n_layers')} layers, d_model {m.get('d_model')}, "
+            f"weights {m.get('weights_digest')}")
+
+
+def store_model(store: Any) -> Any:
+    """The model identity a store's manifest records (None when it records none)."""
+    manifest = getattr(store, "manifest", None)
+    return manifest.get("model") if isinstance(manifest, Mapping) else None
+
+
 def check_store_model(model, store) -> None:
     """Refuse a store whose manifest records another model than `model` (another weights digest or width): its
     vectors live in that model's residual stream, so this model's lens would read them wrongly."""
-    recorded = manifest_get(store, "model")
-    identity = getattr(model, "identity", None)
-    if not isinstance(recorded, dict) or not recorded.get("weights_digest") or not callable(identity):
-        return
-    ours = identity()
-    if (ours.get("weights_digest"), ours.get("d_model")) != (recorded["weights_digest"], recorded.get("d_model")):
-        def name(m: dict) -> str:
-            family = (m.get("config") or {}).get("family") if isinstance(m.get("config"), dict) else None
-            return (f"{m.get('class', 'model')}{f' ({family})' if family else ''}, d_model {m.get('d_model')}, "
-                    f"weights {m.get('weights_digest')}")
-
-        raise InputError(f"the store {getattr(store, 'path', '')} was extracted with {name(recorded)}, but the model "
-                         f"given is {name(ours)}: ground with the model that extracted it (--model ...)")
+    theirs = _as_dict(store_model(store))
+    if not isinstance(theirs, Mapping) or not theirs.get("weights_digest") or not callable(
+        getattr(model, "identity", None)
+    ):
+        return  # a store (or stand-in) that records no weights digest: nothing to compare
+    ours = model.identity()
+    if not same_model(ours, theirs):
+        raise InputError(f"the store {getattr(store, 'path', '')} was extracted with {describe_model(theirs)}, but "
+                         f"the model given is {describe_model(ours)}: ground with the model that extracted it "
+                         "(--model ...)")
 
 
 def meta_get(store, row: int, key: str, default: Any = None) -> Any:

@@ -3,7 +3,6 @@ from objects or folders, checked to belong together (every error names both side
 
 from __future__ import annotations
 
-import ast
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 
 from lmm_concepts.errors import InputError, MissingInputError
 from lmm_concepts.grounding.explanations import Explanations
+from lmm_concepts.grounding.store_access import describe_model, same_model, store_model  # noqa: F401  (re-exported)
 from lmm_concepts.metrics.evaluate import EvaluationResults
 
 PathLike = str | os.PathLike
@@ -129,39 +129,6 @@ def open_store(store: Any, explanations: Mapping[str, Explanations], role: str =
             f"{role} the explanations go with (--{role.replace(' ', '_')})"
         )
     return RepresentationStore.open(path)
-
-
-def _as_dict(model: Any) -> Any:
-    if isinstance(model, str):
-        try:
-            return ast.literal_eval(model)
-        except (ValueError, SyntaxError):
-            return model
-    return model
-
-
-def same_model(a: Any, b: Any) -> bool:
-    """Whether two recorded model identities (dicts, or their str) name the same weights."""
-    a, b = _as_dict(a), _as_dict(b)
-    if isinstance(a, Mapping) and isinstance(b, Mapping) and a.get("weights_digest") and b.get("weights_digest"):
-        return a["weights_digest"] == b["weights_digest"] and a.get("d_model") == b.get("d_model")
-    return a == b
-
-
-def describe_model(model: Any) -> str:
-    """A recorded model identity in a few words: class (family), layers, width, weights digest."""
-    m = _as_dict(model)
-    if not isinstance(m, Mapping):
-        return str(m)
-    config = m.get("config") if isinstance(m.get("config"), Mapping) else {}
-    family = f" ({config['family']})" if config.get("family") else ""
-    return (f"{m.get('class', 'model')}{family}, {m.get('n_layers')} layers, d_model {m.get('d_model')}, "
-            f"weights {m.get('weights_digest')}")
-
-
-def store_model(store: Any) -> Any:
-    manifest = getattr(store, "manifest", None)
-    return manifest.get("model") if isinstance(manifest, Mapping) else None
 
 
 def check_store(explanations: Mapping[str, Explanations], store: Any, role: str = "store") -> None:
