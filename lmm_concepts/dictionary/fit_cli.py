@@ -27,6 +27,7 @@ from simple_parsing import field
 from lmm_concepts._dtypes import torch_dtype
 from lmm_concepts._io import read_json, write_json
 from lmm_concepts.dictionary.registry import NameChoices, get_learner, learners
+from lmm_concepts.errors import InputError
 
 if TYPE_CHECKING:  # torch, numpy and the learners are imported when a fit runs: `fit --help` stays fast
     from torch import Tensor
@@ -204,7 +205,7 @@ def fit(cfg: FitConfig) -> ConceptDictionary:
     comm = init_distributed()  # joins torchrun's process group when launched by torchrun; else single-process
     if comm.active and not entry.streaming:
         streaming = [name for name, e in learners().items() if e.streaming]
-        raise ValueError(
+        raise InputError(
             f"--method {cfg.method} is not data-parallel: run it without torchrun, or use --method "
             f"{' / '.join(streaming)}"
         )

@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from lmm_concepts.errors import InputError
 from lmm_concepts.grounding.explanations import concept_text
 from lmm_concepts.grounding.ground import top_concepts
 from lmm_concepts.grounding.store_access import encode_all, meta_get, store_matrix
@@ -242,7 +243,7 @@ METRIC_REGISTRY: dict[str, Metric] = {}
 def register_metric(metric: Metric) -> Metric:
     """Add `metric`; it runs after those registered before it."""
     if metric.name in METRIC_REGISTRY:
-        raise ValueError(f"metric {metric.name!r} is already registered")
+        raise InputError(f"metric {metric.name!r} is already registered; choose another name")
     METRIC_REGISTRY[metric.name] = metric
     return metric
 
