@@ -233,6 +233,7 @@ def _faithfulness(inp: EvalInputs) -> None:
 
 
 def _fmt(v) -> str:
+    """A score as results.md writes it (a dash for none or NaN)."""
     return "–" if v is None or (isinstance(v, float) and v != v) else f"{v:.4f}"
 
 
