@@ -37,7 +37,6 @@ from lmm_concepts.metrics.registry import METRIC_REGISTRY, EvalInputs, _fmt
 from lmm_concepts.metrics.sequences import StoreSequences
 
 SCHEMA = "lmm_concepts.evaluation/1"
-METRICS = tuple(METRIC_REGISTRY)
 BASELINES = ("random_words", "noise_images", "gt_captions")
 
 
