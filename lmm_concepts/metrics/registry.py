@@ -26,7 +26,7 @@ from lmm_concepts.grounding.explanations import concept_text
 from lmm_concepts.grounding.ground import top_concepts
 from lmm_concepts.grounding.store_access import encode_all, meta_get, store_matrix
 from lmm_concepts.metrics.clipscore import clipscore_matrix, topr_mean
-from lmm_concepts.metrics.faithfulness import faithfulness_line
+from lmm_concepts.metrics.faithfulness import faithfulness, faithfulness_line
 from lmm_concepts.metrics.overlap import overlap
 
 
@@ -225,8 +225,6 @@ def _quality_summary(res) -> str | None:
 
 
 def _faithfulness(inp: EvalInputs) -> None:
-    from lmm_concepts.metrics.faithfulness import faithfulness
-
     inp.results.faithfulness = faithfulness(
         inp.model, inp.explanations, inp.faithfulness_inputs, dictionary=inp.dictionary, seed=inp.seed
     ).to_dict()
