@@ -25,10 +25,13 @@ FLOAT_DTYPES: dict[str, tuple[torch.dtype, str]]
 
 
 def _float_dtypes() -> dict[str, tuple[torch.dtype, str]]:
-    import torch
+    """`FLOAT_DTYPES`, built on the first call and stored as the module attribute (later calls and reads reuse it)."""
+    table = globals().get("FLOAT_DTYPES")
+    if table is None:
+        import torch
 
-    table = {name: (getattr(torch, name), code) for name, code in SAFETENSORS_CODES.items()}
-    globals()["FLOAT_DTYPES"] = table  # later reads find it without this function
+        table = {name: (getattr(torch, name), code) for name, code in SAFETENSORS_CODES.items()}
+        globals()["FLOAT_DTYPES"] = table
     return table
 
 

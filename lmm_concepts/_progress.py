@@ -77,19 +77,20 @@ class FitProgress:
             self.logger.log(level, "%s: %s, objective %.6g%s", self.what, label, objective, more)
 
     def close(self, outcome: str) -> None:
+        self._close_bar()
+        if self.log:
+            self.logger.info("%s: %s", self.what, outcome)
+
+    def _close_bar(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        if self.log:
-            self.logger.info("%s: %s", self.what, outcome)
 
     def __enter__(self) -> FitProgress:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self.bar is not None:  # an exception: the bar goes, the error tells the rest
-            self.bar.close()
-            self.bar = None
+        self._close_bar()  # after an exception: the bar goes, the error tells the rest
 
 
 class _TqdmHandler(logging.Handler):

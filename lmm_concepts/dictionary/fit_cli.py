@@ -27,6 +27,7 @@ from simple_parsing import field
 from lmm_concepts._dtypes import torch_dtype
 from lmm_concepts._io import read_json, write_json
 from lmm_concepts.dictionary.registry import NameChoices, get_learner, learners
+from lmm_concepts.errors import InputError, MissingInputError
 
 if TYPE_CHECKING:  # torch, numpy and the learners are imported when a fit runs: `fit --help` stays fast
     from torch import Tensor
@@ -118,7 +119,7 @@ def _read_safetensors(path: Path, key: str | None) -> Tensor:
         keys = list(f.keys())
         if key is None:
             if len(keys) != 1:
-                raise ValueError(f"{path} holds tensors {keys}: choose one with --layer KEY")
+                raise InputError(f"{path} holds tensors {keys}: choose one with --layer KEY")
             key = keys[0]
         if key not in keys:
             raise KeyError(f"{path} has no tensor {key!r}; it holds {keys}")
@@ -148,20 +149,20 @@ def load_representations(store: str | Path, layer: str | None) -> tuple[Tensor, 
     """The matrix Z [n, d] to fit, and the hook name it came from (None for a plain file)."""
     path = Path(store)
     if not path.exists():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{path} does not exist: pass a representation store folder or a .safetensors/.npy file"
         )
     if path.is_dir():
         rs = _open_store(path)
         if layer is None:
-            raise ValueError(
+            raise InputError(
                 f"{path} is a representation store: choose a layer with --layer (stored: {rs.layers})"
             )
         key: int | str = int(layer) if re.fullmatch(r"-?\d+", layer) else layer
         return rs.layer(key), rs.hook_name(key)
     reader = MATRIX_READERS.get(path.suffix)
     if reader is None:
-        raise ValueError(
+        raise InputError(
             f"cannot read {path}: expected a store folder or a file ending in {sorted(MATRIX_READERS)}"
         )
     return reader(path, layer), None
@@ -204,7 +205,7 @@ def fit(cfg: FitConfig) -> ConceptDictionary:
     comm = init_distributed()  # joins torchrun's process group when launched by torchrun; else single-process
     if comm.active and not entry.streaming:
         streaming = [name for name, e in learners().items() if e.streaming]
-        raise ValueError(
+        raise InputError(
             f"--method {cfg.method} is not data-parallel: run it without torchrun, or use --method "
             f"{' / '.join(streaming)}"
         )

@@ -71,6 +71,11 @@ logger = logging.getLogger(__name__)
 _INITS = {"svd": init_svd, "kmeans++": init_kmeanspp, "random": init_random}
 
 
+def _converged(history: list[float], tol: float) -> bool:
+    """The stopping rule: the last epoch lowered the running objective by at most `tol` of it (relative)."""
+    return len(history) >= 2 and history[-2] - history[-1] <= tol * abs(history[-1])
+
+
 @dataclass
 class OnlineConfig:
     """Settings of an online Semi-NMF fit (saved in every checkpoint; a resume must match them)."""
@@ -287,9 +292,8 @@ class OnlineSemiNMF(L1Penalty, ConceptDictionary):
             self._epochs(source, schedule, pool, st, comm, device, packed, progress)
         self._set_W(st.W_dec)
         self.history_, self.n_steps_, self.n_epochs_ = st.history, st.t, st.epoch
-        converged = len(st.history) >= 2 and st.history[-2] - st.history[-1] <= cfg.tol * abs(st.history[-1])
         progress.close(
-            f"{'converged' if converged else f'max_epochs={cfg.max_epochs} reached'} after {st.epoch} epochs "
+            f"{'converged' if _converged(st.history, cfg.tol) else f'max_epochs={cfg.max_epochs} reached'} after {st.epoch} epochs "
             f"({st.t} mini-batches); running objective {st.history[-1] * self._scale**2:.6g}" if st.history else
             "no epoch run"
         )  # fmt: skip
@@ -344,8 +348,7 @@ class OnlineSemiNMF(L1Penalty, ConceptDictionary):
             # in the data's units (the fit runs on Z/s)
             progress.report(f"epoch {st.epoch + 1}/{cfg.max_epochs}", st.history[-1] * self._scale**2, info=True)
             st.epoch, st.step = st.epoch + 1, 0
-            st.done = st.epoch >= cfg.max_epochs or (
-                len(st.history) >= 2 and st.history[-2] - st.history[-1] <= cfg.tol * abs(st.history[-1]))
+            st.done = st.epoch >= cfg.max_epochs or _converged(st.history, cfg.tol)
             if self.checkpoint is not None:
                 self._save(st, comm)
 

@@ -69,7 +69,8 @@ def _check_target(target: str, what: str) -> None:
         raise InputError(f'{what} {target!r}: name it as "package.module:Name"')
 
 
-def _import_object(target: str, what: str) -> Any:
+def import_target(target: str, what: str) -> Any:
+    """The object a "module:qualname" string names, or an InputError that starts with `what`."""
     _check_target(target, what)
     module, _, name = target.partition(":")
     try:
@@ -112,7 +113,7 @@ class Learner:
     def cls(self) -> type:
         """The learner class (imported on first use, then checked: it must declare its sae-lens `architecture`)."""
         if isinstance(self._cls, str):
-            self._cls = _checked_class(_import_object(self._cls, f"learner {self.name!r}: class"))
+            self._cls = _checked_class(import_target(self._cls, f"learner {self.name!r}: class"))
         return self._cls
 
     @property
@@ -124,7 +125,7 @@ class Learner:
     def sae(self) -> SAEClasses | None:
         """The sae-lens classes of the architecture the learner introduces (imported on first use), or None."""
         if isinstance(self._sae, str):
-            obj = _import_object(self._sae, f"learner {self.name!r}: sae")
+            obj = import_target(self._sae, f"learner {self.name!r}: sae")
             if callable(obj) and not isinstance(obj, SAEClasses):
                 obj = obj()
             if not isinstance(obj, SAEClasses):
@@ -261,7 +262,7 @@ def unregister_learner(name: str) -> None:
 
 
 @contextmanager
-def registered_learner(name: str, cls: type, **kwargs) -> Iterator[Learner]:
+def registered_learner(name: str, cls: type | str, **kwargs) -> Iterator[Learner]:
     """`register_learner(name, cls, **kwargs)` for the length of the block; removed afterwards (a previous entry
     under the same name is put back)."""
     previous = _LEARNERS.get(name)
@@ -269,7 +270,7 @@ def registered_learner(name: str, cls: type, **kwargs) -> Iterator[Learner]:
     try:
         yield entry
     finally:
-        _LEARNERS.pop(name, None)
+        unregister_learner(name)
         if previous is not None:
             _LEARNERS[name] = previous
 

@@ -1,5 +1,5 @@
-"""Writing a sae-lens SAE folder atomically: the one piece of saving that the learners' base class and the
-loader (`serialization`) share, kept in a leaf module so neither imports the other for it."""
+"""Writing a sae-lens SAE folder atomically (`ConceptDictionary.save`), in a leaf module: `serialization` imports
+the base class, so the base class imports this, not `serialization`, and no import waits inside a function."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from lmm_concepts.errors import ConflictingOutputError
 
 if TYPE_CHECKING:
     from sae_lens import SAE
@@ -27,7 +29,10 @@ def save_sae(sae: SAE, path: str | os.PathLike) -> Path:
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise FileExistsError(f"{path} is a file; a dictionary is saved as a folder (cfg.json + safetensors)")
+        raise ConflictingOutputError(
+            f"{path} is a file; a dictionary is saved as a folder (cfg.json + safetensors): remove the file or "
+            "choose another path"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     old = None

@@ -7,7 +7,6 @@ learner that wrote it (recorded in `cfg.metadata.lmm_concepts`), or wraps a plai
 
 from __future__ import annotations
 
-import importlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,7 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from lmm_concepts.dictionary.base import METADATA_KEY, ConceptDictionary
-from lmm_concepts.dictionary.registry import learner_for_architecture
+from lmm_concepts.dictionary.registry import import_target, learner_for_architecture, qualified_name
 from lmm_concepts.errors import InputError
 
 if TYPE_CHECKING:
@@ -27,17 +26,13 @@ FALLBACK_LEARNER = "lmm_concepts.dictionary.sae:SAEDictionary"
 
 
 def _import(qualified: str) -> type:
-    module, _, name = qualified.partition(":")
-    if not module.startswith("lmm_concepts."):
+    if not qualified.partition(":")[0].startswith("lmm_concepts."):
         # a learner from outside the package must already be imported: we never import code named by a file
         for cls in _all_subclasses(ConceptDictionary):
-            if f"{cls.__module__}:{cls.__qualname__}" == qualified:
+            if qualified_name(cls) == qualified:
                 return cls
-        raise ValueError(f"the dictionary was saved by {qualified}, which is not imported; import it first")
-    obj = importlib.import_module(module)
-    for part in name.split("."):
-        obj = getattr(obj, part)
-    return obj
+        raise InputError(f"the dictionary was saved by {qualified}, which is not imported; import it first")
+    return import_target(qualified, "the dictionary's learner")
 
 
 def _all_subclasses(cls: type) -> list[type]:

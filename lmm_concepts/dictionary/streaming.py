@@ -26,6 +26,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from lmm_concepts._dtypes import from_safetensors_code
+from lmm_concepts.errors import InputError
 
 Ranges = list[tuple[int, int]]
 
@@ -46,7 +47,7 @@ class TensorRows:
 
     def __init__(self, Z: Tensor | np.ndarray):
         if Z.ndim != 2:
-            raise ValueError(
+            raise InputError(
                 f"Z must be 2-D [n_samples, d] (one representation per row), got shape {tuple(Z.shape)}; "
                 "flatten extra dimensions with Z.reshape(-1, Z.shape[-1])"
             )
@@ -70,7 +71,7 @@ class SafetensorsRows:
         from safetensors import safe_open
 
         if not shards:
-            raise ValueError("no shards given: pass at least one .safetensors file")
+            raise InputError("no shards given: pass at least one .safetensors file")
         self._handles, self._key, starts = [], [], [0]
         self.d, self.dtype = None, None
         for path in shards:
@@ -78,16 +79,16 @@ class SafetensorsRows:
             keys = list(f.keys())
             name = key if key is not None else (keys[0] if len(keys) == 1 else None)
             if name is None or name not in keys:
-                raise ValueError(f"{path}: cannot tell which tensor holds the rows (has {keys}); pass key=")
+                raise InputError(f"{path}: cannot tell which tensor holds the rows (has {keys}); pass key=")
             sl = f.get_slice(name)
             shape = sl.get_shape()
             dtype = from_safetensors_code(sl.get_dtype())
             if len(shape) != 2:
-                raise ValueError(f"{path}: tensor {name!r} has shape {shape}, expected [rows, d]")
+                raise InputError(f"{path}: tensor {name!r} has shape {shape}, expected [rows, d]")
             if self.d is None:
                 self.d, self.dtype = int(shape[1]), dtype
             elif (shape[1], dtype) != (self.d, self.dtype):
-                raise ValueError(
+                raise InputError(
                     f"{path}: rows are [{shape[1]}] {dtype} but earlier shards hold [{self.d}] {self.dtype}; "
                     "every shard of one matrix must have the same width and dtype"
                 )

@@ -93,16 +93,28 @@ def run_evaluate(cfg: EvaluateConfig) -> None:
 
 
 def check_scorers(metrics: list[str], scorers: ScorerSpec) -> None:
-    """The local models the chosen metrics need, named as the options that give them (before anything loads)."""
-    if {"clipscore", "mas_words"} & set(metrics) and not scorers.clip:
+    """The local models the chosen metrics need (their `needs` in `metrics.registry`), named as the options that
+    give them (before anything loads)."""
+    # the registry imports torch: read when a command runs, not for --help
+    from lmm_concepts.metrics.registry import METRIC_REGISTRY
+
+    def chosen_needing(scorer: str) -> tuple[str, str] | None:
+        """("--metrics a / b need", "them") when a chosen metric needs `scorer`; else None."""
+        names = [name for name, m in METRIC_REGISTRY.items() if scorer in m.needs]
+        if not set(names) & set(metrics):
+            return None
+        one = len(names) == 1
+        return f"--metrics {' / '.join(names)} need{'s' if one else ''}", names[0] if one else "them"
+
+    if (said := chosen_needing("clip")) and not scorers.clip:
         raise InputError(
-            "--metrics clipscore / mas_words need a CLIP model: give --clip <local open_clip folder> (or an open_clip "
-            "model name with --clip_checkpoint <weights>), or leave them out of --metrics"
+            f"{said[0]} a CLIP model: give --clip <local open_clip folder> (or an open_clip model name with "
+            f"--clip_checkpoint <weights>), or leave {said[1]} out of --metrics"
         )
-    if "bertscore" in metrics and not scorers.bert:
+    if (said := chosen_needing("bert")) and not scorers.bert:
         raise InputError(
-            "--metrics bertscore needs a text encoder: give --bert <local Hugging Face encoder folder> (and "
-            "--bert_layers), or leave bertscore out of --metrics"
+            f"{said[0]} a text encoder: give --bert <local Hugging Face encoder folder> (and --bert_layers), or "
+            f"leave {said[1]} out of --metrics"
         )
 
 

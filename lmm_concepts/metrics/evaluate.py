@@ -33,11 +33,10 @@ from lmm_concepts.grounding.ground import check_dictionary_layer
 from lmm_concepts.grounding.store_access import as_store, pick_layer
 from lmm_concepts.metrics.bertscore import as_bert
 from lmm_concepts.metrics.clipscore import as_clip
-from lmm_concepts.metrics.registry import METRIC_REGISTRY, EvalInputs
+from lmm_concepts.metrics.registry import METRIC_REGISTRY, EvalInputs, _fmt
 from lmm_concepts.metrics.sequences import StoreSequences
 
 SCHEMA = "lmm_concepts.evaluation/1"
-METRICS = tuple(METRIC_REGISTRY)
 BASELINES = ("random_words", "noise_images", "gt_captions")
 
 
@@ -89,10 +88,6 @@ class EvaluationResults:
             raise InputError(f"{path / 'results.json'} is not an {SCHEMA} file")
         arrays = load_file(str(path / "results.safetensors")) if (path / "results.safetensors").is_file() else {}
         return cls(arrays=arrays, **meta)
-
-
-def _fmt(v) -> str:
-    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
 
 
 def _finite(x):
@@ -178,7 +173,7 @@ def evaluate(
                         bert=bert, model=model, faithfulness_inputs=faithfulness_inputs, n_mas=n_mas, seed=seed)
     if "codes" in needs:
         res.n_test = inputs.V.shape[0]
-        if "random_words" in baselines and len(explanations.random_words or []) != K:
+        if "random_words" in baselines and "random_words" not in inputs.rows:
             notes.append("these explanations hold no random-words baseline (ground them again to get one); row "
                          "skipped")
     for metric in chosen:

@@ -175,14 +175,8 @@ def concept_recovery(
             raise ValueError(f"concept_words has {len(concept_words)} entries for K={V_train.shape[1]} concepts")
     word_of = _word_lookup(value_word)
 
-    train_pairs = [attribute_values(r) for r in train_attributes]
-    test_pairs = [attribute_values(r) for r in test_attributes]
-    present = sorted(set().union(*train_pairs, *test_pairs)) if train_pairs or test_pairs else []
-
     out: list[ValueRecovery] = []
-    for attr, value in present:
-        y_train = np.array([(attr, value) in p for p in train_pairs], dtype=bool)
-        y_test = np.array([(attr, value) in p for p in test_pairs], dtype=bool)
+    for attr, value, y_train, y_test in value_labels(train_attributes, test_attributes):
         n_tr, n_te = int(y_train.sum()), int(y_test.sum())
         word = word_of(attr, value)
         rec = ValueRecovery(attr, value, None, 1, None, None, n_tr, n_te, word)
@@ -218,6 +212,25 @@ def concept_recovery(
         mean_test_auroc=float(np.mean(scored)) if scored else None,
         word_hit_rate=float(np.mean(hits)) if hits else None,
     )
+
+
+def value_labels(
+    train_attributes: Sequence[AttributeRecord], test_attributes: Sequence[AttributeRecord]
+) -> list[tuple[str, str, np.ndarray, np.ndarray]]:
+    """Every (attribute, value) present among the samples of either split, sorted, with its boolean labels on the
+    train and the test samples: what recovery and the linear probe (`probe.py`) score."""
+    train_pairs = [attribute_values(r) for r in train_attributes]
+    test_pairs = [attribute_values(r) for r in test_attributes]
+    present = sorted(set().union(*train_pairs, *test_pairs)) if train_pairs or test_pairs else []
+    return [
+        (
+            attr,
+            value,
+            np.array([(attr, value) in p for p in train_pairs], dtype=bool),
+            np.array([(attr, value) in p for p in test_pairs], dtype=bool),
+        )
+        for attr, value in present
+    ]
 
 
 def _as_numpy(x: Tensor | np.ndarray) -> np.ndarray:

@@ -21,11 +21,12 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from lmm_concepts.errors import InputError
 from lmm_concepts.grounding.explanations import concept_text
 from lmm_concepts.grounding.ground import top_concepts
 from lmm_concepts.grounding.store_access import encode_all, meta_get, store_matrix
 from lmm_concepts.metrics.clipscore import clipscore_matrix, topr_mean
-from lmm_concepts.metrics.faithfulness import faithfulness_line
+from lmm_concepts.metrics.faithfulness import faithfulness, faithfulness_line
 from lmm_concepts.metrics.overlap import overlap
 
 
@@ -224,14 +225,13 @@ def _quality_summary(res) -> str | None:
 
 
 def _faithfulness(inp: EvalInputs) -> None:
-    from lmm_concepts.metrics.faithfulness import faithfulness
-
     inp.results.faithfulness = faithfulness(
         inp.model, inp.explanations, inp.faithfulness_inputs, dictionary=inp.dictionary, seed=inp.seed
     ).to_dict()
 
 
 def _fmt(v) -> str:
+    """A score as results.md writes it (a dash for none or NaN)."""
     return "–" if v is None or (isinstance(v, float) and v != v) else f"{v:.4f}"
 
 
@@ -242,7 +242,7 @@ METRIC_REGISTRY: dict[str, Metric] = {}
 def register_metric(metric: Metric) -> Metric:
     """Add `metric`; it runs after those registered before it."""
     if metric.name in METRIC_REGISTRY:
-        raise ValueError(f"metric {metric.name!r} is already registered")
+        raise InputError(f"metric {metric.name!r} is already registered; choose another name")
     METRIC_REGISTRY[metric.name] = metric
     return metric
 
