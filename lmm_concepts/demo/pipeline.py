@@ -27,6 +27,7 @@ from lmm_concepts.demo.findings import paper_findings
 from lmm_concepts.demo.l1_choice import choose_l1, parse_l1
 from lmm_concepts.dictionary.l1_rule import resolve_l1
 from lmm_concepts.dictionary.registry import get_learner, learner_names
+from lmm_concepts.dictionary.semi_nmf import semi_nmf_probe
 from lmm_concepts.errors import InputError
 from lmm_concepts.metrics.probe import probe_recovery
 from lmm_concepts.metrics.recovery import RecoveryResult, concept_recovery
@@ -200,7 +201,9 @@ def set_l1(state: DemoState) -> None:
         attrs = [row.get("attributes", {}) for row in train.metadata]
         l1, record = choose_l1(Z, attrs, cfg.n_concepts, seed=cfg.seed, device=cfg.device)
     else:
-        l1, record = resolve_l1(rule, Z, cfg.n_concepts), {"rule": str(rule)}
+        # "active:k" measures sparsity by fitting, as SemiNMF resolves it itself (same probe, same seed)
+        probe = semi_nmf_probe(cfg.n_concepts, cfg.seed)
+        l1, record = resolve_l1(rule, Z, cfg.n_concepts, probe=probe, seed=cfg.seed), {"rule": str(rule)}
     state.results["l1"] = l1
     state.results["l1_choice"] = record
     state.cfg = replace(cfg, l1=f"{l1:.6g}")
