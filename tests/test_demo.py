@@ -133,3 +133,15 @@ def test_an_active_l1_rule_is_resolved_on_train_as_semi_nmf_resolves_it():
     assert state.results["l1_choice"] == {"rule": "active:3"}
     assert state.results["l1"] == pytest.approx(lc.SemiNMF(6, l1="active:3").fit(Z).l1_)
     assert float(state.cfg.l1) == pytest.approx(state.results["l1"], rel=1e-5)
+
+
+def test_cv_l1_on_too_few_training_rows_is_bad_input():
+    import torch
+
+    from lmm_concepts.demo.l1_choice import choose_l1
+    from lmm_concepts.errors import InputError
+
+    with pytest.raises(InputError, match="at least 4 training samples .* --n_train"):
+        choose_l1(torch.randn(3, 4), [{"color": "red"}] * 3, 2)
+    with pytest.raises(InputError, match="no attribute value could be scored .* --l1 <number>"):
+        choose_l1(torch.randn(8, 4), [{"color": "red"}] * 8, 2)  # every sample red: nothing to separate
