@@ -29,6 +29,7 @@ from lmm_concepts.dictionary.l1_rule import resolve_l1
 from lmm_concepts.dictionary.registry import get_learner, learner_names
 from lmm_concepts.dictionary.semi_nmf import semi_nmf_probe
 from lmm_concepts.errors import InputError
+from lmm_concepts.metrics.evaluate import _finite
 from lmm_concepts.metrics.probe import probe_recovery
 from lmm_concepts.metrics.recovery import RecoveryResult, concept_recovery
 from lmm_concepts.models.layers import layer_label
@@ -314,8 +315,8 @@ def measure_faithfulness(state: DemoState) -> None:
     seqs = with_visual_tokens(state.model, store_sequences(state.model, test, ids, batch_size=cfg.batch_size))
     hook, compared = train.hook_name(layer), train.hook_name(cfg.layer)
     methods = state.results.setdefault("methods", {})
+    run = dict(n_random=cfg.n_random, seed=cfg.seed, batch_size=FAITH_BATCH)
     for method in tqdm(cfg.methods, desc="faithfulness", leave=False):
-        run = dict(n_random=cfg.n_random, seed=cfg.seed, batch_size=FAITH_BATCH)
         if hook == compared:
             expl = state.explanations[method]
         else:
@@ -338,20 +339,8 @@ def with_visual_tokens(model, seqs):
 
 
 def faithfulness_values(res) -> dict[str, Any]:
-    """A `FaithfulnessResult` for results.json: the headline and every effect's summary, NaN written as null."""
-
-    def num(x: float) -> float | None:
-        return float(x) if x is not None and np.isfinite(x) else None
-
-    return {
-        "hook_name": res.hook_name, "score": res.score, "definitional": res.definitional,
-        "mean_drop": num(res.mean_drop), "mean_random_drop": num(res.mean_random_drop),
-        "frac_above_random": num(res.frac_above_random),
-        "effects": {e: {"mean_drop": num(s.mean_drop), "mean_random_drop": num(s.mean_random_drop),
-                        "frac_above_random": num(s.frac_above_random), "n_concepts": s.n_concepts}
-                    for e, s in res.effects.items()},
-        "n_samples": res.n_samples, "n_random": res.n_random, "skipped": list(res.skipped), "notes": list(res.notes),
-    }
+    """A `FaithfulnessResult` for results.json as `evaluate` writes it (NaN as null), less the per-concept scores."""
+    return _finite({k: v for k, v in res.to_dict().items() if k != "per_concept"})
 
 
 def layer_sweep(state: DemoState) -> None:
