@@ -28,8 +28,8 @@ from lmm_concepts.metrics.recovery import (
     RecoveryResult,
     ValueRecovery,
     _as_numpy,
-    attribute_values,
     auroc_columns,
+    value_labels,
 )
 
 
@@ -88,13 +88,8 @@ def probe_recovery(
     std[std == 0] = 1.0
     Xtr = torch.from_numpy((Ztr - mean) / std)
     Xte = torch.from_numpy((Zte - mean) / std)
-    train_pairs = [attribute_values(r) for r in train_attributes]
-    test_pairs = [attribute_values(r) for r in test_attributes]
-    present = sorted(set().union(*train_pairs, *test_pairs)) if train_pairs or test_pairs else []
     out = []
-    for attr, value in present:
-        y_tr = np.array([(attr, value) in p for p in train_pairs], dtype=bool)
-        y_te = np.array([(attr, value) in p for p in test_pairs], dtype=bool)
+    for attr, value, y_tr, y_te in value_labels(train_attributes, test_attributes):
         rec = ValueRecovery(attr, value, None, 1, None, None, int(y_tr.sum()), int(y_te.sum()))
         out.append(rec)
         if not 0 < y_tr.sum() < len(y_tr):

@@ -13,7 +13,7 @@ Mann–Whitney probability that a random positive scores above a random negative
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +48,19 @@ def _collect(key: str, value: Any, pairs: set[tuple[str, str]]) -> None:
             _collect(key, v, pairs)
     elif value is not None:
         pairs.add((key, str(value).lower() if isinstance(value, str) else str(value)))
+
+
+def value_labels(
+    train_attributes: Sequence[AttributeRecord], test_attributes: Sequence[AttributeRecord]
+) -> Iterator[tuple[str, str, np.ndarray, np.ndarray]]:
+    """(attribute, value, train labels, test labels) for every value present among the samples, sorted: the
+    labels are boolean [n_train] / [n_test], True where the sample carries the value (`attribute_values`)."""
+    train_pairs = [attribute_values(r) for r in train_attributes]
+    test_pairs = [attribute_values(r) for r in test_attributes]
+    for attr, value in sorted(set().union(*train_pairs, *test_pairs)):
+        y_train = np.array([(attr, value) in p for p in train_pairs], dtype=bool)
+        y_test = np.array([(attr, value) in p for p in test_pairs], dtype=bool)
+        yield attr, value, y_train, y_test
 
 
 def auroc_columns(scores: Float[np.ndarray, "n k"], positive: np.ndarray) -> Float[np.ndarray, " k"]:
@@ -175,14 +188,8 @@ def concept_recovery(
             raise ValueError(f"concept_words has {len(concept_words)} entries for K={V_train.shape[1]} concepts")
     word_of = _word_lookup(value_word)
 
-    train_pairs = [attribute_values(r) for r in train_attributes]
-    test_pairs = [attribute_values(r) for r in test_attributes]
-    present = sorted(set().union(*train_pairs, *test_pairs)) if train_pairs or test_pairs else []
-
     out: list[ValueRecovery] = []
-    for attr, value in present:
-        y_train = np.array([(attr, value) in p for p in train_pairs], dtype=bool)
-        y_test = np.array([(attr, value) in p for p in test_pairs], dtype=bool)
+    for attr, value, y_train, y_test in value_labels(train_attributes, test_attributes):
         n_tr, n_te = int(y_train.sum()), int(y_test.sum())
         word = word_of(attr, value)
         rec = ValueRecovery(attr, value, None, 1, None, None, n_tr, n_te, word)
