@@ -23,6 +23,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from lmm_concepts.errors import InputError
 from lmm_concepts.metrics.recovery import (
     AttributeRecord,
     RecoveryResult,
@@ -38,7 +39,9 @@ def fit_logistic(
 ) -> tuple[Tensor, float]:
     """(w [d], b) minimising the module docstring's objective on rows X (float64) and boolean labels y."""
     if not C > 0:
-        raise ValueError(f"C (the inverse L2 strength) must be > 0, got {C}")
+        raise InputError(
+            f"C (the inverse L2 strength) must be > 0, got {C}; pass a positive C (1.0 by default)"
+        )
     X = X.double()
     s = y.double() * 2 - 1
     w = torch.zeros(X.shape[1] + 1, dtype=torch.float64, requires_grad=True)
@@ -76,12 +79,12 @@ def probe_recovery(
     probe's train and test AUROC (`concept` None: the probe is a direction of its own, not a concept)."""
     Ztr, Zte = _as_numpy(train_Z), _as_numpy(test_Z)
     if Ztr.shape[0] != len(train_attributes) or Zte.shape[0] != len(test_attributes):
-        raise ValueError(
+        raise InputError(
             f"representations and attribute records disagree: train {Ztr.shape[0]} vs {len(train_attributes)}, "
             f"test {Zte.shape[0]} vs {len(test_attributes)}; pass one record per row"
         )
     if Ztr.shape[1] != Zte.shape[1]:
-        raise ValueError(
+        raise InputError(
             f"train rows have d={Ztr.shape[1]} but test rows d={Zte.shape[1]}: use the same layer"
         )
     mean, std = Ztr.mean(0), Ztr.std(0)
