@@ -333,9 +333,9 @@ def measure_faithfulness(state: DemoState) -> None:
 def with_visual_tokens(model, seqs):
     """The sequences with each image encoded once (`LMM.encode_images_once`): every ablation reruns the language
     model on the same images, and the toy's vision encoder was two thirds of faithfulness's time."""
-    from lmm_concepts.metrics.sequences import StoreSequences
+    import dataclasses
 
-    return StoreSequences(model.encode_images_once(seqs.inputs), seqs.positions, seqs.sample_ids, seqs.dropped)
+    return dataclasses.replace(seqs, inputs=model.encode_images_once(seqs.inputs))
 
 
 def faithfulness_values(res) -> dict[str, Any]:
