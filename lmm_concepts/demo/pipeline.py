@@ -199,8 +199,7 @@ def set_l1(state: DemoState) -> None:
     Z = train.layer(cfg.layer).float()
     rule = parse_l1(str(cfg.l1))
     if rule is None:
-        attrs = [row.get("attributes", {}) for row in train.metadata]
-        l1, record = choose_l1(Z, attrs, cfg.n_concepts, seed=cfg.seed, device=cfg.device)
+        l1, record = choose_l1(Z, store_attributes(train), cfg.n_concepts, seed=cfg.seed, device=cfg.device)
     else:
         # "active:k" measures sparsity by fitting, as SemiNMF resolves it itself (same probe, same seed)
         probe = semi_nmf_probe(cfg.n_concepts, cfg.seed)
@@ -263,10 +262,15 @@ def value_word(attribute: str, value: str) -> str | None:
     return value
 
 
+def store_attributes(store) -> list[dict[str, Any]]:
+    """The store's attribute records, one per kept sample (the world's ground truth, from its metadata)."""
+    return [row.get("attributes", {}) for row in store.metadata]
+
+
 def recover(state: DemoState) -> None:
     """Ground-truth recovery: the concept chosen on train for each attribute value, its AUROC on test; and its
     ceiling, a linear probe per value trained on train and scored on test (`metrics.probe`)."""
-    attrs = {split: [row.get("attributes", {}) for row in store.metadata] for split, store in state.stores.items()}
+    attrs = {split: store_attributes(store) for split, store in state.stores.items()}
     methods = state.results.setdefault("methods", {})
     for method in state.cfg.methods:
         words = state.explanations[method].words() if method in state.explanations else None
@@ -352,7 +356,7 @@ def layer_sweep(state: DemoState) -> None:
     if not cfg.sweep:
         return
     train, test = state.stores["train"], state.stores["test"]
-    attrs = {s: [row.get("attributes", {}) for row in st.metadata] for s, st in state.stores.items()}
+    attrs = {split: store_attributes(store) for split, store in state.stores.items()}
     series: dict[str, list[float | None]] = {"recovery AUROC": [], "CLIPScore top-1": [], "overlap": []}
     layers = list(train.layers)
     main_hook = train.hook_name(cfg.layer)
