@@ -114,3 +114,34 @@ def test_cv_l1_keeps_the_candidate_that_recovers_on_held_out_train_rows():
     scores = {c["rule"]: c["score"] for c in record["candidates"]}
     assert record["chosen"] == "rms:0.01" and scores["rms:10"] == 0.5 and scores["rms:0.01"] > 0.99
     assert l1 == pytest.approx(0.01 * Z.square().sum(1).mean().sqrt().item(), rel=1e-5)
+
+
+def test_an_active_l1_rule_is_resolved_on_train_as_semi_nmf_resolves_it():
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import torch
+
+    import lmm_concepts as lc
+    from lmm_concepts.demo.pipeline import DemoState, set_l1
+
+    # "active:k" passes check_inputs, so the l1 stage must resolve it (it needs a fit to measure sparsity)
+    Z = torch.randn(80, 6, generator=torch.Generator().manual_seed(0))
+    train = SimpleNamespace(layer=lambda name: Z, metadata=[{"attributes": {}}] * 80)
+    state = DemoState(cfg=DemoConfig(out="unused", l1="active:3", n_concepts=6), folder=Path("unused"), stores={"train": train})
+    set_l1(state)
+    assert state.results["l1_choice"] == {"rule": "active:3"}
+    assert state.results["l1"] == pytest.approx(lc.SemiNMF(6, l1="active:3").fit(Z).l1_)
+    assert float(state.cfg.l1) == pytest.approx(state.results["l1"], rel=1e-5)
+
+
+def test_cv_l1_on_too_few_training_rows_is_bad_input():
+    import torch
+
+    from lmm_concepts.demo.l1_choice import choose_l1
+    from lmm_concepts.errors import InputError
+
+    with pytest.raises(InputError, match="at least 4 training samples .* --n_train"):
+        choose_l1(torch.randn(3, 4), [{"color": "red"}] * 3, 2)
+    with pytest.raises(InputError, match="no attribute value could be scored .* --l1 <number>"):
+        choose_l1(torch.randn(8, 4), [{"color": "red"}] * 8, 2)  # every sample red: nothing to separate

@@ -22,6 +22,8 @@ from jaxtyping import Float
 from torch import Tensor
 
 from lmm_concepts.dictionary.l1_rule import L1Rule, resolve_l1
+from lmm_concepts.dictionary.semi_nmf import SemiNMF
+from lmm_concepts.errors import InputError
 from lmm_concepts.metrics.recovery import concept_recovery
 
 L1_GRID: tuple[str, ...] = ("rms:0.1", "rms:0.03", "rms:0.01", "rms:0.003")
@@ -43,12 +45,11 @@ def choose_l1(
     grid: Sequence[str] = L1_GRID,
 ) -> tuple[float, dict[str, Any]]:
     """(absolute l1, the search's record) by the module docstring's two-fold rule on the training rows `Z`."""
-    import lmm_concepts as lc
-
     if Z.shape[0] != len(attributes):
         raise ValueError(f"{Z.shape[0]} rows but {len(attributes)} attribute records")
     if Z.shape[0] < 4:
-        raise ValueError(f"--l1 cv needs at least 4 training samples to cut in two folds, got {Z.shape[0]}")
+        raise InputError(f"--l1 cv needs at least 4 training samples to cut in two folds, got {Z.shape[0]}: raise "
+                         "--n_train or pass --l1 <number>")
     order = torch.randperm(Z.shape[0], generator=torch.Generator().manual_seed(seed)).tolist()
     halves = [order[: len(order) // 2], order[len(order) // 2 :]]
     rows = []
@@ -56,7 +57,7 @@ def choose_l1(
         l1 = resolve_l1(spec, Z, n_concepts)
         scores = []
         for fit_rows, score_rows in (halves, halves[::-1]):
-            dico = lc.SemiNMF(n_concepts, l1=l1, seed=seed, device=device).fit(Z[fit_rows])
+            dico = SemiNMF(n_concepts, l1=l1, seed=seed, device=device).fit(Z[fit_rows])
             rec = concept_recovery(dico.encode(Z[fit_rows]), [attributes[i] for i in fit_rows],
                                    dico.encode(Z[score_rows]), [attributes[i] for i in score_rows])
             scores.append(rec.mean_test_auroc)
@@ -65,6 +66,7 @@ def choose_l1(
                      "score": sum(scored) / len(scored) if scored else None})
     valid = [r for r in rows if r["score"] is not None]
     if not valid:
-        raise ValueError("--l1 cv: no attribute value could be scored on either fold; pass --l1 <number>")
+        raise InputError("--l1 cv: no attribute value could be scored on either fold (a value needs samples with it in "
+                         "one half, with and without it in the other); raise --n_train or pass --l1 <number>")
     best = max(valid, key=lambda r: (r["score"], r["l1"]))
     return best["l1"], {"rule": "cv", "chosen": best["rule"], "candidates": rows}

@@ -27,7 +27,9 @@ from lmm_concepts.demo.findings import paper_findings
 from lmm_concepts.demo.l1_choice import choose_l1, parse_l1
 from lmm_concepts.dictionary.l1_rule import resolve_l1
 from lmm_concepts.dictionary.registry import get_learner, learner_names
+from lmm_concepts.dictionary.semi_nmf import semi_nmf_probe
 from lmm_concepts.errors import InputError
+from lmm_concepts.metrics.evaluate import _finite
 from lmm_concepts.metrics.probe import probe_recovery
 from lmm_concepts.metrics.recovery import RecoveryResult, concept_recovery
 from lmm_concepts.models.layers import layer_label
@@ -197,10 +199,11 @@ def set_l1(state: DemoState) -> None:
     Z = train.layer(cfg.layer).float()
     rule = parse_l1(str(cfg.l1))
     if rule is None:
-        attrs = [row.get("attributes", {}) for row in train.metadata]
-        l1, record = choose_l1(Z, attrs, cfg.n_concepts, seed=cfg.seed, device=cfg.device)
+        l1, record = choose_l1(Z, store_attributes(train), cfg.n_concepts, seed=cfg.seed, device=cfg.device)
     else:
-        l1, record = resolve_l1(rule, Z, cfg.n_concepts), {"rule": str(rule)}
+        # "active:k" measures sparsity by fitting, as SemiNMF resolves it itself (same probe, same seed)
+        probe = semi_nmf_probe(cfg.n_concepts, cfg.seed)
+        l1, record = resolve_l1(rule, Z, cfg.n_concepts, probe=probe, seed=cfg.seed), {"rule": str(rule)}
     state.results["l1"] = l1
     state.results["l1_choice"] = record
     state.cfg = replace(cfg, l1=f"{l1:.6g}")
@@ -259,10 +262,15 @@ def value_word(attribute: str, value: str) -> str | None:
     return value
 
 
+def store_attributes(store) -> list[dict[str, Any]]:
+    """The store's attribute records, one per kept sample (the world's ground truth, from its metadata)."""
+    return [row.get("attributes", {}) for row in store.metadata]
+
+
 def recover(state: DemoState) -> None:
     """Ground-truth recovery: the concept chosen on train for each attribute value, its AUROC on test; and its
     ceiling, a linear probe per value trained on train and scored on test (`metrics.probe`)."""
-    attrs = {split: [row.get("attributes", {}) for row in store.metadata] for split, store in state.stores.items()}
+    attrs = {split: store_attributes(store) for split, store in state.stores.items()}
     methods = state.results.setdefault("methods", {})
     for method in state.cfg.methods:
         words = state.explanations[method].words() if method in state.explanations else None
@@ -311,8 +319,8 @@ def measure_faithfulness(state: DemoState) -> None:
     seqs = with_visual_tokens(state.model, store_sequences(state.model, test, ids, batch_size=cfg.batch_size))
     hook, compared = train.hook_name(layer), train.hook_name(cfg.layer)
     methods = state.results.setdefault("methods", {})
+    run = dict(n_random=cfg.n_random, seed=cfg.seed, batch_size=FAITH_BATCH)
     for method in tqdm(cfg.methods, desc="faithfulness", leave=False):
-        run = dict(n_random=cfg.n_random, seed=cfg.seed, batch_size=FAITH_BATCH)
         if hook == compared:
             expl = state.explanations[method]
         else:
@@ -329,26 +337,14 @@ def measure_faithfulness(state: DemoState) -> None:
 def with_visual_tokens(model, seqs):
     """The sequences with each image encoded once (`LMM.encode_images_once`): every ablation reruns the language
     model on the same images, and the toy's vision encoder was two thirds of faithfulness's time."""
-    from lmm_concepts.metrics.sequences import StoreSequences
+    import dataclasses
 
-    return StoreSequences(model.encode_images_once(seqs.inputs), seqs.positions, seqs.sample_ids, seqs.dropped)
+    return dataclasses.replace(seqs, inputs=model.encode_images_once(seqs.inputs))
 
 
 def faithfulness_values(res) -> dict[str, Any]:
-    """A `FaithfulnessResult` for results.json: the headline and every effect's summary, NaN written as null."""
-
-    def num(x: float) -> float | None:
-        return float(x) if x is not None and np.isfinite(x) else None
-
-    return {
-        "hook_name": res.hook_name, "score": res.score, "definitional": res.definitional,
-        "mean_drop": num(res.mean_drop), "mean_random_drop": num(res.mean_random_drop),
-        "frac_above_random": num(res.frac_above_random),
-        "effects": {e: {"mean_drop": num(s.mean_drop), "mean_random_drop": num(s.mean_random_drop),
-                        "frac_above_random": num(s.frac_above_random), "n_concepts": s.n_concepts}
-                    for e, s in res.effects.items()},
-        "n_samples": res.n_samples, "n_random": res.n_random, "skipped": list(res.skipped), "notes": list(res.notes),
-    }
+    """A `FaithfulnessResult` for results.json as `evaluate` writes it (NaN as null), less the per-concept scores."""
+    return _finite({k: v for k, v in res.to_dict().items() if k != "per_concept"})
 
 
 def layer_sweep(state: DemoState) -> None:
@@ -360,7 +356,7 @@ def layer_sweep(state: DemoState) -> None:
     if not cfg.sweep:
         return
     train, test = state.stores["train"], state.stores["test"]
-    attrs = {s: [row.get("attributes", {}) for row in st.metadata] for s, st in state.stores.items()}
+    attrs = {split: store_attributes(store) for split, store in state.stores.items()}
     series: dict[str, list[float | None]] = {"recovery AUROC": [], "CLIPScore top-1": [], "overlap": []}
     layers = list(train.layers)
     main_hook = train.hook_name(cfg.layer)

@@ -39,7 +39,9 @@ def fit_logistic(
 ) -> tuple[Tensor, float]:
     """(w [d], b) minimising the module docstring's objective on rows X (float64) and boolean labels y."""
     if not C > 0:
-        raise InputError(f"C (the inverse L2 strength) must be > 0, got {C}")
+        raise InputError(
+            f"C (the inverse L2 strength) must be > 0, got {C}; pass a positive C (1.0 by default)"
+        )
     X = X.double()
     s = y.double() * 2 - 1
     w = torch.zeros(X.shape[1] + 1, dtype=torch.float64, requires_grad=True)

@@ -13,7 +13,7 @@ Mann–Whitney probability that a random positive scores above a random negative
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +48,19 @@ def _collect(key: str, value: Any, pairs: set[tuple[str, str]]) -> None:
             _collect(key, v, pairs)
     elif value is not None:
         pairs.add((key, str(value).lower() if isinstance(value, str) else str(value)))
+
+
+def value_labels(
+    train_attributes: Sequence[AttributeRecord], test_attributes: Sequence[AttributeRecord]
+) -> Iterator[tuple[str, str, np.ndarray, np.ndarray]]:
+    """(attribute, value, train labels, test labels) for every value present among the samples, sorted: the
+    labels are boolean [n_train] / [n_test], True where the sample carries the value (`attribute_values`)."""
+    train_pairs = [attribute_values(r) for r in train_attributes]
+    test_pairs = [attribute_values(r) for r in test_attributes]
+    for attr, value in sorted(set().union(*train_pairs, *test_pairs)):
+        y_train = np.array([(attr, value) in p for p in train_pairs], dtype=bool)
+        y_test = np.array([(attr, value) in p for p in test_pairs], dtype=bool)
+        yield attr, value, y_train, y_test
 
 
 def auroc_columns(scores: Float[np.ndarray, "n k"], positive: np.ndarray) -> Float[np.ndarray, " k"]:
@@ -212,25 +225,6 @@ def concept_recovery(
         mean_test_auroc=float(np.mean(scored)) if scored else None,
         word_hit_rate=float(np.mean(hits)) if hits else None,
     )
-
-
-def value_labels(
-    train_attributes: Sequence[AttributeRecord], test_attributes: Sequence[AttributeRecord]
-) -> list[tuple[str, str, np.ndarray, np.ndarray]]:
-    """Every (attribute, value) present among the samples of either split, sorted, with its boolean labels on the
-    train and the test samples: what recovery and the linear probe (`probe.py`) score."""
-    train_pairs = [attribute_values(r) for r in train_attributes]
-    test_pairs = [attribute_values(r) for r in test_attributes]
-    present = sorted(set().union(*train_pairs, *test_pairs)) if train_pairs or test_pairs else []
-    return [
-        (
-            attr,
-            value,
-            np.array([(attr, value) in p for p in train_pairs], dtype=bool),
-            np.array([(attr, value) in p for p in test_pairs], dtype=bool),
-        )
-        for attr, value in present
-    ]
 
 
 def _as_numpy(x: Tensor | np.ndarray) -> np.ndarray:

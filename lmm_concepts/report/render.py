@@ -198,9 +198,8 @@ def render_html(results: dict[str, Any], panels: Panels, title: str | None = Non
 def _faith_row(m: _MethodView) -> dict[str, Any]:
     """One method's faithfulness: the headline and every effect at the measured layer, and the compared layer's."""
     f = m.metrics["faithfulness"]
-    effects = [(name, e) for name, e in (f.get("effects") or {}).items()]
     compared = m.metrics.get("faithfulness_compared") or {}
-    return {"label": m.label, "f": f, "effects": effects, "compared": compared,
+    return {"label": m.label, "f": f, "effects": list((f.get("effects") or {}).items()), "compared": compared,
             "compared_effects": list((compared.get("effects") or {}).items())}
 
 
