@@ -316,7 +316,7 @@ def measure_faithfulness(state: DemoState) -> None:
         return
     train, test = state.stores["train"], state.stores["test"]
     ids = test.sample_ids[: cfg.faith_samples] if cfg.faith_samples > 0 else None
-    seqs = with_visual_tokens(state.model, store_sequences(state.model, test, ids, batch_size=cfg.batch_size))
+    seqs = store_sequences(state.model, test, ids, batch_size=cfg.batch_size)
     hook, compared = train.hook_name(layer), train.hook_name(cfg.layer)
     methods = state.results.setdefault("methods", {})
     run = dict(n_random=cfg.n_random, seed=cfg.seed, batch_size=FAITH_BATCH)
@@ -332,14 +332,6 @@ def measure_faithfulness(state: DemoState) -> None:
         if hook != compared:
             entry["faithfulness_compared"] = faithfulness_values(
                 faithfulness(state.model, state.explanations[method], seqs, **run))
-
-
-def with_visual_tokens(model, seqs):
-    """The sequences with each image encoded once (`LMM.encode_images_once`): every ablation reruns the language
-    model on the same images, and the toy's vision encoder was two thirds of faithfulness's time."""
-    import dataclasses
-
-    return dataclasses.replace(seqs, inputs=model.encode_images_once(seqs.inputs))
 
 
 def faithfulness_values(res) -> dict[str, Any]:

@@ -49,6 +49,7 @@ effect when its drop exceeds the mean + 2 standard deviations (ddof 1) of its ra
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import asdict, dataclass, field
@@ -388,6 +389,9 @@ def faithfulness(
     if bad:
         raise ValueError(f"concepts {bad} are not among the {len(explanations)} concepts")
 
+    # every ablation reruns the language model on the same images, and only language-model hooks are placed here:
+    # encode each image once (the toy's vision half was two thirds of the time)
+    sequences = dataclasses.replace(sequences, inputs=model.encode_images_once(sequences.inputs))
     run = _Run.prepare(model, sequences, hook_name, reach, batch_size)
     if codes is None:
         from lmm_concepts.grounding.store_access import encode_all
