@@ -24,7 +24,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-BRIDGE_CHILD = r"""
+# what both children start with: quiet imports of this checkout and a reader of the process's memory counters
+PRELUDE = r"""
 import json, sys, torch, warnings
 warnings.filterwarnings("ignore")
 sys.path.insert(0, sys.argv[2])
@@ -34,6 +35,9 @@ def rss(field):
     for line in open("/proc/self/status"):
         if line.startswith(field):
             return int(line.split()[1]) * 1024
+"""
+
+BRIDGE_CHILD = PRELUDE + r"""
 import sae_lens, transformers, transformer_lens  # imports out of the measure
 before = rss("VmRSS")
 model = lc.load_lmm(sys.argv[1], dtype=torch.bfloat16, device="cpu")
@@ -48,17 +52,8 @@ print(json.dumps({"before": before, "peak": peak, **after, "touched": rss("VmRSS
                   "dtype": str(next(model.hf_model.parameters()).dtype), "backend": type(model).__name__}))
 """
 
-CHILD = r"""
-import json, sys, torch, warnings
-warnings.filterwarnings("ignore")
-sys.path.insert(0, sys.argv[2])
+CHILD = PRELUDE + r"""
 import open_clip
-import lmm_concepts as lc
-
-def rss(field):
-    for line in open("/proc/self/status"):
-        if line.startswith(field):
-            return int(line.split()[1]) * 1024
 visual = open_clip.CLIP(16, open_clip.CLIPVisionCfg(layers=1, width=32, head_width=16, patch_size=8, image_size=32),
                         open_clip.CLIPTextCfg(context_length=8, vocab_size=64, width=32, heads=2, layers=1)).visual
 before = rss("VmRSS")
