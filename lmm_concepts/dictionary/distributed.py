@@ -19,6 +19,8 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -52,6 +54,20 @@ def init_distributed(backend: str | None = None, timeout_s: float = 600.0) -> Co
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
         logger.info("rank %d of %d joined the process group (%s)", dist.get_rank(), dist.get_world_size(), backend)
     return Comm.current()
+
+
+@contextmanager
+def distributed_run(backend: str | None = None, timeout_s: float = 600.0) -> Iterator[Comm]:
+    """`init_distributed()` for the length of a block, and a group it joined destroyed at the end: a process that
+    exits with its gloo/NCCL group alive may abort in the C++ teardown ("terminate called without an active
+    exception"), failing a fit that had finished. A group that existed before is left as it was."""
+    joined = not (dist.is_available() and dist.is_initialized())
+    comm = init_distributed(backend, timeout_s)
+    try:
+        yield comm
+    finally:
+        if joined and dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 @dataclass

@@ -200,20 +200,21 @@ def fit(cfg: FitConfig) -> ConceptDictionary:
         return load_dictionary(out, device=cfg.device)
     entry = get_learner(cfg.method)
     learner = make_learner(cfg)  # bad options are refused before anything is read
-    from lmm_concepts.dictionary.distributed import init_distributed
+    from lmm_concepts.dictionary.distributed import distributed_run
 
-    comm = init_distributed()  # joins torchrun's process group when launched by torchrun; else single-process
-    if comm.active and not entry.streaming:
-        streaming = [name for name, e in learners().items() if e.streaming]
-        raise InputError(
-            f"--method {cfg.method} is not data-parallel: run it without torchrun, or use --method "
-            f"{' / '.join(streaming)}"
-        )
-    if entry.streaming:
-        Z, hook = streamed_representations(cfg.store, cfg.layer)
-    else:
-        Z, hook = load_representations(cfg.store, cfg.layer)
-    learner = learner.fit(Z)
+    # joins torchrun's process group when launched by torchrun (left at the end); else single-process
+    with distributed_run() as comm:
+        if comm.active and not entry.streaming:
+            streaming = [name for name, e in learners().items() if e.streaming]
+            raise InputError(
+                f"--method {cfg.method} is not data-parallel: run it without torchrun, or use --method "
+                f"{' / '.join(streaming)}"
+            )
+        if entry.streaming:
+            Z, hook = streamed_representations(cfg.store, cfg.layer)
+        else:
+            Z, hook = load_representations(cfg.store, cfg.layer)
+        learner = learner.fit(Z)
     if comm.rank == 0:  # every rank holds the same dictionary: one writes it
         learner.save(out, hook_name=cfg.hook_name or hook)
         write_json(out / CONFIG_FILE, dataclasses.asdict(cfg))  # written last: its presence marks a finished fit
