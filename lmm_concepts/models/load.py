@@ -182,7 +182,7 @@ class ModelSpec:
     device: str | None = None
     """Device to run on (default: cuda when available, else cpu)."""
     model_dtype: str = "float32"
-    """Weights dtype: float32, float16 or bfloat16."""
+    """Weights dtype: float32, float16, bfloat16 or float64."""
 
     def load(self) -> LMM:
         import torch
