@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import sys
 import types
 from collections.abc import Callable
@@ -69,6 +70,9 @@ def lazy_exports(
 
     def __getattr__(name: str) -> Any:
         if name not in table:
+            # a subpackage or submodule (`lc.grounding.WordFilter`): an eager __init__ had imported it already
+            if importlib.util.find_spec(f"{package}.{name}") is not None:
+                return importlib.import_module(f"{package}.{name}")
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         module_name, attribute = table[name]
         source = importlib.import_module(module_name)

@@ -60,6 +60,18 @@ def test_a_bare_import_is_light_and_the_public_api_resolves_on_use():
     assert result == {"light": [], "missing": [], "dir": [], "semi_nmf": "lmm_concepts.dictionary.semi_nmf"}
 
 
+def test_subpackages_are_attributes_of_a_bare_import_as_they_were_of_an_eager_one():
+    """`lc.grounding.WordFilter` right after `import lmm_concepts` (a fresh process: no other test imported it)."""
+    code = (
+        "import json; import lmm_concepts as lc; "
+        "print(json.dumps({'word_filter': lc.grounding.WordFilter.__module__, 'store': lc.extraction.store.__name__, "
+        "'missing': hasattr(lc, 'no_such_submodule')}))"
+    )
+    result = last_json(python(code))
+    assert result == {"word_filter": "lmm_concepts.grounding.words", "store": "lmm_concepts.extraction.store",
+                      "missing": False}
+
+
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     import lmm_concepts as lc
